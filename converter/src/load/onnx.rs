@@ -1,0 +1,1 @@
+//! ONNX reader (tract-onnx): maps an ALBERT ONNX export back to Hugging Face tensor names.

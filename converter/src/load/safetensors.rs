@@ -1,0 +1,1 @@
+//! Hugging Face checkpoint folder reader (`config.json`, `model.safetensors`, tokenizer files).

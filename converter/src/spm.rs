@@ -1,0 +1,1 @@
+//! `spiece.model` reader: builds the model file's tokenizer section.
