@@ -1,0 +1,186 @@
+//! The kernel table: every numeric operation the model calls, as plain `fn`
+//! pointers, filled once per [`crate::Model`].
+//!
+//! [`Kernels::scalar`] is the reference (`scalar.rs`): plain, readable code that
+//! *defines* the int8 arithmetic. Faster tiers start from that table and replace
+//! the entries they do better; each replacement must give bit-identical results
+//! for the integer parts (quantization, int8 GEMM accumulation and its epilogue)
+//! and is tested against the reference in `tests/kernels.rs`.
+//!
+//! # The int8 arithmetic (the rounding rule)
+//!
+//! * **Weights** (converter, offline): per output row `r`,
+//!   `scale[r] = max_c |w[r][c]| / 127` and `q = round_half_even(w / scale)`
+//!   clamped to `-127..=127` (a zero row has scale 0 and all-zero values).
+//! * **Activations** (run time, [`scalar::quantize_rows`]): per token row,
+//!   `amax = max |x|`; if `amax == 0` (or not finite) the row is all zeros with
+//!   scale 0; otherwise `inv = 127.0f32 / amax`, `q = clamp(round_half_even(x * inv), -127, 127)`
+//!   computed in f32 (one IEEE multiply, then round-to-nearest-even, exactly what
+//!   `cvtps2dq` and `fcvtns` do), and `scale = amax / 127.0f32`.
+//! * **GEMM** ([`scalar::gemm_q8`]): `acc = sum_c q_x[c] * q_w[r][c]` in i32
+//!   (exact, no saturation: both operands are in -127..=127 and K < 2^17), then
+//!   `y = (acc as f32) * (scale_x * scale_w[r])` (the two scales multiplied first,
+//!   in f32), then `y = y + bias[r]`, each a separate IEEE f32 operation (never
+//!   fused into an FMA), then the [`Epilogue`].
+
+pub mod scalar;
+
+/// Instruction-set tier of a kernel table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Portable reference code.
+    Scalar,
+    /// x86-64 AVX2.
+    Avx2,
+    /// x86-64 AVX-512 with VNNI.
+    Avx512Vnni,
+    /// aarch64 NEON without the dot-product extension.
+    Neon,
+    /// aarch64 NEON with `sdot`.
+    NeonDot,
+}
+
+impl Tier {
+    /// Lower-case name used by the CLI and `ALBERT_EDGE_TIER`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512Vnni => "avx512vnni",
+            Tier::Neon => "neon",
+            Tier::NeonDot => "neon-dot",
+        }
+    }
+    /// Parses a [`Tier::name`].
+    pub fn from_name(s: &str) -> Option<Tier> {
+        [Tier::Scalar, Tier::Avx2, Tier::Avx512Vnni, Tier::Neon, Tier::NeonDot].into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// A packed int8 weight matrix of `n` outputs by `k` inputs (layout:
+/// [`crate::format::q8_layout`]).
+#[derive(Debug, Clone, Copy)]
+pub struct QMatrix<'a> {
+    /// Output rows.
+    pub n: usize,
+    /// Inputs per row.
+    pub k: usize,
+    /// `ceil(k / 4)`.
+    pub k_groups: usize,
+    /// `[ceil(n/16)][k_groups][16][4]` values.
+    pub packed: &'a [i8],
+    /// One scale per (padded) row.
+    pub scales: &'a [f32],
+    /// Sum of each row's int8 values (for kernels that offset activations to u8).
+    pub row_sums: &'a [i32],
+}
+
+/// What a GEMM does with `y = acc * scale + bias` for each output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `out = y`.
+    Store,
+    /// `out = out + y` (a fused residual add).
+    Accumulate,
+    /// `out = act(y)`.
+    Activate(crate::format::Activation),
+    /// `out = tanh(y)` (the pooler).
+    Tanh,
+}
+
+/// `quantize_rows(x, ldx, m, k, q, ldq, scales)`: quantizes `m` rows of `k`
+/// values (row stride `ldx`) into `q` (row stride `ldq >= round_up(k, 4)`; the
+/// padding columns are zeroed) and one scale per row.
+pub type QuantizeRowsFn = fn(&[f32], usize, usize, usize, &mut [i8], usize, &mut [f32]);
+/// `gemm_q8(a, lda, a_scales, m, w, bias, out, ldo, epilogue)`: `m` quantized rows times
+/// `w` transposed, `out` row stride `ldo`.
+pub type GemmQ8Fn = fn(&[i8], usize, &[f32], usize, &QMatrix<'_>, &[f32], &mut [f32], usize, Epilogue);
+/// `gemm_f32(a, lda, m, w, n, k, bias, out, ldo, epilogue)`: `w` is `[n][k]` row-major.
+pub type GemmF32Fn = fn(&[f32], usize, usize, &[f32], usize, usize, &[f32], &mut [f32], usize, Epilogue);
+/// `layer_norm(x, gamma, beta, eps)`: normalizes one row in place.
+pub type LayerNormFn = fn(&mut [f32], &[f32], &[f32], f32);
+/// Attention for one sequence, all heads: see [`scalar::attention`].
+pub type AttentionFn = fn(&AttentionArgs<'_>, &mut [f32], &mut [f32]);
+
+/// Inputs of the attention kernel for one sequence of the batch.
+#[derive(Debug)]
+pub struct AttentionArgs<'a> {
+    /// `[seq][ld_qkv]` rows holding q (`0..A`), k (`A..2A`), v (`2A..3A`).
+    pub qkv: &'a [f32],
+    /// Row stride of `qkv`.
+    pub ld_qkv: usize,
+    /// Tokens in this sequence.
+    pub seq: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Size of one head.
+    pub head_dim: usize,
+    /// Multiplier applied to `q . k` (`head_dim^-0.5` as f32).
+    pub scale: f32,
+    /// Additive bias per key position: 0 or `f32::MIN` for masked keys.
+    pub mask_bias: &'a [f32],
+    /// Row stride of the output context `[seq][ld_ctx]`.
+    pub ld_ctx: usize,
+}
+
+/// The kernel table. Cheap to copy; stored in each [`crate::Model`].
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Which tier filled the table (the highest one that replaced any entry).
+    pub tier: Tier,
+    /// Per-token activation quantization.
+    pub quantize_rows: QuantizeRowsFn,
+    /// int8 x int8 GEMM with f32 epilogue.
+    pub gemm_q8: GemmQ8Fn,
+    /// f32 GEMM.
+    pub gemm_f32: GemmF32Fn,
+    /// Row LayerNorm.
+    pub layer_norm: LayerNormFn,
+    /// Multi-head attention (scores, softmax, weighted sum of values).
+    pub attention: AttentionFn,
+}
+
+impl core::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernels").field("tier", &self.tier).finish()
+    }
+}
+
+impl Kernels {
+    /// The portable reference table.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            tier: Tier::Scalar,
+            quantize_rows: scalar::quantize_rows,
+            gemm_q8: scalar::gemm_q8,
+            gemm_f32: scalar::gemm_f32,
+            layer_norm: scalar::layer_norm,
+            attention: scalar::attention,
+        }
+    }
+
+    /// The best table this CPU supports. With the `std` feature, the environment
+    /// variable `ALBERT_EDGE_TIER` (e.g. `scalar`) forces a tier when supported.
+    pub fn detect() -> Kernels {
+        #[cfg(feature = "std")]
+        if let Ok(name) = std::env::var("ALBERT_EDGE_TIER") {
+            if let Some(k) = Tier::from_name(&name).and_then(Kernels::for_tier) {
+                return k;
+            }
+        }
+        Kernels::scalar()
+    }
+
+    /// The table for `tier`, or `None` when this CPU (or build) cannot run it.
+    pub fn for_tier(tier: Tier) -> Option<Kernels> {
+        match tier {
+            Tier::Scalar => Some(Kernels::scalar()),
+            _ => None,
+        }
+    }
+
+    /// Every tier this CPU can run, reference first (for tests and benches).
+    pub fn available() -> impl Iterator<Item = Kernels> {
+        [Tier::Scalar, Tier::Avx2, Tier::Avx512Vnni, Tier::Neon, Tier::NeonDot].into_iter().filter_map(Kernels::for_tier)
+    }
+}

@@ -1,0 +1,186 @@
+//! Caller-owned scratch memory for [`crate::Model::run`].
+//!
+//! A [`Workspace`] is a byte buffer: borrowed from the caller (a `static` array
+//! on firmware, any `&mut [u8]`) or, with the `std` feature, allocated once by
+//! [`Workspace::new`]. `run` carves it into the regions of a [`Plan`] and never
+//! allocates. `Model::workspace_len(max_seq, batch)` gives the exact size needed
+//! for inputs up to that shape (64 bytes of it are slack for aligning an
+//! arbitrary buffer).
+
+use crate::cast;
+use crate::format::{HeadKind, ModelConfig, ALIGN};
+
+/// Rows the attention kernel may score at once (scratch is `ATTN_ROWS * seq` floats).
+pub const ATTN_ROWS: usize = 8;
+
+/// Caller-owned scratch memory. One per concurrent inference; reusable across
+/// runs and across models (each run checks the size it needs).
+pub struct Workspace<'a> {
+    buf: Buf<'a>,
+}
+
+enum Buf<'a> {
+    Borrowed(&'a mut [u8]),
+    #[cfg(feature = "std")]
+    Owned(std::vec::Vec<Block>),
+}
+
+/// 64 aligned bytes: the unit of owned workspaces.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+impl<'a> Workspace<'a> {
+    /// Uses `buf` as the workspace. Any alignment and length are accepted; `run`
+    /// returns [`crate::RunError::WorkspaceTooSmall`] if it is not enough.
+    pub fn from_bytes(buf: &'a mut [u8]) -> Workspace<'a> {
+        Workspace { buf: Buf::Borrowed(buf) }
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        match &self.buf {
+            Buf::Borrowed(b) => b.len(),
+            #[cfg(feature = "std")]
+            Buf::Owned(v) => v.len() * 64,
+        }
+    }
+
+    /// Whether the workspace has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The usable 64-byte aligned region as floats.
+    pub(crate) fn floats(&mut self) -> &mut [f32] {
+        match &mut self.buf {
+            Buf::Borrowed(b) => cast::aligned_f32s_mut(b),
+            #[cfg(feature = "std")]
+            Buf::Owned(v) => {
+                // SAFETY: `Block` is 64 plain bytes with no padding, so the vector's
+                // storage is `v.len() * 64` initialized bytes; the byte slice
+                // reborrows `v` mutably for the returned lifetime.
+                let bytes = unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64) };
+                cast::aligned_f32s_mut(bytes)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Workspace<'static> {
+    /// Allocates a zeroed, 64-byte aligned workspace of at least `len` bytes.
+    pub fn new(len: usize) -> Workspace<'static> {
+        Workspace { buf: Buf::Owned(std::vec![Block([0; 64]); len.div_ceil(64)]) }
+    }
+}
+
+/// Region sizes (in `f32` units, each a multiple of 16) for one input shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Hidden states `[T][H]`.
+    pub h: usize,
+    /// Fused q|k|v `[T][3A]`.
+    pub qkv: usize,
+    /// Attention context `[T][A]`.
+    pub ctx: usize,
+    /// FFN activations `[T][I]`.
+    pub ffn: usize,
+    /// Embeddings / MLM transform `[T][E]`.
+    pub emb: usize,
+    /// Attention scores.
+    pub scores: usize,
+    /// Mask bias `[S]`.
+    pub mask: usize,
+    /// Quantized activations `[T][ldq]` bytes (stored in floats).
+    pub xq: usize,
+    /// Activation scales `[T]`.
+    pub xscales: usize,
+    /// Head outputs.
+    pub out: usize,
+    /// Row stride of the quantized activations, in bytes.
+    pub ldq: usize,
+}
+
+fn r16(n: usize) -> Option<usize> {
+    n.checked_add(15).map(|v| v & !15)
+}
+
+impl Plan {
+    /// The plan for `batch` sequences of `seq` tokens, or `None` on overflow.
+    pub fn new(cfg: &ModelConfig, batch: usize, seq: usize) -> Option<Plan> {
+        let t = batch.checked_mul(seq)?;
+        let (e, h, a, i) = (cfg.embedding_size as usize, cfg.hidden_size as usize, cfg.attention_dim(), cfg.intermediate_size as usize);
+        let kmax = e.max(h).max(a).max(i);
+        let ldq = kmax.checked_add(ALIGN - 1)? & !(ALIGN - 1);
+        let l = cfg.num_labels as usize;
+        let out = match cfg.head {
+            HeadKind::Base => 0,
+            HeadKind::SequenceClassification => r16(batch.checked_mul(l)?)?,
+            HeadKind::TokenClassification => r16(t.checked_mul(l)?)?,
+            HeadKind::QuestionAnswering => r16(t.checked_mul(2)?)?.checked_add(2 * r16(t)?)?,
+            HeadKind::MaskedLm => r16(t.checked_mul(cfg.vocab_size as usize)?)?,
+        };
+        let pooled = if cfg.has_pooler { r16(batch.checked_mul(h)?)? } else { 0 };
+        Some(Plan {
+            h: r16(t.checked_mul(h)?)?,
+            qkv: r16(t.checked_mul(3 * a)?)?,
+            ctx: r16(t.checked_mul(a)?)?,
+            ffn: r16(t.checked_mul(i)?)?,
+            emb: r16(t.checked_mul(e)?)?,
+            scores: r16(seq.checked_mul(ATTN_ROWS)?)?,
+            mask: r16(seq)?,
+            xq: t.checked_mul(ldq)? / 4,
+            xscales: r16(t)?,
+            out: out.checked_add(pooled)?,
+            ldq,
+        })
+    }
+
+    /// Total floats.
+    pub fn floats(&self) -> Option<usize> {
+        [self.h, self.qkv, self.ctx, self.ffn, self.emb, self.scores, self.mask, self.xq, self.xscales, self.out]
+            .iter()
+            .try_fold(0usize, |acc, &v| acc.checked_add(v))
+    }
+
+    /// Workspace bytes needed, including slack to align any buffer.
+    pub fn bytes(&self) -> Option<usize> {
+        self.floats()?.checked_mul(4)?.checked_add(ALIGN)
+    }
+}
+
+/// The regions of one run, split out of the workspace.
+pub(crate) struct Regions<'w> {
+    pub h: &'w mut [f32],
+    pub qkv: &'w mut [f32],
+    pub ctx: &'w mut [f32],
+    pub ffn: &'w mut [f32],
+    pub emb: &'w mut [f32],
+    pub scores: &'w mut [f32],
+    pub mask: &'w mut [f32],
+    pub xq: &'w mut [i8],
+    pub xscales: &'w mut [f32],
+    pub out: &'w mut [f32],
+}
+
+impl<'w> Regions<'w> {
+    /// Splits `floats` according to `plan`; `None` if it is too small.
+    pub fn split(floats: &'w mut [f32], plan: &Plan) -> Option<Regions<'w>> {
+        if floats.len() < plan.floats()? {
+            return None;
+        }
+        let (h, rest) = floats.split_at_mut(plan.h);
+        let (qkv, rest) = rest.split_at_mut(plan.qkv);
+        let (ctx, rest) = rest.split_at_mut(plan.ctx);
+        let (ffn, rest) = rest.split_at_mut(plan.ffn);
+        let (emb, rest) = rest.split_at_mut(plan.emb);
+        let (scores, rest) = rest.split_at_mut(plan.scores);
+        let (mask, rest) = rest.split_at_mut(plan.mask);
+        let (xq, rest) = rest.split_at_mut(plan.xq);
+        let (xscales, rest) = rest.split_at_mut(plan.xscales);
+        let (out, _) = rest.split_at_mut(plan.out);
+        Some(Regions { h, qkv, ctx, ffn, emb, scores, mask, xq: cast::f32s_as_i8s_mut(xq), xscales, out })
+    }
+}
