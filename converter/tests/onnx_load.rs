@@ -548,6 +548,18 @@ fn broken_structure_is_named() {
     let e = err_of(&m);
     assert!(e.contains("layer call 2") && e.contains("scaled by"), "{e}");
 
+    // Positions that do not start at 0 are refused.
+    let mut m = decode(&shared().join("fixtures/tiny-base/base/model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(i64_init("start2", &[1], &[2]));
+    for n in g.node.iter_mut() {
+        if n.op_type == "Slice" && n.name.contains("embeddings") {
+            n.input[1] = "start2".into();
+        }
+    }
+    let e = err_of(&m);
+    assert!(e.contains("position ids do not start at 0"), "{e}");
+
     // A different activation (sigmoid-weighted) is not one ALBERT supports.
     let mut m = decode(&shared().join("fixtures/tiny-base/base/model.onnx"));
     let g = m.graph.as_mut().unwrap();
@@ -580,4 +592,91 @@ fn files_that_are_not_onnx() {
     assert!(load_onnx(&empty, None).is_err());
     assert!(load_onnx(&dir.join("missing.onnx"), None).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rewrites every gelu_new in the base graph into another activation spelled with `build`
+/// (which gets the ffn output and must write the activation result).
+fn with_activation(build: impl Fn(&mut pb::GraphProto, &str, &str, usize)) -> pb::ModelProto {
+    let mut m = decode(&shared().join("fixtures/tiny-base/base/model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    let exits: Vec<(String, String)> = g
+        .node
+        .iter()
+        .filter(|n| n.name.contains("/activation") && n.name.ends_with("/Mul_3"))
+        .map(|n| {
+            let call = n.name.rsplit('/').nth(1).unwrap().to_string(); // activation, activation_1, ...
+            let ffn = format!(
+                "{}",
+                n.name
+                    .replace(&format!("{call}/Mul_3"), &call.replace("activation", "ffn"))
+            );
+            (format!("{ffn}/Add_output_0"), n.output[0].clone())
+        })
+        .collect();
+    assert_eq!(exits.len(), 6);
+    g.node.retain(|n| !n.name.contains("/activation"));
+    for (k, (x, y)) in exits.iter().enumerate() {
+        build(g, x, y, k);
+    }
+    m
+}
+
+#[test]
+fn relu_and_erf_gelu_are_recognized() {
+    let m = with_activation(|g, x, y, _| g.node.push(node("Relu", &[x], &[y], vec![])));
+    let (ckpt, _) = from_model_proto(&m, None).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(ckpt.config.hidden_act, "relu");
+
+    // gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))), as torch exports it.
+    let m = with_activation(|g, x, y, k| {
+        for (n, v) in [
+            ("sqrt2", std::f32::consts::SQRT_2),
+            ("one", 1.0f32),
+            ("half", 0.5),
+        ] {
+            if k == 0 {
+                g.initializer.push(f32_init(n, &[], &[v]));
+            }
+        }
+        let t = |s: &str| format!("gelu{k}_{s}");
+        g.node.push(node("Div", &[x, "sqrt2"], &[&t("d")], vec![]));
+        g.node.push(node("Erf", &[&t("d")], &[&t("e")], vec![]));
+        g.node
+            .push(node("Add", &[&t("e"), "one"], &[&t("a")], vec![]));
+        g.node.push(node("Mul", &[x, &t("a")], &[&t("m")], vec![]));
+        g.node.push(node("Mul", &[&t("m"), "half"], &[y], vec![]));
+    });
+    let (ckpt, _) = from_model_proto(&m, None).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(ckpt.config.hidden_act, "gelu");
+}
+
+/// Damaged graphs (a node losing an input or an output, an input rewired) must give `Err`
+/// or `Ok`, never a panic.
+#[test]
+fn damaged_graphs_do_not_panic() {
+    let base = decode(&shared().join("fixtures/tiny-base/seqcls2/model.int8.onnx"));
+    let n_nodes = base.graph.as_ref().unwrap().node.len();
+    let mut errors = 0;
+    for i in (0..n_nodes).step_by(7) {
+        for damage in 0..3 {
+            let mut m = base.clone();
+            let g = m.graph.as_mut().unwrap();
+            let n = &mut g.node[i];
+            match damage {
+                0 => {
+                    n.input.pop();
+                }
+                1 => n.output.truncate(0),
+                _ => {
+                    if let Some(first) = n.input.first_mut() {
+                        *first = "input_ids".into();
+                    }
+                }
+            }
+            if from_model_proto(&m, None).is_err() {
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 0);
 }

@@ -251,9 +251,81 @@ fn embeddings(g: &Graph) -> Result<(Embedding, Embedding, Embedding)> {
             found[wi].table.shape
         );
     }
+    check_position_ids(g, &found[pi].index)?;
     let mut v: Vec<Option<Embedding>> = found.into_iter().map(Some).collect();
     let mut take = |i: usize| v[i].take().ok_or_else(|| anyhow!("unreachable"));
     Ok((take(wi)?, take(pi)?, take(ti)?))
+}
+
+/// The runtime uses positions `0..S-1` (HF's default `position_ids`). Checks that the graph
+/// computes exactly that: a slice from 0 with step 1 of a constant `0, 1, 2, ...` buffer, or
+/// `Range(0, S, 1)`, through shape-only ops. A `position_ids` graph input is accepted too
+/// (the caller supplies them; HF's default is the same `0..S-1`).
+fn check_position_ids(g: &Graph, index: &str) -> Result<()> {
+    let mut cur = index.to_string();
+    for _ in 0..8 {
+        if g.is_graph_input(&cur) {
+            return Ok(());
+        }
+        if let Some(c) = g.constant(&cur)? {
+            let v = c
+                .as_i64s()
+                .ok_or_else(|| anyhow!("position ids are not integers"))?;
+            let last = c.shape.last().copied().unwrap_or(v.len()).max(1);
+            ensure!(
+                v.iter().enumerate().all(|(i, &x)| x == (i % last) as i64),
+                "the position ids buffer is not 0, 1, 2, ...: this reader only supports absolute positions from 0"
+            );
+            return Ok(());
+        }
+        let n = g
+            .producer(&cur)
+            .map(|i| g.node(i))
+            .ok_or_else(|| anyhow!("position ids come from nowhere"))?;
+        let konst = |i: usize| -> Result<Option<Vec<i64>>> {
+            match n.input.get(i).filter(|s| !s.is_empty()) {
+                Some(s) => Ok(Some(
+                    g.require_const(s, &describe(n))?
+                        .as_i64s()
+                        .unwrap_or_default(),
+                )),
+                None => Ok(None),
+            }
+        };
+        match n.op_type.as_str() {
+            "Slice" => {
+                ensure!(
+                    konst(1)?.is_some_and(|v| v.iter().all(|&x| x == 0)),
+                    "{}: position ids do not start at 0",
+                    describe(n)
+                );
+                ensure!(
+                    konst(4)?.is_none_or(|v| v.iter().all(|&x| x == 1)),
+                    "{}: position ids do not step by 1",
+                    describe(n)
+                );
+            }
+            "Range" => {
+                ensure!(
+                    konst(0)? == Some(vec![0]) && konst(2)? == Some(vec![1]),
+                    "{}: position ids are not Range(0, S, 1)",
+                    describe(n)
+                );
+                return Ok(());
+            }
+            "Expand" | "Unsqueeze" | "Squeeze" | "Cast" | "Reshape" => {}
+            _ => bail!(
+                "position ids are computed by {}; expected 0..S-1",
+                describe(n)
+            ),
+        }
+        cur = n
+            .input
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("{} has no input", describe(n)))?;
+    }
+    bail!("cannot follow how the position ids are computed")
 }
 
 /// Parses a `LayerNormalization` node reading `x` (over the last axis).
@@ -392,6 +464,21 @@ fn embedding_sum_norm(g: &Graph, w: &Embedding, p: &Embedding, t: &Embedding) ->
     norm_node(g, ln, None)
 }
 
+/// The input of a binary node `n` that is not `cur`; errors unless `n` has exactly two inputs.
+fn other_input<'n>(g: &Graph, n: &'n tract_onnx::pb::NodeProto, cur: &str) -> Result<&'n str> {
+    ensure!(
+        n.input.len() == 2,
+        "{}: expected 2 inputs, found {}",
+        describe(n),
+        n.input.len()
+    );
+    Ok(if g.same(&n.input[0], cur) {
+        &n.input[1]
+    } else {
+        &n.input[0]
+    })
+}
+
 /// Shape constants of a `Reshape`: `Some(v)` where known, `None` where computed at run time.
 fn reshape_dims(g: &Graph, shape: &str) -> Result<Vec<Option<i64>>> {
     if let Some(c) = g.constant(shape)? {
@@ -497,11 +584,7 @@ fn trace_heads(g: &Graph, lin: &Linear, hidden: usize) -> Result<HeadPath> {
                 layout = next;
             }
             "Mul" | "Div" => {
-                let other = if g.same(&n.input[0], &cur) {
-                    &n.input[1]
-                } else {
-                    &n.input[0]
-                };
+                let other = other_input(g, n, &cur)?;
                 let c = scalar_const(g, other)?.ok_or_else(|| {
                     anyhow!("{}: scales attention by a non-constant", describe(n))
                 })?;
@@ -618,11 +701,7 @@ fn layer_call(
         let n = g.node(cons[0]);
         match n.op_type.as_str() {
             "Mul" | "Div" => {
-                let other = if g.same(&n.input[0], &cur) {
-                    &n.input[1]
-                } else {
-                    &n.input[0]
-                };
+                let other = other_input(g, n, &cur)?;
                 let c = scalar_const(g, other)?
                     .ok_or_else(|| anyhow!("{}: scales scores by a non-constant", describe(n)))?;
                 ensure!(
@@ -637,11 +716,7 @@ fn layer_call(
                 };
             }
             "Add" => {
-                let other = if g.same(&n.input[0], &cur) {
-                    &n.input[1]
-                } else {
-                    &n.input[0]
-                };
+                let other = other_input(g, n, &cur)?;
                 ensure!(!g.is_const(other), "{}: adds a constant bias to the attention scores (relative positions?), not ALBERT", describe(n));
                 masks += 1;
                 ensure!(

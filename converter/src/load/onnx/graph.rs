@@ -142,6 +142,12 @@ impl<'a> Graph<'a> {
         }
         let mut producer = HashMap::new();
         for (i, n) in g.node.iter().enumerate() {
+            // Every node must produce something: later code relies on `output[0]` existing.
+            ensure!(
+                n.output.first().is_some_and(|o| !o.is_empty()),
+                "{} has no output (the file is not a valid ONNX graph)",
+                describe(n)
+            );
             for o in &n.output {
                 if o.is_empty() {
                     continue; // optional output left out
