@@ -605,11 +605,9 @@ fn with_activation(build: impl Fn(&mut pb::GraphProto, &str, &str, usize)) -> pb
         .filter(|n| n.name.contains("/activation") && n.name.ends_with("/Mul_3"))
         .map(|n| {
             let call = n.name.rsplit('/').nth(1).unwrap().to_string(); // activation, activation_1, ...
-            let ffn = format!(
-                "{}",
-                n.name
-                    .replace(&format!("{call}/Mul_3"), &call.replace("activation", "ffn"))
-            );
+            let ffn = n
+                .name
+                .replace(&format!("{call}/Mul_3"), &call.replace("activation", "ffn"));
             (format!("{ffn}/Add_output_0"), n.output[0].clone())
         })
         .collect();

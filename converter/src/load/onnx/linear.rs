@@ -62,7 +62,10 @@ pub(crate) fn transpose(rows: usize, cols: usize, data: &[f32]) -> Vec<f32> {
 
 /// A constant float matrix, following a `Transpose` of a constant if needed.
 /// Returns `None` when `name` is not constant (an activation).
-fn const_matrix(g: &Graph, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>, String)>> {
+/// `(shape, row-major values, storage key)` of a constant matrix.
+type Matrix = (Vec<usize>, Vec<f32>, String);
+
+fn const_matrix(g: &Graph, name: &str) -> Result<Option<Matrix>> {
     if let Some(c) = g.constant(name)? {
         let (shape, data) = c.into_f32(&format!("weight {name:?}"))?;
         return Ok(Some((shape, data, g.const_key(name))));
