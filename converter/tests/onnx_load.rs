@@ -678,3 +678,59 @@ fn damaged_graphs_do_not_panic() {
     }
     assert!(errors > 0);
 }
+
+/// Initializers stored as external data are read from the model folder, and locations that
+/// leave it are refused.
+#[test]
+fn external_data() {
+    let dir = std::env::temp_dir().join(format!("albert-onnx-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = decode(&shared().join("fixtures/tiny-base/base/model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "embeddings.word_embeddings.weight")
+        .unwrap();
+    let mut blob = vec![0u8; 16]; // data at an offset
+    blob.extend_from_slice(&t.raw_data);
+    std::fs::write(dir.join("weights.bin"), &blob).unwrap();
+    let len = t.raw_data.len();
+    t.raw_data.clear();
+    t.data_location = Some(1);
+    let kv = |k: &str, v: &str| pb::StringStringEntryProto {
+        key: k.into(),
+        value: v.into(),
+    };
+    t.external_data = vec![
+        kv("location", "weights.bin"),
+        kv("offset", "16"),
+        kv("length", &len.to_string()),
+    ];
+    let (ckpt, _) = from_model_proto(&m, Some(&dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_exact(
+        &ckpt,
+        &safetensors(&shared().join("fixtures/tiny-base/base/model.safetensors")),
+    );
+
+    let g = m.graph.as_mut().unwrap();
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "embeddings.word_embeddings.weight")
+        .unwrap();
+    t.external_data[0].value = "../weights.bin".into();
+    let e = format!("{:#}", from_model_proto(&m, Some(&dir)).unwrap_err());
+    assert!(e.contains("inside the model folder"), "{e}");
+    let g = m.graph.as_mut().unwrap();
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "embeddings.word_embeddings.weight")
+        .unwrap();
+    t.external_data[0].value = "weights.bin".into();
+    t.external_data[2].value = (len + 1).to_string();
+    let e = format!("{:#}", from_model_proto(&m, Some(&dir)).unwrap_err());
+    assert!(e.contains("past the end"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
