@@ -548,6 +548,19 @@ fn broken_structure_is_named() {
     let e = err_of(&m);
     assert!(e.contains("layer call 2") && e.contains("scaled by"), "{e}");
 
+    // An extra output computed from something else is not silently dropped.
+    let mut m = decode(&shared().join("fixtures/tiny-base/seqcls2/model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(node(
+        "Relu",
+        &["/albert/pooler_activation/Tanh_output_0"],
+        &["extra"],
+        vec![],
+    ));
+    g.output.push(value("extra"));
+    let e = err_of(&m);
+    assert!(e.contains("\"extra\" is not produced"), "{e}");
+
     // Positions that do not start at 0 are refused.
     let mut m = decode(&shared().join("fixtures/tiny-base/base/model.onnx"));
     let g = m.graph.as_mut().unwrap();

@@ -167,6 +167,7 @@ pub(crate) fn recognize(g: &Graph, opset: i64) -> Result<Albert> {
         );
     }
     let head = head(g, &h, hidden, e, word.table.shape[0], opset)?;
+    check_outputs(g, &h, &head)?;
     Ok(Albert {
         word,
         position,
@@ -1081,6 +1082,45 @@ fn gelu_new(x: f64) -> f64 {
 
 fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Every graph output must be something the recognized head produces, so that no part of
+/// the computation is silently dropped. (QA outputs are checked in [`check_qa_split`].)
+fn check_outputs(g: &Graph, h: &str, head: &Head) -> Result<()> {
+    let mut allowed: Vec<String> = Vec::new();
+    let kind = match head {
+        Head::Base { pooler } => {
+            allowed.push(h.to_string());
+            if let Some(p) = pooler {
+                allowed.extend(
+                    g.data_consumers(&p.output)
+                        .iter()
+                        .map(|&c| g.node(c).output[0].clone()),
+                );
+            }
+            "AlbertModel"
+        }
+        Head::SequenceClassification { classifier, .. } => {
+            allowed.push(classifier.output.clone());
+            "sequence classification"
+        }
+        Head::TokenClassification { classifier } => {
+            allowed.push(classifier.output.clone());
+            "token classification"
+        }
+        Head::MaskedLm { decoder, .. } => {
+            allowed.push(decoder.output.clone());
+            "masked-LM"
+        }
+        Head::QuestionAnswering { .. } => return Ok(()),
+    };
+    for (resolved, declared) in &g.outputs {
+        ensure!(
+            allowed.iter().any(|a| g.same(a, resolved)),
+            "graph output {declared:?} is not produced by the recognized {kind} head: the graph computes something this reader does not understand"
+        );
+    }
+    Ok(())
 }
 
 /// Finds the task head reading the final hidden state `h`.
