@@ -49,3 +49,10 @@ pub fn aligned_f32s_mut(b: &mut [u8]) -> &mut [f32] {
     // every bit pattern is a valid f32, and the result reborrows `rest` mutably.
     unsafe { core::slice::from_raw_parts_mut(rest.as_mut_ptr().cast::<f32>(), n) }
 }
+
+/// Views a mutable `f32` region as `i32` values (same size and alignment).
+pub fn f32s_as_i32s_mut(b: &mut [f32]) -> &mut [i32] {
+    // SAFETY: f32 and i32 have the same size and alignment and every bit pattern
+    // is valid for both; the result borrows `b` mutably for its whole length.
+    unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<i32>(), b.len()) }
+}

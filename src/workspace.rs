@@ -35,7 +35,9 @@ impl<'a> Workspace<'a> {
     /// Uses `buf` as the workspace. Any alignment and length are accepted; `run`
     /// returns [`crate::RunError::WorkspaceTooSmall`] if it is not enough.
     pub fn from_bytes(buf: &'a mut [u8]) -> Workspace<'a> {
-        Workspace { buf: Buf::Borrowed(buf) }
+        Workspace {
+            buf: Buf::Borrowed(buf),
+        }
     }
 
     /// Size in bytes.
@@ -61,7 +63,9 @@ impl<'a> Workspace<'a> {
                 // SAFETY: `Block` is 64 plain bytes with no padding, so the vector's
                 // storage is `v.len() * 64` initialized bytes; the byte slice
                 // reborrows `v` mutably for the returned lifetime.
-                let bytes = unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64) };
+                let bytes = unsafe {
+                    core::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64)
+                };
                 cast::aligned_f32s_mut(bytes)
             }
         }
@@ -72,7 +76,9 @@ impl<'a> Workspace<'a> {
 impl Workspace<'static> {
     /// Allocates a zeroed, 64-byte aligned workspace of at least `len` bytes.
     pub fn new(len: usize) -> Workspace<'static> {
-        Workspace { buf: Buf::Owned(std::vec![Block([0; 64]); len.div_ceil(64)]) }
+        Workspace {
+            buf: Buf::Owned(std::vec![Block([0; 64]); len.div_ceil(64)]),
+        }
     }
 }
 
@@ -97,6 +103,8 @@ pub struct Plan {
     pub xq: usize,
     /// Activation scales `[T]`.
     pub xscales: usize,
+    /// Activation zero points `[T]` (i32 stored in floats).
+    pub xzps: usize,
     /// Head outputs.
     pub out: usize,
     /// Row stride of the quantized activations, in bytes.
@@ -111,7 +119,12 @@ impl Plan {
     /// The plan for `batch` sequences of `seq` tokens, or `None` on overflow.
     pub fn new(cfg: &ModelConfig, batch: usize, seq: usize) -> Option<Plan> {
         let t = batch.checked_mul(seq)?;
-        let (e, h, a, i) = (cfg.embedding_size as usize, cfg.hidden_size as usize, cfg.attention_dim(), cfg.intermediate_size as usize);
+        let (e, h, a, i) = (
+            cfg.embedding_size as usize,
+            cfg.hidden_size as usize,
+            cfg.attention_dim(),
+            cfg.intermediate_size as usize,
+        );
         let kmax = e.max(h).max(a).max(i);
         let ldq = kmax.checked_add(ALIGN - 1)? & !(ALIGN - 1);
         let l = cfg.num_labels as usize;
@@ -122,7 +135,11 @@ impl Plan {
             HeadKind::QuestionAnswering => r16(t.checked_mul(2)?)?.checked_add(2 * r16(t)?)?,
             HeadKind::MaskedLm => r16(t.checked_mul(cfg.vocab_size as usize)?)?,
         };
-        let pooled = if cfg.has_pooler { r16(batch.checked_mul(h)?)? } else { 0 };
+        let pooled = if cfg.has_pooler {
+            r16(batch.checked_mul(h)?)?
+        } else {
+            0
+        };
         Some(Plan {
             h: r16(t.checked_mul(h)?)?,
             qkv: r16(t.checked_mul(3 * a)?)?,
@@ -133,6 +150,7 @@ impl Plan {
             mask: r16(seq)?,
             xq: t.checked_mul(ldq)? / 4,
             xscales: r16(t)?,
+            xzps: r16(t)?,
             out: out.checked_add(pooled)?,
             ldq,
         })
@@ -140,9 +158,21 @@ impl Plan {
 
     /// Total floats.
     pub fn floats(&self) -> Option<usize> {
-        [self.h, self.qkv, self.ctx, self.ffn, self.emb, self.scores, self.mask, self.xq, self.xscales, self.out]
-            .iter()
-            .try_fold(0usize, |acc, &v| acc.checked_add(v))
+        [
+            self.h,
+            self.qkv,
+            self.ctx,
+            self.ffn,
+            self.emb,
+            self.scores,
+            self.mask,
+            self.xq,
+            self.xscales,
+            self.xzps,
+            self.out,
+        ]
+        .iter()
+        .try_fold(0usize, |acc, &v| acc.checked_add(v))
     }
 
     /// Workspace bytes needed, including slack to align any buffer.
@@ -160,9 +190,16 @@ pub(crate) struct Regions<'w> {
     pub emb: &'w mut [f32],
     pub scores: &'w mut [f32],
     pub mask: &'w mut [f32],
-    pub xq: &'w mut [i8],
-    pub xscales: &'w mut [f32],
+    pub qs: QScratch<'w>,
     pub out: &'w mut [f32],
+}
+
+/// Scratch for quantized activations: `[T][ld]` values, one scale and zero point per row.
+pub(crate) struct QScratch<'w> {
+    pub q: &'w mut [i8],
+    pub ld: usize,
+    pub scales: &'w mut [f32],
+    pub zps: &'w mut [i32],
 }
 
 impl<'w> Regions<'w> {
@@ -180,7 +217,24 @@ impl<'w> Regions<'w> {
         let (mask, rest) = rest.split_at_mut(plan.mask);
         let (xq, rest) = rest.split_at_mut(plan.xq);
         let (xscales, rest) = rest.split_at_mut(plan.xscales);
+        let (xzps, rest) = rest.split_at_mut(plan.xzps);
         let (out, _) = rest.split_at_mut(plan.out);
-        Some(Regions { h, qkv, ctx, ffn, emb, scores, mask, xq: cast::f32s_as_i8s_mut(xq), xscales, out })
+        let qs = QScratch {
+            q: cast::f32s_as_i8s_mut(xq),
+            ld: plan.ldq,
+            scales: xscales,
+            zps: cast::f32s_as_i32s_mut(xzps),
+        };
+        Some(Regions {
+            h,
+            qkv,
+            ctx,
+            ffn,
+            emb,
+            scores,
+            mask,
+            qs,
+            out,
+        })
     }
 }

@@ -61,22 +61,45 @@ pub struct HfConfig {
     pub position_embedding_type: Option<String>,
 }
 
-fn d_vocab() -> usize { 30000 }
-fn d_e() -> usize { 128 }
-fn d_h() -> usize { 4096 }
-fn d_heads() -> usize { 64 }
-fn d_i() -> usize { 16384 }
-fn d_layers() -> usize { 12 }
-fn one() -> usize { 1 }
-fn two() -> usize { 2 }
-fn d_act() -> String { "gelu_new".into() }
-fn d_eps() -> f64 { 1e-12 }
-fn d_pos() -> usize { 512 }
+fn d_vocab() -> usize {
+    30000
+}
+fn d_e() -> usize {
+    128
+}
+fn d_h() -> usize {
+    4096
+}
+fn d_heads() -> usize {
+    64
+}
+fn d_i() -> usize {
+    16384
+}
+fn d_layers() -> usize {
+    12
+}
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+fn d_act() -> String {
+    "gelu_new".into()
+}
+fn d_eps() -> f64 {
+    1e-12
+}
+fn d_pos() -> usize {
+    512
+}
 
 impl HfConfig {
     /// Parses `config.json` text and checks that it describes an ALBERT this project can run.
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: HfConfig = serde_json::from_str(text).context("config.json is not valid JSON for an ALBERT config")?;
+        let cfg: HfConfig = serde_json::from_str(text)
+            .context("config.json is not valid JSON for an ALBERT config")?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -85,7 +108,9 @@ impl HfConfig {
     pub fn check(&self) -> Result<()> {
         match self.model_type.as_deref() {
             Some("albert") => {}
-            Some(other) => bail!("config.json: model_type {other:?} is not supported (only \"albert\")"),
+            Some(other) => {
+                bail!("config.json: model_type {other:?} is not supported (only \"albert\")")
+            }
             None => bail!("config.json: missing field model_type (expected \"albert\")"),
         }
         if let Some(p) = &self.position_embedding_type {

@@ -91,22 +91,44 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { needed, got } => write!(f, "model file is truncated: needs {needed} bytes, has {got}"),
+            Self::Truncated { needed, got } => write!(
+                f,
+                "model file is truncated: needs {needed} bytes, has {got}"
+            ),
             Self::BadMagic => write!(f, "not an albert-edge model file (bad magic)"),
             Self::UnsupportedVersion { found, supported } => {
                 write!(f, "model file format version {found} is not supported (this runtime reads version {supported}); convert the checkpoint again")
             }
-            Self::ChecksumMismatch { section } => write!(f, "model file is corrupted: checksum mismatch in the {section} section"),
-            Self::TrailingBytes { expected, got } => write!(f, "model file has trailing bytes: expected {expected} bytes, got {got}"),
-            Self::Misaligned { align } => write!(f, "model bytes must start at a {align}-byte aligned address"),
-            Self::BadSection { section, reason } => write!(f, "invalid {section} section: {reason}"),
+            Self::ChecksumMismatch { section } => write!(
+                f,
+                "model file is corrupted: checksum mismatch in the {section} section"
+            ),
+            Self::TrailingBytes { expected, got } => write!(
+                f,
+                "model file has trailing bytes: expected {expected} bytes, got {got}"
+            ),
+            Self::Misaligned { align } => write!(
+                f,
+                "model bytes must start at a {align}-byte aligned address"
+            ),
+            Self::BadSection { section, reason } => {
+                write!(f, "invalid {section} section: {reason}")
+            }
             Self::MissingSection(s) => write!(f, "model file lacks the {s} section"),
             Self::UnknownCode { field, value } => write!(f, "unknown {field} code {value}"),
-            Self::DimensionOutOfRange { field, value } => write!(f, "config field {field} = {value} is out of range"),
+            Self::DimensionOutOfRange { field, value } => {
+                write!(f, "config field {field} = {value} is out of range")
+            }
             Self::Inconsistent(what) => write!(f, "inconsistent config: {what}"),
             Self::Overflow => write!(f, "model file offsets or sizes overflow"),
-            Self::BadTensor { role, layer, reason } => write!(f, "invalid tensor {role} (layer {layer}): {reason}"),
-            Self::MissingTensor { role, layer } => write!(f, "model file lacks tensor {role} (layer {layer})"),
+            Self::BadTensor {
+                role,
+                layer,
+                reason,
+            } => write!(f, "invalid tensor {role} (layer {layer}): {reason}"),
+            Self::MissingTensor { role, layer } => {
+                write!(f, "model file lacks tensor {role} (layer {layer})")
+            }
             Self::BigEndianHost => write!(f, "big-endian hosts are not supported"),
             Self::Io(what) => write!(f, "cannot read model file: {what}"),
         }

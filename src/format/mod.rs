@@ -256,19 +256,39 @@ impl ModelConfig {
     /// Decodes and validates the CONFIG section.
     pub fn from_bytes(b: &[u8]) -> Result<Self, LoadError> {
         if b.len() != CONFIG_LEN {
-            return Err(LoadError::BadSection { section: "config", reason: "length is not 128 bytes" });
+            return Err(LoadError::BadSection {
+                section: "config",
+                reason: "length is not 128 bytes",
+            });
         }
         let f = |i: usize| rd_u32(b, i * 4);
         if (17..32).any(|i| f(i) != 0) {
-            return Err(LoadError::BadSection { section: "config", reason: "reserved fields are not zero" });
+            return Err(LoadError::BadSection {
+                section: "config",
+                reason: "reserved fields are not zero",
+            });
         }
-        let activation = Activation::from_code(f(9)).ok_or(LoadError::UnknownCode { field: "activation", value: f(9) })?;
-        let head = HeadKind::from_code(f(13)).ok_or(LoadError::UnknownCode { field: "head", value: f(13) })?;
-        let precision = Precision::from_code(f(15)).ok_or(LoadError::UnknownCode { field: "precision", value: f(15) })?;
+        let activation = Activation::from_code(f(9)).ok_or(LoadError::UnknownCode {
+            field: "activation",
+            value: f(9),
+        })?;
+        let head = HeadKind::from_code(f(13)).ok_or(LoadError::UnknownCode {
+            field: "head",
+            value: f(13),
+        })?;
+        let precision = Precision::from_code(f(15)).ok_or(LoadError::UnknownCode {
+            field: "precision",
+            value: f(15),
+        })?;
         let has_pooler = match f(16) {
             0 => false,
             1 => true,
-            v => return Err(LoadError::UnknownCode { field: "has_pooler", value: v }),
+            v => {
+                return Err(LoadError::UnknownCode {
+                    field: "has_pooler",
+                    value: v,
+                })
+            }
         };
         let cfg = ModelConfig {
             vocab_size: f(0),
@@ -313,31 +333,53 @@ impl ModelConfig {
                 return Err(LoadError::DimensionOutOfRange { field, value });
             }
         }
-        if self.num_heads.checked_mul(self.head_dim).is_none_or(|a| a > MAX_DIM) {
-            return Err(LoadError::DimensionOutOfRange { field: "num_heads * head_dim", value: u32::MAX });
+        if self
+            .num_heads
+            .checked_mul(self.head_dim)
+            .is_none_or(|a| a > MAX_DIM)
+        {
+            return Err(LoadError::DimensionOutOfRange {
+                field: "num_heads * head_dim",
+                value: u32::MAX,
+            });
         }
         if self.num_groups > self.num_layers {
-            return Err(LoadError::Inconsistent("num_groups is larger than num_layers"));
+            return Err(LoadError::Inconsistent(
+                "num_groups is larger than num_layers",
+            ));
         }
-        if self.num_groups.checked_mul(self.inner_group_num).is_none_or(|n| n > 4096) {
+        if self
+            .num_groups
+            .checked_mul(self.inner_group_num)
+            .is_none_or(|n| n > 4096)
+        {
             return Err(LoadError::Inconsistent("too many stored layers"));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
-            return Err(LoadError::Inconsistent("layer_norm_eps is not a finite non-negative number"));
+            return Err(LoadError::Inconsistent(
+                "layer_norm_eps is not a finite non-negative number",
+            ));
         }
         if self.num_labels > MAX_DIM {
-            return Err(LoadError::DimensionOutOfRange { field: "num_labels", value: self.num_labels });
+            return Err(LoadError::DimensionOutOfRange {
+                field: "num_labels",
+                value: self.num_labels,
+            });
         }
         let labels_ok = match self.head {
             HeadKind::Base | HeadKind::MaskedLm => self.num_labels == 0,
             HeadKind::QuestionAnswering => self.num_labels == 2,
-            HeadKind::SequenceClassification | HeadKind::TokenClassification => self.num_labels >= 1,
+            HeadKind::SequenceClassification | HeadKind::TokenClassification => {
+                self.num_labels >= 1
+            }
         };
         if !labels_ok {
             return Err(LoadError::Inconsistent("num_labels does not fit the head"));
         }
         if self.head == HeadKind::SequenceClassification && !self.has_pooler {
-            return Err(LoadError::Inconsistent("sequence classification needs a pooler"));
+            return Err(LoadError::Inconsistent(
+                "sequence classification needs a pooler",
+            ));
         }
         Ok(())
     }
@@ -386,7 +428,8 @@ pub fn header_bytes(file_len: u64, section_count: u32) -> [u8; HEADER_LEN] {
 
 /// Rounds `n` up to a multiple of [`ALIGN`], or `None` on overflow.
 pub fn align_up(n: u64) -> Option<u64> {
-    n.checked_add(ALIGN as u64 - 1).map(|v| v & !(ALIGN as u64 - 1))
+    n.checked_add(ALIGN as u64 - 1)
+        .map(|v| v & !(ALIGN as u64 - 1))
 }
 
 /// A validated file: every field decoded, every range checked.
@@ -454,74 +497,135 @@ impl ParsedFile {
 /// and tensor table (see [`TensorEntry::validate`]).
 pub fn parse(bytes: &[u8]) -> Result<ParsedFile, LoadError> {
     if bytes.len() < HEADER_LEN {
-        return Err(LoadError::Truncated { needed: HEADER_LEN as u64, got: bytes.len() as u64 });
+        return Err(LoadError::Truncated {
+            needed: HEADER_LEN as u64,
+            got: bytes.len() as u64,
+        });
     }
     if bytes[0..8] != MAGIC {
         return Err(LoadError::BadMagic);
     }
     let version = rd_u32(bytes, 8);
     if version != VERSION {
-        return Err(LoadError::UnsupportedVersion { found: version, supported: VERSION });
+        return Err(LoadError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
     }
     let crc = rd_u32(bytes, 60);
     if crc32fast::hash(&bytes[0..60]) != crc {
         return Err(LoadError::ChecksumMismatch { section: "header" });
     }
-    if rd_u32(bytes, 12) as usize != HEADER_LEN || rd_u32(bytes, 28) != 0 || rd_u64(bytes, 32) != HEADER_LEN as u64 {
-        return Err(LoadError::BadSection { section: "header", reason: "unexpected header length, flags or table offset" });
+    if rd_u32(bytes, 12) as usize != HEADER_LEN
+        || rd_u32(bytes, 28) != 0
+        || rd_u64(bytes, 32) != HEADER_LEN as u64
+    {
+        return Err(LoadError::BadSection {
+            section: "header",
+            reason: "unexpected header length, flags or table offset",
+        });
     }
     if bytes[40..60].iter().any(|&b| b != 0) {
-        return Err(LoadError::BadSection { section: "header", reason: "reserved bytes are not zero" });
+        return Err(LoadError::BadSection {
+            section: "header",
+            reason: "reserved bytes are not zero",
+        });
     }
     let file_len = rd_u64(bytes, 16);
     if file_len != bytes.len() as u64 {
         return Err(if file_len > bytes.len() as u64 {
-            LoadError::Truncated { needed: file_len, got: bytes.len() as u64 }
+            LoadError::Truncated {
+                needed: file_len,
+                got: bytes.len() as u64,
+            }
         } else {
-            LoadError::TrailingBytes { expected: file_len, got: bytes.len() as u64 }
+            LoadError::TrailingBytes {
+                expected: file_len,
+                got: bytes.len() as u64,
+            }
         });
     }
     if file_len % ALIGN as u64 != 0 {
-        return Err(LoadError::BadSection { section: "header", reason: "file length is not a multiple of 64" });
+        return Err(LoadError::BadSection {
+            section: "header",
+            reason: "file length is not a multiple of 64",
+        });
     }
     if (bytes.as_ptr() as usize) % ALIGN != 0 {
         return Err(LoadError::Misaligned { align: ALIGN });
     }
     let nsec = rd_u32(bytes, 24);
     if nsec == 0 || nsec > MAX_SECTIONS {
-        return Err(LoadError::BadSection { section: "header", reason: "section count out of range" });
+        return Err(LoadError::BadSection {
+            section: "header",
+            reason: "section count out of range",
+        });
     }
     let table_end = HEADER_LEN + nsec as usize * SECTION_ENTRY_LEN;
     if table_end > bytes.len() {
-        return Err(LoadError::Truncated { needed: table_end as u64, got: bytes.len() as u64 });
+        return Err(LoadError::Truncated {
+            needed: table_end as u64,
+            got: bytes.len() as u64,
+        });
     }
     let mut ranges: [Option<core::ops::Range<usize>>; 6] = [None, None, None, None, None, None];
     let mut prev_end = table_end as u64;
     for i in 0..nsec as usize {
-        let e = &bytes[HEADER_LEN + i * SECTION_ENTRY_LEN..HEADER_LEN + (i + 1) * SECTION_ENTRY_LEN];
+        let e =
+            &bytes[HEADER_LEN + i * SECTION_ENTRY_LEN..HEADER_LEN + (i + 1) * SECTION_ENTRY_LEN];
         let kind = rd_u32(e, 0);
-        let (flags, offset, len, crc, reserved) = (rd_u32(e, 4), rd_u64(e, 8), rd_u64(e, 16), rd_u32(e, 24), rd_u32(e, 28));
-        let name = section_name(kind).ok_or(LoadError::UnknownCode { field: "section kind", value: kind })?;
+        let (flags, offset, len, crc, reserved) = (
+            rd_u32(e, 4),
+            rd_u64(e, 8),
+            rd_u64(e, 16),
+            rd_u32(e, 24),
+            rd_u32(e, 28),
+        );
+        let name = section_name(kind).ok_or(LoadError::UnknownCode {
+            field: "section kind",
+            value: kind,
+        })?;
         if flags != 0 || reserved != 0 {
-            return Err(LoadError::BadSection { section: name, reason: "flags or reserved field not zero" });
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "flags or reserved field not zero",
+            });
         }
         if offset % ALIGN as u64 != 0 {
-            return Err(LoadError::BadSection { section: name, reason: "offset is not 64-byte aligned" });
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "offset is not 64-byte aligned",
+            });
         }
         if offset < prev_end {
-            return Err(LoadError::BadSection { section: name, reason: "overlaps the previous section or the table" });
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "overlaps the previous section or the table",
+            });
         }
         let expect_start = align_up(prev_end).ok_or(LoadError::Overflow)?;
         if offset != expect_start {
-            return Err(LoadError::BadSection { section: name, reason: "gap before the section" });
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "gap before the section",
+            });
         }
         let end = offset.checked_add(len).ok_or(LoadError::Overflow)?;
         if end > file_len {
-            return Err(LoadError::Truncated { needed: end, got: file_len });
+            return Err(LoadError::Truncated {
+                needed: end,
+                got: file_len,
+            });
         }
         // Padding between the previous end and this section must be zero.
-        if bytes[prev_end as usize..offset as usize].iter().any(|&b| b != 0) {
-            return Err(LoadError::BadSection { section: name, reason: "padding before the section is not zero" });
+        if bytes[prev_end as usize..offset as usize]
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "padding before the section is not zero",
+            });
         }
         let range = offset as usize..end as usize;
         if crc32fast::hash(&bytes[range.clone()]) != crc {
@@ -529,15 +633,25 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, LoadError> {
         }
         let slot = &mut ranges[kind as usize];
         if slot.is_some() {
-            return Err(LoadError::BadSection { section: name, reason: "appears twice" });
+            return Err(LoadError::BadSection {
+                section: name,
+                reason: "appears twice",
+            });
         }
         *slot = Some(range);
         prev_end = end;
     }
     if prev_end != file_len {
-        return Err(LoadError::TrailingBytes { expected: prev_end, got: file_len });
+        return Err(LoadError::TrailingBytes {
+            expected: prev_end,
+            got: file_len,
+        });
     }
-    let need = |kind: u32| ranges[kind as usize].clone().ok_or(LoadError::MissingSection(section_name(kind).unwrap_or("?")));
+    let need = |kind: u32| {
+        ranges[kind as usize]
+            .clone()
+            .ok_or(LoadError::MissingSection(section_name(kind).unwrap_or("?")))
+    };
     let config = ModelConfig::from_bytes(&bytes[need(section::CONFIG)?])?;
     let labels = need(section::LABELS)?;
     let label_count = validate_labels(&bytes[labels.clone()], &config)?;
@@ -545,14 +659,23 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, LoadError> {
     let data = need(section::TENSOR_DATA)?;
     let tsec = &bytes[tt.clone()];
     if tsec.len() < 8 {
-        return Err(LoadError::BadSection { section: "tensor table", reason: "shorter than its count" });
+        return Err(LoadError::BadSection {
+            section: "tensor table",
+            reason: "shorter than its count",
+        });
     }
     let count = rd_u32(tsec, 0);
     if count > MAX_TENSORS || rd_u32(tsec, 4) != 0 {
-        return Err(LoadError::BadSection { section: "tensor table", reason: "count out of range or reserved field not zero" });
+        return Err(LoadError::BadSection {
+            section: "tensor table",
+            reason: "count out of range or reserved field not zero",
+        });
     }
     if tsec.len() != 8 + count as usize * TENSOR_ENTRY_LEN {
-        return Err(LoadError::BadSection { section: "tensor table", reason: "length does not match the count" });
+        return Err(LoadError::BadSection {
+            section: "tensor table",
+            reason: "length does not match the count",
+        });
     }
     let parsed = ParsedFile {
         config,
@@ -580,7 +703,10 @@ fn section_name(kind: u32) -> Option<&'static str> {
 fn validate_labels(s: &[u8], cfg: &ModelConfig) -> Result<usize, LoadError> {
     const NAME: &str = "labels";
     if s.len() < 4 {
-        return Err(LoadError::BadSection { section: NAME, reason: "shorter than its count" });
+        return Err(LoadError::BadSection {
+            section: NAME,
+            reason: "shorter than its count",
+        });
     }
     let n = rd_u32(s, 0) as usize;
     let want = match cfg.head {
@@ -588,28 +714,49 @@ fn validate_labels(s: &[u8], cfg: &ModelConfig) -> Result<usize, LoadError> {
         _ => 0,
     };
     if n != want {
-        return Err(LoadError::BadSection { section: NAME, reason: "label count does not match the config" });
+        return Err(LoadError::BadSection {
+            section: NAME,
+            reason: "label count does not match the config",
+        });
     }
-    let table_end = n.checked_mul(8).and_then(|v| v.checked_add(4)).ok_or(LoadError::Overflow)?;
+    let table_end = n
+        .checked_mul(8)
+        .and_then(|v| v.checked_add(4))
+        .ok_or(LoadError::Overflow)?;
     if table_end > s.len() {
-        return Err(LoadError::BadSection { section: NAME, reason: "table runs past the section" });
+        return Err(LoadError::BadSection {
+            section: NAME,
+            reason: "table runs past the section",
+        });
     }
     let mut pos = table_end;
     for i in 0..n {
         let off = rd_u32(s, 4 + i * 8) as usize;
         let len = rd_u32(s, 8 + i * 8) as usize;
         if off != pos {
-            return Err(LoadError::BadSection { section: NAME, reason: "strings are not contiguous" });
+            return Err(LoadError::BadSection {
+                section: NAME,
+                reason: "strings are not contiguous",
+            });
         }
         let end = off.checked_add(len).ok_or(LoadError::Overflow)?;
-        let text = s.get(off..end).ok_or(LoadError::BadSection { section: NAME, reason: "string runs past the section" })?;
+        let text = s.get(off..end).ok_or(LoadError::BadSection {
+            section: NAME,
+            reason: "string runs past the section",
+        })?;
         if core::str::from_utf8(text).is_err() {
-            return Err(LoadError::BadSection { section: NAME, reason: "a label is not UTF-8" });
+            return Err(LoadError::BadSection {
+                section: NAME,
+                reason: "a label is not UTF-8",
+            });
         }
         pos = end;
     }
     if pos != s.len() {
-        return Err(LoadError::BadSection { section: NAME, reason: "bytes after the last label" });
+        return Err(LoadError::BadSection {
+            section: NAME,
+            reason: "bytes after the last label",
+        });
     }
     Ok(n)
 }

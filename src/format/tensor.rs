@@ -1,6 +1,9 @@
 //! Tensor table entries, roles, dtypes and the int8 matrix layout.
 
-use super::{align_up, rd_u32, rd_u64, HeadKind, LoadError, ModelConfig, ParsedFile, Precision, ALIGN, TENSOR_ENTRY_LEN};
+use super::{
+    align_up, rd_u32, rd_u64, HeadKind, LoadError, ModelConfig, ParsedFile, Precision, ALIGN,
+    TENSOR_ENTRY_LEN,
+};
 use core::ops::Range;
 
 /// Output rows per block of a packed int8 matrix.
@@ -34,9 +37,13 @@ impl DType {
 ///           ((r/16)*ceil(k/4) + c/4)*64 + (r%16)*4 + c%4; padding is zero
 /// scales  : f32[ceil(n/16)*16]   w(r, c) = packed(r, c) * scales[r]; padding 0
 /// row_sums: i32[ceil(n/16)*16]   sum over c of packed(r, c); padding 0
+/// smooth  : f32[round_up(k, 16)]  per-input-channel multiplier applied to the
+///           activations before they are quantized (SmoothQuant-style outlier
+///           migration: the converter divided column c of the weights by it);
+///           positive and finite for c < k, 0 on padding
 /// ```
 ///
-/// All three parts start 64-byte aligned. Values are in -127..=127 (never -128).
+/// All four parts start 64-byte aligned. Values are in -127..=127 (never -128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Q8Layout {
     /// `ceil(n/16)`.
@@ -49,6 +56,8 @@ pub struct Q8Layout {
     pub scales_offset: usize,
     /// Offset of the row sums from the tensor start.
     pub row_sums_offset: usize,
+    /// Offset of the input smoothing vector from the tensor start.
+    pub smooth_offset: usize,
     /// Total bytes.
     pub total_len: usize,
 }
@@ -57,12 +66,24 @@ pub struct Q8Layout {
 pub fn q8_layout(n: usize, k: usize) -> Option<Q8Layout> {
     let n_blocks = n.checked_add(Q8_N_BLOCK - 1)? / Q8_N_BLOCK;
     let k_groups = k.checked_add(Q8_K_GROUP - 1)? / Q8_K_GROUP;
-    let packed_len = n_blocks.checked_mul(k_groups)?.checked_mul(Q8_N_BLOCK * Q8_K_GROUP)?;
+    let packed_len = n_blocks
+        .checked_mul(k_groups)?
+        .checked_mul(Q8_N_BLOCK * Q8_K_GROUP)?;
     let vec_len = n_blocks.checked_mul(Q8_N_BLOCK * 4)?;
     let scales_offset = packed_len;
     let row_sums_offset = scales_offset.checked_add(vec_len)?;
-    let total_len = row_sums_offset.checked_add(vec_len)?;
-    Some(Q8Layout { n_blocks, k_groups, packed_len, scales_offset, row_sums_offset, total_len })
+    let smooth_offset = row_sums_offset.checked_add(vec_len)?;
+    let smooth_len = k.checked_add(15)? / 16 * 64;
+    let total_len = smooth_offset.checked_add(smooth_len)?;
+    Some(Q8Layout {
+        n_blocks,
+        k_groups,
+        packed_len,
+        scales_offset,
+        row_sums_offset,
+        smooth_offset,
+        total_len,
+    })
 }
 
 /// What a tensor is, independent of its layer.
@@ -198,14 +219,23 @@ impl RoleKind {
 
     /// Expected `(rows, cols)` for this kind under `cfg`. Vectors are `(1, len)`.
     pub fn shape(self, cfg: &ModelConfig) -> (u32, u32) {
-        let (v, e, h, i) = (cfg.vocab_size, cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        let (v, e, h, i) = (
+            cfg.vocab_size,
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        );
         let a = cfg.attention_dim() as u32;
         let l = cfg.num_labels;
         match self {
             Self::WordEmbeddings | Self::MlmDecoderWeight => (v, e),
             Self::PositionEmbeddings => (cfg.max_positions, e),
             Self::TokenTypeEmbeddings => (cfg.type_vocab_size, e),
-            Self::EmbeddingsLnGamma | Self::EmbeddingsLnBeta | Self::MlmDenseBias | Self::MlmLnGamma | Self::MlmLnBeta => (1, e),
+            Self::EmbeddingsLnGamma
+            | Self::EmbeddingsLnBeta
+            | Self::MlmDenseBias
+            | Self::MlmLnGamma
+            | Self::MlmLnBeta => (1, e),
             Self::MappingInWeight => (h, e),
             Self::QkvWeight => (3 * a, h),
             Self::QkvBias => (1, 3 * a),
@@ -213,7 +243,14 @@ impl RoleKind {
             Self::FfnWeight => (i, h),
             Self::FfnBias => (1, i),
             Self::FfnOutWeight => (h, i),
-            Self::MappingInBias | Self::AttnOutBias | Self::AttnLnGamma | Self::AttnLnBeta | Self::FfnOutBias | Self::OutLnGamma | Self::OutLnBeta | Self::PoolerBias => (1, h),
+            Self::MappingInBias
+            | Self::AttnOutBias
+            | Self::AttnLnGamma
+            | Self::AttnLnBeta
+            | Self::FfnOutBias
+            | Self::OutLnGamma
+            | Self::OutLnBeta
+            | Self::PoolerBias => (1, h),
             Self::PoolerWeight => (h, h),
             Self::ClassifierWeight => (l, h),
             Self::ClassifierBias => (1, l),
@@ -266,7 +303,14 @@ pub struct TensorEntry {
 
 impl TensorEntry {
     /// Encodes to 32 bytes.
-    pub fn encode(role: Role, dtype: DType, rows: u32, cols: u32, offset: u64, len: u64) -> [u8; TENSOR_ENTRY_LEN] {
+    pub fn encode(
+        role: Role,
+        dtype: DType,
+        rows: u32,
+        cols: u32,
+        offset: u64,
+        len: u64,
+    ) -> [u8; TENSOR_ENTRY_LEN] {
         let mut o = [0u8; TENSOR_ENTRY_LEN];
         o[0..4].copy_from_slice(&role.code().to_le_bytes());
         o[4..8].copy_from_slice(&(dtype as u32).to_le_bytes());
@@ -282,7 +326,10 @@ impl TensorEntry {
         let code = rd_u32(b, 0);
         let offset = rd_u64(b, 16) as usize;
         TensorEntry {
-            role: Role { kind: RoleKind::from_code(code & 0xffff).unwrap_or(RoleKind::WordEmbeddings), layer: code >> 16 },
+            role: Role {
+                kind: RoleKind::from_code(code & 0xffff).unwrap_or(RoleKind::WordEmbeddings),
+                layer: code >> 16,
+            },
             dtype: DType::from_code(rd_u32(b, 4)).unwrap_or(DType::F32),
             rows: rd_u32(b, 8),
             cols: rd_u32(b, 12),
@@ -304,10 +351,16 @@ fn requirement(kind: RoleKind, cfg: &ModelConfig) -> Option<bool> {
     use RoleKind::*;
     match kind {
         PoolerWeight | PoolerBias => cfg.has_pooler.then_some(true),
-        ClassifierWeight | ClassifierBias => {
-            matches!(cfg.head, HeadKind::SequenceClassification | HeadKind::TokenClassification | HeadKind::QuestionAnswering).then_some(true)
+        ClassifierWeight | ClassifierBias => matches!(
+            cfg.head,
+            HeadKind::SequenceClassification
+                | HeadKind::TokenClassification
+                | HeadKind::QuestionAnswering
+        )
+        .then_some(true),
+        MlmDenseWeight | MlmDenseBias | MlmLnGamma | MlmLnBeta | MlmBias => {
+            (cfg.head == HeadKind::MaskedLm).then_some(true)
         }
-        MlmDenseWeight | MlmDenseBias | MlmLnGamma | MlmLnBeta | MlmBias => (cfg.head == HeadKind::MaskedLm).then_some(true),
         MlmDecoderWeight => (cfg.head == HeadKind::MaskedLm).then_some(false),
         _ => Some(true),
     }
@@ -317,7 +370,11 @@ fn requirement(kind: RoleKind, cfg: &ModelConfig) -> Option<bool> {
 /// dtypes, exact byte lengths, 64-byte aligned offsets that tile the data section
 /// in table order with zero padding, every required tensor present, and for int8
 /// matrices the value range, zero padding and stored row sums.
-pub(super) fn validate_table(bytes: &[u8], file: &ParsedFile, data: Range<usize>) -> Result<(), LoadError> {
+pub(super) fn validate_table(
+    bytes: &[u8],
+    file: &ParsedFile,
+    data: Range<usize>,
+) -> Result<(), LoadError> {
     let cfg = &file.config;
     let n_layers = cfg.num_groups * cfg.inner_group_num;
     let mut expected_offset = data.start as u64;
@@ -326,10 +383,17 @@ pub(super) fn validate_table(bytes: &[u8], file: &ParsedFile, data: Range<usize>
         let off = file.tensor_table.start + i * TENSOR_ENTRY_LEN;
         let b = &bytes[off..off + TENSOR_ENTRY_LEN];
         let code = rd_u32(b, 0);
-        let kind = RoleKind::from_code(code & 0xffff).ok_or(LoadError::UnknownCode { field: "tensor role", value: code })?;
+        let kind = RoleKind::from_code(code & 0xffff).ok_or(LoadError::UnknownCode {
+            field: "tensor role",
+            value: code,
+        })?;
         let layer = code >> 16;
         let role = Role { kind, layer };
-        let bad = |reason: &'static str| LoadError::BadTensor { role: kind.name(), layer, reason };
+        let bad = |reason: &'static str| LoadError::BadTensor {
+            role: kind.name(),
+            layer,
+            reason,
+        };
         if kind.is_layer() {
             if layer >= n_layers {
                 return Err(bad("layer index out of range"));
@@ -343,11 +407,16 @@ pub(super) fn validate_table(bytes: &[u8], file: &ParsedFile, data: Range<usize>
         // Table order is strictly increasing by role, which also rules out duplicates.
         if let Some(p) = seen_prev {
             if role.code() <= p.code() {
-                return Err(bad("tensor table is not sorted by role, or has a duplicate"));
+                return Err(bad(
+                    "tensor table is not sorted by role, or has a duplicate",
+                ));
             }
         }
         seen_prev = Some(role);
-        let dtype = DType::from_code(rd_u32(b, 4)).ok_or(LoadError::UnknownCode { field: "tensor dtype", value: rd_u32(b, 4) })?;
+        let dtype = DType::from_code(rd_u32(b, 4)).ok_or(LoadError::UnknownCode {
+            field: "tensor dtype",
+            value: rd_u32(b, 4),
+        })?;
         if dtype == DType::Q8 && (!kind.is_matrix() || cfg.precision != Precision::Int8) {
             return Err(bad("int8 storage is not allowed here"));
         }
@@ -362,27 +431,46 @@ pub(super) fn validate_table(bytes: &[u8], file: &ParsedFile, data: Range<usize>
         }
         let start = align_up(expected_offset).ok_or(LoadError::Overflow)?;
         if offset != start {
-            return Err(bad("offset is not where the previous tensor's aligned end puts it"));
+            return Err(bad(
+                "offset is not where the previous tensor's aligned end puts it",
+            ));
         }
         let end = offset.checked_add(len).ok_or(LoadError::Overflow)?;
         if end > data.end as u64 {
             return Err(bad("runs past the tensor data section"));
         }
-        if bytes[expected_offset as usize..offset as usize].iter().any(|&x| x != 0) {
+        if bytes[expected_offset as usize..offset as usize]
+            .iter()
+            .any(|&x| x != 0)
+        {
             return Err(bad("padding before the tensor is not zero"));
         }
         if dtype == DType::Q8 {
-            validate_q8(&bytes[offset as usize..end as usize], rows as usize, cols as usize).map_err(bad)?;
+            validate_q8(
+                &bytes[offset as usize..end as usize],
+                rows as usize,
+                cols as usize,
+            )
+            .map_err(bad)?;
         }
         expected_offset = end;
     }
     // The data section (and so the file) ends at the next 64-byte boundary after
     // the last tensor, with zero padding.
     if align_up(expected_offset).ok_or(LoadError::Overflow)? != data.end as u64 {
-        return Err(LoadError::BadSection { section: "tensor data", reason: "bytes after the last tensor" });
+        return Err(LoadError::BadSection {
+            section: "tensor data",
+            reason: "bytes after the last tensor",
+        });
     }
-    if bytes[expected_offset as usize..data.end].iter().any(|&x| x != 0) {
-        return Err(LoadError::BadSection { section: "tensor data", reason: "padding after the last tensor is not zero" });
+    if bytes[expected_offset as usize..data.end]
+        .iter()
+        .any(|&x| x != 0)
+    {
+        return Err(LoadError::BadSection {
+            section: "tensor data",
+            reason: "padding after the last tensor is not zero",
+        });
     }
     // Required tensors.
     for kind in RoleKind::ALL {
@@ -392,7 +480,10 @@ pub(super) fn validate_table(bytes: &[u8], file: &ParsedFile, data: Range<usize>
         let layers = if kind.is_layer() { n_layers } else { 1 };
         for layer in 0..layers {
             if file.find(bytes, Role { kind, layer }).is_none() {
-                return Err(LoadError::MissingTensor { role: kind.name(), layer });
+                return Err(LoadError::MissingTensor {
+                    role: kind.name(),
+                    layer,
+                });
             }
         }
     }
@@ -413,7 +504,10 @@ fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<(), &'static str> {
         for (kg, chunk) in blk.chunks_exact(Q8_N_BLOCK * Q8_K_GROUP).enumerate() {
             for (j, &byte) in chunk.iter().enumerate() {
                 let v = byte as i8;
-                let (r, c) = (nb * Q8_N_BLOCK + j / Q8_K_GROUP, kg * Q8_K_GROUP + j % Q8_K_GROUP);
+                let (r, c) = (
+                    nb * Q8_N_BLOCK + j / Q8_K_GROUP,
+                    kg * Q8_K_GROUP + j % Q8_K_GROUP,
+                );
                 if v == -128 {
                     return Err("int8 weight -128 (the range is -127..=127)");
                 }
@@ -435,6 +529,22 @@ fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<(), &'static str> {
             if stored != s {
                 return Err("stored row sum does not match the weights");
             }
+        }
+    }
+    for (c, b) in t[lay.smooth_offset..lay.total_len]
+        .chunks_exact(4)
+        .enumerate()
+    {
+        let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let ok = if c < k {
+            v.is_finite() && v > 0.0
+        } else {
+            v == 0.0
+        };
+        if !ok {
+            return Err(
+                "int8 input smoothing vector is not positive and finite (or padding not zero)",
+            );
         }
     }
     Ok(())

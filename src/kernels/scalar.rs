@@ -5,23 +5,31 @@
 use super::{AttentionArgs, Epilogue, QMatrix};
 use crate::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
 
-/// Quantizes one row: returns the scale and writes `q` (length `>= x.len()`,
-/// the rest zeroed).
+/// Quantizes one row asymmetrically: returns `(scale, zero_point)` and writes
+/// `q` (length `>= x.len()`, the rest zeroed). Each value is first multiplied by
+/// its `smooth` factor. See the rounding rule in [`crate::kernels`].
 #[inline]
-pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    if !(amax > 0.0 && amax.is_finite()) {
-        q.fill(0);
-        return 0.0;
+pub fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    for (v, s) in x.iter().zip(smooth) {
+        let y = v * s;
+        lo = lo.min(y);
+        hi = hi.max(y);
     }
-    let inv = 127.0f32 / amax;
+    let range = hi - lo;
+    if !(range > 0.0 && range.is_finite()) {
+        q.fill(0);
+        return (0.0, 0);
+    }
+    let inv = 255.0f32 / range;
+    let zp = (round_half_even(-lo * inv) - 128.0).clamp(-128.0, 127.0);
     let (head, tail) = q.split_at_mut(x.len());
-    for (d, &v) in head.iter_mut().zip(x) {
-        let r = round_half_even(v * inv);
-        *d = r.clamp(-127.0, 127.0) as i8;
+    for ((d, &v), &s) in head.iter_mut().zip(x).zip(smooth) {
+        let r = round_half_even((v * s) * inv) + zp;
+        *d = r.clamp(-128.0, 127.0) as i8;
     }
     tail.fill(0);
-    amax / 127.0f32
+    (range / 255.0f32, zp as i32)
 }
 
 /// Round to nearest, ties to even (the IEEE default rounding mode).
@@ -31,10 +39,24 @@ pub fn round_half_even(v: f32) -> f32 {
 }
 
 /// Reference [`super::QuantizeRowsFn`].
-pub fn quantize_rows(x: &[f32], ldx: usize, m: usize, k: usize, q: &mut [i8], ldq: usize, scales: &mut [f32]) {
+pub fn quantize_rows(
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    smooth: &[f32],
+    q: &mut [i8],
+    ldq: usize,
+    scales: &mut [f32],
+    zps: &mut [i32],
+) {
+    let k = smooth.len();
     debug_assert!(ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP);
     for i in 0..m {
-        scales[i] = quantize_row(&x[i * ldx..i * ldx + k], &mut q[i * ldq..i * ldq + ldq]);
+        (scales[i], zps[i]) = quantize_row(
+            &x[i * ldx..i * ldx + k],
+            smooth,
+            &mut q[i * ldq..i * ldq + ldq],
+        );
     }
 }
 
@@ -65,9 +87,21 @@ pub fn activate(x: f32, a: Activation) -> f32 {
 }
 
 /// Reference [`super::GemmQ8Fn`]: for each row `i` and output `r`,
-/// `acc = sum_c a[i][c] * w[r][c]` (i32), `y = acc as f32 * (a_scales[i] * w.scales[r]) + bias[r]`.
+/// `acc = sum_c a[i][c] * w[r][c] - a_zps[i] * w.row_sums[r]` (i32),
+/// `y = acc as f32 * (a_scales[i] * w.scales[r]) + bias[r]`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_q8(a: &[i8], lda: usize, a_scales: &[f32], m: usize, w: &QMatrix<'_>, bias: &[f32], out: &mut [f32], ldo: usize, ep: Epilogue) {
+pub fn gemm_q8(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
     let kg = w.k_groups;
     let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
     for nb in 0..w.n.div_ceil(Q8_N_BLOCK) {
@@ -79,15 +113,19 @@ pub fn gemm_q8(a: &[i8], lda: usize, a_scales: &[f32], m: usize, w: &QMatrix<'_>
                 let wg = &wblk[g * Q8_N_BLOCK * Q8_K_GROUP..(g + 1) * Q8_N_BLOCK * Q8_K_GROUP];
                 for (j, acc_j) in acc.iter_mut().enumerate() {
                     let w4 = &wg[j * Q8_K_GROUP..(j + 1) * Q8_K_GROUP];
-                    *acc_j += a4[0] as i32 * w4[0] as i32 + a4[1] as i32 * w4[1] as i32 + a4[2] as i32 * w4[2] as i32 + a4[3] as i32 * w4[3] as i32;
+                    *acc_j += a4[0] as i32 * w4[0] as i32
+                        + a4[1] as i32 * w4[1] as i32
+                        + a4[2] as i32 * w4[2] as i32
+                        + a4[3] as i32 * w4[3] as i32;
                 }
             }
-            let sa = a_scales[i];
+            let (sa, za) = (a_scales[i], a_zps[i]);
             for (j, &acc_j) in acc.iter().enumerate() {
                 let r = nb * Q8_N_BLOCK + j;
                 if r >= w.n {
                     break;
                 }
+                let acc_j = acc_j - za * w.row_sums[r];
                 let y = acc_j as f32 * (sa * w.scales[r]) + bias[r];
                 epilogue(&mut out[i * ldo + r], y, ep);
             }
@@ -116,7 +154,18 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// Reference [`super::GemmF32Fn`]: `out[i][r] = ep(dot(a[i], w[r]) + bias[r])`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(a: &[f32], lda: usize, m: usize, w: &[f32], n: usize, k: usize, bias: &[f32], out: &mut [f32], ldo: usize, ep: Epilogue) {
+pub fn gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
     for i in 0..m {
         let x = &a[i * lda..i * lda + k];
         for r in 0..n {
@@ -170,7 +219,8 @@ pub fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) 
             let out = &mut ctx[i * args.ld_ctx + h * d..i * args.ld_ctx + (h + 1) * d];
             out.fill(0.0);
             for (j, &p) in scores.iter().enumerate() {
-                let v = &args.qkv[j * args.ld_qkv + 2 * a + h * d..j * args.ld_qkv + 2 * a + (h + 1) * d];
+                let v = &args.qkv
+                    [j * args.ld_qkv + 2 * a + h * d..j * args.ld_qkv + 2 * a + (h + 1) * d];
                 for (o, &vv) in out.iter_mut().zip(v) {
                     *o += p * vv;
                 }

@@ -5,11 +5,16 @@
 use super::{Input, Matrix, Model, Trace};
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::Epilogue;
-use crate::workspace::{Plan, Regions};
+use crate::workspace::Regions;
 
 /// `e = LayerNorm(word[id] + token_type[tt] + position[s])` (summed in that
 /// order), then `h = e W_in^T + b_in`. Position ids are `0..seq` for every row.
-pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, plan: &Plan, trace: &mut dyn FnMut(Trace, &[f32])) {
+pub(super) fn forward(
+    m: &Model<'_>,
+    input: &Input<'_>,
+    r: &mut Regions<'_>,
+    trace: &mut dyn FnMut(Trace, &[f32]),
+) {
     let cfg = m.config();
     let e = cfg.embedding_size as usize;
     let h = cfg.hidden_size as usize;
@@ -31,7 +36,17 @@ pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, pla
         (m.kernels.layer_norm)(row, gamma, beta, cfg.layer_norm_eps);
     }
     trace(Trace::Embeddings, &r.emb[..t * e]);
-    m.linear(&r.emb[..t * e], e, t, (&g.map_in.0, &g.map_in.1), r.xq, plan.ldq, r.xscales, r.h, h, Epilogue::Store);
+    m.linear(
+        &r.emb[..t * e],
+        e,
+        t,
+        (&g.map_in.0, &g.map_in.1),
+        &mut r.qs,
+        r.h,
+        h,
+        Epilogue::Store,
+        trace,
+    );
     trace(Trace::HiddenState(0), &r.h[..t * h]);
 }
 
@@ -43,8 +58,9 @@ pub(super) fn word_row(word: &Matrix<'_>, id: usize, out: &mut [f32]) {
             let scale = q.scales[id];
             let (nb, j) = (id / Q8_N_BLOCK, id % Q8_N_BLOCK);
             for (c, v) in out.iter_mut().enumerate() {
-                let idx = ((nb * q.k_groups + c / Q8_K_GROUP) * Q8_N_BLOCK + j) * Q8_K_GROUP + c % Q8_K_GROUP;
-                *v = q.packed[idx] as f32 * scale;
+                let idx = ((nb * q.k_groups + c / Q8_K_GROUP) * Q8_N_BLOCK + j) * Q8_K_GROUP
+                    + c % Q8_K_GROUP;
+                *v = (q.packed[idx] as f32 * scale) * q.smooth[c];
             }
         }
     }

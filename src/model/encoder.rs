@@ -12,13 +12,22 @@
 use super::{Input, Model, Trace};
 use crate::format::RoleKind;
 use crate::kernels::{AttentionArgs, Epilogue};
-use crate::workspace::{Plan, Regions};
+use crate::workspace::Regions;
 
-pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, plan: &Plan, trace: &mut dyn FnMut(Trace, &[f32])) {
+pub(super) fn forward(
+    m: &Model<'_>,
+    input: &Input<'_>,
+    r: &mut Regions<'_>,
+    trace: &mut dyn FnMut(Trace, &[f32]),
+) {
     let cfg = *m.config();
     let (b, s) = (input.batch, input.seq);
     let t = b * s;
-    let (h, a, i) = (cfg.hidden_size as usize, cfg.attention_dim(), cfg.intermediate_size as usize);
+    let (h, a, i) = (
+        cfg.hidden_size as usize,
+        cfg.attention_dim(),
+        cfg.intermediate_size as usize,
+    );
     let scale = libm::pow(cfg.head_dim as f64, -0.5) as f32;
     let mut call = 0usize;
     for step in 0..cfg.num_layers {
@@ -27,7 +36,17 @@ pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, pla
             let layer = group * cfg.inner_group_num + inner;
             let w = |k: RoleKind| m.layer_tensor(k, layer);
             let (qkv_w, qkv_b) = (w(RoleKind::QkvWeight), w(RoleKind::QkvBias));
-            m.linear(&r.h[..t * h], h, t, (&qkv_w, &qkv_b), r.xq, plan.ldq, r.xscales, r.qkv, 3 * a, Epilogue::Store);
+            m.linear(
+                &r.h[..t * h],
+                h,
+                t,
+                (&qkv_w, &qkv_b),
+                &mut r.qs,
+                r.qkv,
+                3 * a,
+                Epilogue::Store,
+                trace,
+            );
             for bi in 0..b {
                 let mask = &mut r.mask[..s];
                 for (j, mb) in mask.iter_mut().enumerate() {
@@ -47,8 +66,21 @@ pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, pla
                 (m.kernels.attention)(&args, r.scores, &mut r.ctx[bi * s * a..(bi + 1) * s * a]);
             }
             let (o_w, o_b) = (w(RoleKind::AttnOutWeight), w(RoleKind::AttnOutBias));
-            m.linear(&r.ctx[..t * a], a, t, (&o_w, &o_b), r.xq, plan.ldq, r.xscales, r.h, h, Epilogue::Accumulate);
-            let (g1, b1) = (m.f32s(&w(RoleKind::AttnLnGamma)), m.f32s(&w(RoleKind::AttnLnBeta)));
+            m.linear(
+                &r.ctx[..t * a],
+                a,
+                t,
+                (&o_w, &o_b),
+                &mut r.qs,
+                r.h,
+                h,
+                Epilogue::Accumulate,
+                trace,
+            );
+            let (g1, b1) = (
+                m.f32s(&w(RoleKind::AttnLnGamma)),
+                m.f32s(&w(RoleKind::AttnLnBeta)),
+            );
             for row in r.h[..t * h].chunks_exact_mut(h) {
                 (m.kernels.layer_norm)(row, g1, b1, cfg.layer_norm_eps);
             }
@@ -56,13 +88,36 @@ pub(super) fn forward(m: &Model<'_>, input: &Input<'_>, r: &mut Regions<'_>, pla
                 trace(Trace::FirstAttentionOutput, &r.h[..t * h]);
             }
             let (f_w, f_b) = (w(RoleKind::FfnWeight), w(RoleKind::FfnBias));
-            m.linear(&r.h[..t * h], h, t, (&f_w, &f_b), r.xq, plan.ldq, r.xscales, r.ffn, i, Epilogue::Activate(cfg.activation));
+            m.linear(
+                &r.h[..t * h],
+                h,
+                t,
+                (&f_w, &f_b),
+                &mut r.qs,
+                r.ffn,
+                i,
+                Epilogue::Activate(cfg.activation),
+                trace,
+            );
             if call == 0 {
                 trace(Trace::FirstFfnActivation, &r.ffn[..t * i]);
             }
             let (fo_w, fo_b) = (w(RoleKind::FfnOutWeight), w(RoleKind::FfnOutBias));
-            m.linear(&r.ffn[..t * i], i, t, (&fo_w, &fo_b), r.xq, plan.ldq, r.xscales, r.h, h, Epilogue::Accumulate);
-            let (g2, b2) = (m.f32s(&w(RoleKind::OutLnGamma)), m.f32s(&w(RoleKind::OutLnBeta)));
+            m.linear(
+                &r.ffn[..t * i],
+                i,
+                t,
+                (&fo_w, &fo_b),
+                &mut r.qs,
+                r.h,
+                h,
+                Epilogue::Accumulate,
+                trace,
+            );
+            let (g2, b2) = (
+                m.f32s(&w(RoleKind::OutLnGamma)),
+                m.f32s(&w(RoleKind::OutLnBeta)),
+            );
             for row in r.h[..t * h].chunks_exact_mut(h) {
                 (m.kernels.layer_norm)(row, g2, b2, cfg.layer_norm_eps);
             }

@@ -16,7 +16,7 @@ pub use output::{Output, Outputs};
 use crate::cast;
 use crate::format::{self, DType, LoadError, ModelConfig, ParsedFile, Role, RoleKind, TensorEntry};
 use crate::kernels::{Epilogue, Kernels, QMatrix};
-use crate::workspace::{Plan, Regions, Workspace};
+use crate::workspace::{Plan, QScratch, Regions, Workspace};
 use core::fmt;
 
 /// Why a run failed. Every variant is a cheap check on the caller's input.
@@ -104,7 +104,13 @@ pub struct Input<'a> {
 impl<'a> Input<'a> {
     /// One unpadded sequence.
     pub fn single(ids: &'a [u32]) -> Self {
-        Input { batch: 1, seq: ids.len(), input_ids: ids, attention_mask: None, token_type_ids: None }
+        Input {
+            batch: 1,
+            seq: ids.len(),
+            input_ids: ids,
+            attention_mask: None,
+            token_type_ids: None,
+        }
     }
 }
 
@@ -120,6 +126,18 @@ pub enum Trace {
     FirstAttentionOutput,
     /// The first layer call's FFN activation output `[T][I]`.
     FirstFfnActivation,
+    /// The input of a linear layer, just before it is (quantized and) multiplied:
+    /// `rows` rows of `cols` values with row stride `ld`.
+    LinearInput {
+        /// The weight's role.
+        role: format::Role,
+        /// Rows.
+        rows: usize,
+        /// Values per row.
+        cols: usize,
+        /// Row stride.
+        ld: usize,
+    },
 }
 
 /// Where the model's bytes live.
@@ -176,7 +194,10 @@ pub struct Model<'a> {
 
 impl fmt::Debug for Model<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Model").field("config", &self.file.config).field("kernels", &self.kernels).finish()
+        f.debug_struct("Model")
+            .field("config", &self.file.config)
+            .field("kernels", &self.kernels)
+            .finish()
     }
 }
 
@@ -194,9 +215,17 @@ impl<'a> Model<'a> {
         }
         let b = bytes_of(&bytes);
         let file = format::parse(b)?;
-        let req = |k: RoleKind| file.find(b, Role::global(k)).ok_or(LoadError::MissingTensor { role: k.name(), layer: 0 });
+        let req = |k: RoleKind| {
+            file.find(b, Role::global(k))
+                .ok_or(LoadError::MissingTensor {
+                    role: k.name(),
+                    layer: 0,
+                })
+        };
         let opt = |k: RoleKind| file.find(b, Role::global(k));
-        let pair = |w: RoleKind, bias: RoleKind| -> Result<(TensorEntry, TensorEntry), LoadError> { Ok((req(w)?, req(bias)?)) };
+        let pair = |w: RoleKind, bias: RoleKind| -> Result<(TensorEntry, TensorEntry), LoadError> {
+            Ok((req(w)?, req(bias)?))
+        };
         let cfg = file.config;
         let globals = Globals {
             word: req(RoleKind::WordEmbeddings)?,
@@ -204,20 +233,34 @@ impl<'a> Model<'a> {
             ty: req(RoleKind::TokenTypeEmbeddings)?,
             emb_ln: pair(RoleKind::EmbeddingsLnGamma, RoleKind::EmbeddingsLnBeta)?,
             map_in: pair(RoleKind::MappingInWeight, RoleKind::MappingInBias)?,
-            pooler: if cfg.has_pooler { Some(pair(RoleKind::PoolerWeight, RoleKind::PoolerBias)?) } else { None },
-            classifier: opt(RoleKind::ClassifierWeight).map(|w| pair(RoleKind::ClassifierWeight, RoleKind::ClassifierBias).map(|p| (w, p.1))).transpose()?,
+            pooler: if cfg.has_pooler {
+                Some(pair(RoleKind::PoolerWeight, RoleKind::PoolerBias)?)
+            } else {
+                None
+            },
+            classifier: opt(RoleKind::ClassifierWeight)
+                .map(|w| {
+                    pair(RoleKind::ClassifierWeight, RoleKind::ClassifierBias).map(|p| (w, p.1))
+                })
+                .transpose()?,
             mlm: if cfg.head == format::HeadKind::MaskedLm {
                 Some(MlmEntries {
                     dense: pair(RoleKind::MlmDenseWeight, RoleKind::MlmDenseBias)?,
                     ln: pair(RoleKind::MlmLnGamma, RoleKind::MlmLnBeta)?,
                     bias: req(RoleKind::MlmBias)?,
-                    decoder: opt(RoleKind::MlmDecoderWeight).unwrap_or(req(RoleKind::WordEmbeddings)?),
+                    decoder: opt(RoleKind::MlmDecoderWeight)
+                        .unwrap_or(req(RoleKind::WordEmbeddings)?),
                 })
             } else {
                 None
             },
         };
-        Ok(Model { bytes, file, globals, kernels: Kernels::detect() })
+        Ok(Model {
+            bytes,
+            file,
+            globals,
+            kernels: Kernels::detect(),
+        })
     }
 
     /// The model configuration.
@@ -268,7 +311,9 @@ impl<'a> Model<'a> {
     /// Exact workspace bytes for up to `batch` sequences of up to `max_seq` tokens.
     /// Returns `usize::MAX` if the size overflows.
     pub fn workspace_len(&self, max_seq: usize, batch: usize) -> usize {
-        Plan::new(self.config(), batch, max_seq).and_then(|p| p.bytes()).unwrap_or(usize::MAX)
+        Plan::new(self.config(), batch, max_seq)
+            .and_then(|p| p.bytes())
+            .unwrap_or(usize::MAX)
     }
 
     /// Allocates a workspace for up to `batch` sequences of `max_seq` tokens.
@@ -284,9 +329,14 @@ impl<'a> Model<'a> {
     fn matrix(&self, t: &TensorEntry) -> Matrix<'_> {
         let (n, k) = (t.rows as usize, t.cols as usize);
         match t.dtype {
-            DType::F32 => Matrix::F32 { w: self.f32s(t), n, k },
+            DType::F32 => Matrix::F32 {
+                w: self.f32s(t),
+                n,
+                k,
+            },
             DType::Q8 => {
-                let lay = format::q8_layout(n, k).unwrap_or(format::q8_layout(0, 0).expect("empty layout"));
+                let lay = format::q8_layout(n, k)
+                    .unwrap_or(format::q8_layout(0, 0).expect("empty layout"));
                 let b = &self.bytes()[t.range.clone()];
                 Matrix::Q8(QMatrix {
                     n,
@@ -294,7 +344,9 @@ impl<'a> Model<'a> {
                     k_groups: lay.k_groups,
                     packed: cast::i8s(&b[..lay.packed_len]),
                     scales: cast::f32s(&b[lay.scales_offset..lay.row_sums_offset]).unwrap_or(&[]),
-                    row_sums: cast::i32s(&b[lay.row_sums_offset..]).unwrap_or(&[]),
+                    row_sums: cast::i32s(&b[lay.row_sums_offset..lay.smooth_offset]).unwrap_or(&[]),
+                    smooth: cast::f32s(&b[lay.smooth_offset..lay.smooth_offset + 4 * k])
+                        .unwrap_or(&[]),
                 })
             }
         }
@@ -302,40 +354,79 @@ impl<'a> Model<'a> {
 
     fn layer_tensor(&self, kind: RoleKind, layer: u32) -> TensorEntry {
         // Presence was checked at load for every stored layer.
-        self.file.find(self.bytes(), Role::layer(kind, layer)).expect("validated at load")
+        self.file
+            .find(self.bytes(), Role::layer(kind, layer))
+            .expect("validated at load")
     }
 
     /// `out[i] = ep(x[i] W^T + b)` for `m` rows of `x` (row stride `ldx`),
     /// quantizing `x` per row first when `W` is int8.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, x: &[f32], ldx: usize, m: usize, w: (&TensorEntry, &TensorEntry), xq: &mut [i8], ldq: usize, xs: &mut [f32], out: &mut [f32], ldo: usize, ep: Epilogue) {
+    fn linear(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        m: usize,
+        w: (&TensorEntry, &TensorEntry),
+        qs: &mut QScratch<'_>,
+        out: &mut [f32],
+        ldo: usize,
+        ep: Epilogue,
+        trace: &mut dyn FnMut(Trace, &[f32]),
+    ) {
+        trace(
+            Trace::LinearInput {
+                role: w.0.role,
+                rows: m,
+                cols: w.0.cols as usize,
+                ld: ldx,
+            },
+            x,
+        );
         let bias = self.f32s(w.1);
         match self.matrix(w.0) {
-            Matrix::F32 { w, n, k } => (self.kernels.gemm_f32)(x, ldx, m, w, n, k, bias, out, ldo, ep),
+            Matrix::F32 { w, n, k } => {
+                (self.kernels.gemm_f32)(x, ldx, m, w, n, k, bias, out, ldo, ep)
+            }
             Matrix::Q8(q) => {
-                (self.kernels.quantize_rows)(x, ldx, m, q.k, xq, ldq, xs);
-                (self.kernels.gemm_q8)(xq, ldq, xs, m, &q, bias, out, ldo, ep)
+                (self.kernels.quantize_rows)(x, ldx, m, q.smooth, qs.q, qs.ld, qs.scales, qs.zps);
+                (self.kernels.gemm_q8)(qs.q, qs.ld, qs.scales, qs.zps, m, &q, bias, out, ldo, ep)
             }
         }
     }
 
     /// Runs the model on `input`, using only `ws` for scratch and outputs.
     /// Performs no heap allocation. The outputs borrow the workspace.
-    pub fn run<'w>(&self, ws: &'w mut Workspace<'_>, input: &Input<'_>) -> Result<Outputs<'w>, RunError> {
+    pub fn run<'w>(
+        &self,
+        ws: &'w mut Workspace<'_>,
+        input: &Input<'_>,
+    ) -> Result<Outputs<'w>, RunError> {
         self.run_traced(ws, input, &mut |_, _| {})
     }
 
     /// Like [`Model::run`], and reports intermediate tensors to `trace`.
-    pub fn run_traced<'w>(&self, ws: &'w mut Workspace<'_>, input: &Input<'_>, trace: &mut dyn FnMut(Trace, &[f32])) -> Result<Outputs<'w>, RunError> {
+    pub fn run_traced<'w>(
+        &self,
+        ws: &'w mut Workspace<'_>,
+        input: &Input<'_>,
+        trace: &mut dyn FnMut(Trace, &[f32]),
+    ) -> Result<Outputs<'w>, RunError> {
         self.check_input(input)?;
-        let plan = Plan::new(self.config(), input.batch, input.seq).ok_or(RunError::WorkspaceTooSmall { needed: usize::MAX, got: ws.len() })?;
+        let plan = Plan::new(self.config(), input.batch, input.seq).ok_or(
+            RunError::WorkspaceTooSmall {
+                needed: usize::MAX,
+                got: ws.len(),
+            },
+        )?;
         let needed = plan.bytes().unwrap_or(usize::MAX);
         let got = ws.len();
         let floats = ws.floats();
-        let mut r = Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;
-        embeddings::forward(self, input, &mut r, &plan, trace);
-        encoder::forward(self, input, &mut r, &plan, trace);
-        Ok(heads::forward(self, input, r, &plan))
+        let mut r =
+            Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;
+        embeddings::forward(self, input, &mut r, trace);
+        encoder::forward(self, input, &mut r, trace);
+        Ok(heads::forward(self, input, r, trace))
     }
 
     fn check_input(&self, input: &Input<'_>) -> Result<(), RunError> {
@@ -343,23 +434,60 @@ impl<'a> Model<'a> {
         if input.batch == 0 || input.seq == 0 {
             return Err(RunError::EmptyInput);
         }
-        let t = input.batch.checked_mul(input.seq).ok_or(RunError::ShapeMismatch { input: "input_ids", expected: usize::MAX, got: input.input_ids.len() })?;
-        let check_len = |name: &'static str, len: usize| if len == t { Ok(()) } else { Err(RunError::ShapeMismatch { input: name, expected: t, got: len }) };
+        let t = input
+            .batch
+            .checked_mul(input.seq)
+            .ok_or(RunError::ShapeMismatch {
+                input: "input_ids",
+                expected: usize::MAX,
+                got: input.input_ids.len(),
+            })?;
+        let check_len = |name: &'static str, len: usize| {
+            if len == t {
+                Ok(())
+            } else {
+                Err(RunError::ShapeMismatch {
+                    input: name,
+                    expected: t,
+                    got: len,
+                })
+            }
+        };
         check_len("input_ids", input.input_ids.len())?;
         if let Some(m) = input.attention_mask {
             check_len("attention_mask", m.len())?;
         }
         if let Some(tt) = input.token_type_ids {
             check_len("token_type_ids", tt.len())?;
-            if let Some((position, &id)) = tt.iter().enumerate().find(|(_, &v)| v >= cfg.type_vocab_size) {
-                return Err(RunError::TokenTypeOutOfRange { position, id, type_vocab_size: cfg.type_vocab_size });
+            if let Some((position, &id)) = tt
+                .iter()
+                .enumerate()
+                .find(|(_, &v)| v >= cfg.type_vocab_size)
+            {
+                return Err(RunError::TokenTypeOutOfRange {
+                    position,
+                    id,
+                    type_vocab_size: cfg.type_vocab_size,
+                });
             }
         }
         if input.seq > cfg.max_positions as usize {
-            return Err(RunError::SequenceTooLong { seq: input.seq, max: cfg.max_positions as usize });
+            return Err(RunError::SequenceTooLong {
+                seq: input.seq,
+                max: cfg.max_positions as usize,
+            });
         }
-        if let Some((position, &id)) = input.input_ids.iter().enumerate().find(|(_, &v)| v >= cfg.vocab_size) {
-            return Err(RunError::TokenOutOfRange { position, id, vocab_size: cfg.vocab_size });
+        if let Some((position, &id)) = input
+            .input_ids
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| v >= cfg.vocab_size)
+        {
+            return Err(RunError::TokenOutOfRange {
+                position,
+                id,
+                vocab_size: cfg.vocab_size,
+            });
         }
         Ok(())
     }
@@ -392,7 +520,8 @@ impl Model<'static> {
         let f = std::fs::File::open(path).map_err(|_| LoadError::Io("cannot open the file"))?;
         // SAFETY: the map is read-only; the documented contract above is that the
         // file is not modified in place while mapped. Validation below reads it once.
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|_| LoadError::Io("cannot map the file"))?;
+        let map =
+            unsafe { memmap2::Mmap::map(&f) }.map_err(|_| LoadError::Io("cannot map the file"))?;
         Self::from_storage(Bytes::Mapped(map))
     }
 
@@ -406,7 +535,10 @@ impl Model<'static> {
     pub fn from_vec(data: &[u8]) -> Result<Model<'static>, LoadError> {
         if data.len() % format::ALIGN != 0 {
             // Valid files are a whole number of 64-byte blocks.
-            return Err(LoadError::Truncated { needed: format::align_up(data.len() as u64).unwrap_or(u64::MAX), got: data.len() as u64 });
+            return Err(LoadError::Truncated {
+                needed: format::align_up(data.len() as u64).unwrap_or(u64::MAX),
+                got: data.len() as u64,
+            });
         }
         let mut blocks = std::vec![AlignedBlock([0; 64]); data.len() / 64];
         copy_into(&mut blocks, data);

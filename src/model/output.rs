@@ -26,13 +26,20 @@ pub struct Outputs<'w> {
 
 impl<'w> Outputs<'w> {
     pub(super) fn new() -> Self {
-        Outputs { items: [None, None] }
+        Outputs {
+            items: [None, None],
+        }
     }
 
     pub(super) fn push(&mut self, name: &'static str, shape: &[usize], data: &'w [f32]) {
         let mut s = [0usize; 3];
         s[..shape.len()].copy_from_slice(shape);
-        let o = Output { name, shape: s, rank: shape.len(), data };
+        let o = Output {
+            name,
+            shape: s,
+            rank: shape.len(),
+            data,
+        };
         if let Some(slot) = self.items.iter_mut().find(|x| x.is_none()) {
             *slot = Some(o);
         }

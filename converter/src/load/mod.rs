@@ -4,6 +4,7 @@
 //! Every reader produces the same thing, so everything after loading (naming,
 //! pruning, quantization, packing) is shared by the safetensors and ONNX paths.
 
+pub mod onnx;
 pub mod safetensors;
 
 use crate::config::HfConfig;
@@ -22,7 +23,13 @@ impl Tensor {
     /// Builds a tensor, checking that the data length matches the shape.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> anyhow::Result<Self> {
         let n: usize = shape.iter().product();
-        anyhow::ensure!(n == data.len(), "tensor data has {} values, shape {:?} needs {}", data.len(), shape, n);
+        anyhow::ensure!(
+            n == data.len(),
+            "tensor data has {} values, shape {:?} needs {}",
+            data.len(),
+            shape,
+            n
+        );
         Ok(Tensor { shape, data })
     }
 }

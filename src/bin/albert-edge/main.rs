@@ -1,1 +1,155 @@
-fn main() {}
+//! `albert-edge`: inspect and run `.albert` model files.
+//!
+//! Every failure prints one line on stderr and exits with 1 (2 for usage errors).
+
+mod json_io;
+
+use albert_edge::{Input, Kernels, Model, Tier};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "albert-edge",
+    version,
+    about = "Run ALBERT models converted by albert-convert"
+)]
+struct Cli {
+    /// Force a kernel tier (scalar, avx2, avx512vnni, neon, neon-dot).
+    #[arg(long, global = true)]
+    tier: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the model's config, head, labels, precision, sizes and workspace needs.
+    Info {
+        /// Model file.
+        model: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the model on token ids from a JSON case file and print every output as JSON.
+    Run {
+        /// Model file.
+        model: PathBuf,
+        /// JSON with input_ids, attention_mask, token_type_ids as {"shape": [B, S], "data": [...]}.
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("albert-edge: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: &PathBuf, tier: &Option<String>) -> Result<Model<'static>, String> {
+    let mut model = Model::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(t) = tier {
+        let tier = Tier::from_name(t).ok_or_else(|| format!("unknown tier {t:?}"))?;
+        let k = Kernels::for_tier(tier)
+            .ok_or_else(|| format!("tier {t} is not supported on this CPU"))?;
+        model.set_kernels(k);
+    }
+    Ok(model)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match &cli.cmd {
+        Cmd::Info { model, json } => info(&load(model, &cli.tier)?, *json),
+        Cmd::Run { model, input } => {
+            let m = load(model, &cli.tier)?;
+            let text = std::fs::read_to_string(input)
+                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let case = json_io::parse_case(&text)?;
+            let mut ws = m.new_workspace(case.seq, case.batch);
+            let inp = Input {
+                batch: case.batch,
+                seq: case.seq,
+                input_ids: &case.input_ids,
+                attention_mask: case.attention_mask.as_deref(),
+                token_type_ids: case.token_type_ids.as_deref(),
+            };
+            let out = m.run(&mut ws, &inp).map_err(|e| e.to_string())?;
+            let mut outputs = serde_json::Map::new();
+            for o in out.iter() {
+                outputs.insert(
+                    o.name.to_string(),
+                    json!({"shape": o.shape(), "dtype": "f32", "data": o.data}),
+                );
+            }
+            println!("{}", json!({ "outputs": outputs }));
+            Ok(())
+        }
+    }
+}
+
+fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
+    let c = m.config();
+    let labels: Vec<&str> = m.labels().collect();
+    let ws128 = m.workspace_len(128.min(c.max_positions as usize), 1);
+    let ws_max = m.workspace_len(c.max_positions as usize, 1);
+    let v: Value = json!({
+        "head": c.head.name(),
+        "precision": c.precision.name(),
+        "labels": labels,
+        "parameters": m.parameter_count(),
+        "file_bytes": m.bytes().len(),
+        "tier": m.kernels().tier.name(),
+        "tokenizer": m.tokenizer_section().is_some(),
+        "workspace_bytes_seq128": ws128,
+        "workspace_bytes_max_seq": ws_max,
+        "config": {
+            "vocab_size": c.vocab_size, "embedding_size": c.embedding_size, "hidden_size": c.hidden_size,
+            "num_attention_heads": c.num_heads, "head_dim": c.head_dim, "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.num_layers, "num_hidden_groups": c.num_groups, "inner_group_num": c.inner_group_num,
+            "hidden_act": c.activation.name(), "layer_norm_eps": c.layer_norm_eps, "max_position_embeddings": c.max_positions,
+            "type_vocab_size": c.type_vocab_size, "num_labels": c.num_labels, "pooler": c.has_pooler,
+        },
+    });
+    if as_json {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("head              {}", c.head.name());
+    if !labels.is_empty() {
+        println!("labels            {}", labels.join(", "));
+    }
+    println!("precision         {}", c.precision.name());
+    println!("parameters        {}", m.parameter_count());
+    println!("file size         {} bytes", m.bytes().len());
+    println!("kernel tier       {}", m.kernels().tier.name());
+    println!(
+        "tokenizer         {}",
+        if m.tokenizer_section().is_some() {
+            "embedded"
+        } else {
+            "none"
+        }
+    );
+    println!(
+        "shape             vocab {} | E {} | H {} | heads {} x {} | FFN {} | layers {} ({} group(s) x {} inner) | {}",
+        c.vocab_size, c.embedding_size, c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size, c.num_layers, c.num_groups, c.inner_group_num, c.activation.name()
+    );
+    println!(
+        "max positions     {} (token types {})",
+        c.max_positions, c.type_vocab_size
+    );
+    println!(
+        "workspace         {ws128} bytes at 128 tokens, {ws_max} bytes at {} tokens",
+        c.max_positions
+    );
+    Ok(())
+}

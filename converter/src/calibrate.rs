@@ -1,0 +1,162 @@
+//! Activation statistics for int8 conversion.
+//!
+//! Trained transformers (and our fixtures, deliberately) have a few hidden
+//! channels whose activations are tens of times larger than the rest. With one
+//! scale per token, those channels would eat the int8 range. Following
+//! SmoothQuant (Xiao et al., 2023), the converter moves that range into the
+//! weights: for each int8 matrix input channel `c`,
+//! `s_c = sqrt(max|x_c| / max_r |W[r][c]|)`, the stored weights are `W[:, c] * s_c`
+//! and the runtime multiplies activations by `1 / s_c` before quantizing them
+//! (the matrix's `smooth` vector). The product is unchanged in exact arithmetic.
+//!
+//! `max|x_c|` comes from running the f32 model: on calibration sentences when
+//! the user gives them, otherwise on synthetic token sequences (random ids,
+//! several lengths, both token types), which already expose the structural
+//! outlier channels.
+
+use crate::model::Albert;
+use crate::pack;
+use albert_edge::{Input, Model, Precision, Trace};
+use anyhow::{anyhow, Result};
+use std::collections::BTreeMap;
+
+/// Per-channel `max |x|` of each linear layer's input, keyed by the weight's role code.
+#[derive(Debug, Clone, Default)]
+pub struct ActStats {
+    /// Role code -> per-input-channel maximum absolute value.
+    pub max_abs: BTreeMap<u32, Vec<f32>>,
+    /// Role code -> (per-input-channel sum, rows observed), for the mean input.
+    pub sum: BTreeMap<u32, (Vec<f64>, usize)>,
+    /// Sequences observed.
+    pub sequences: usize,
+}
+
+/// One calibration sequence: ids and token types.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Token ids, `[CLS] ... [SEP]`.
+    pub ids: Vec<u32>,
+    /// Token types.
+    pub types: Vec<u32>,
+}
+
+/// Deterministic synthetic sequences: `[CLS]`/`[SEP]` (ids 2 and 3, ALBERT's
+/// convention; clamped to the vocabulary) around random ids, lengths 8, 24, 64
+/// (capped by the position table), the last one a pair with token type 1.
+pub fn synthetic(vocab: usize, max_positions: usize, type_vocab: usize) -> Vec<Sample> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (cls, sep) = (2u32.min(vocab as u32 - 1), 3u32.min(vocab as u32 - 1));
+    let lo = 5.min(vocab - 1) as u64;
+    let span = (vocab as u64 - lo).max(1);
+    let mut out = Vec::new();
+    let lens = [8usize, 24, 64];
+    for (k, &len) in lens.iter().enumerate() {
+        let len = len.min(max_positions).max(2);
+        let mut ids = vec![cls];
+        for _ in 0..len - 2 {
+            ids.push((lo + next() % span) as u32);
+        }
+        ids.push(sep);
+        let mut types = vec![0u32; len];
+        if k == lens.len() - 1 && type_vocab > 1 {
+            for t in types.iter_mut().skip(len / 2) {
+                *t = 1;
+            }
+        }
+        out.push(Sample { ids, types });
+    }
+    out
+}
+
+/// Runs the f32 model on `samples` and records the input range of every linear layer.
+pub fn collect(
+    m: &Albert,
+    samples: &[Sample],
+    mut progress: impl FnMut(usize),
+) -> Result<ActStats> {
+    let packed = pack::pack(m, Precision::F32, None, None)?;
+    let model = Model::from_vec(&packed.bytes).map_err(|e| anyhow!("internal: {e}"))?;
+    let mut stats = ActStats::default();
+    let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
+    let mut ws = model.new_workspace(longest, 1);
+    for (i, s) in samples.iter().enumerate() {
+        let input = Input {
+            batch: 1,
+            seq: s.ids.len(),
+            input_ids: &s.ids,
+            attention_mask: None,
+            token_type_ids: Some(&s.types),
+        };
+        model
+            .run_traced(&mut ws, &input, &mut |t, x| {
+                if let Trace::LinearInput {
+                    role,
+                    rows,
+                    cols,
+                    ld,
+                } = t
+                {
+                    let acc = stats
+                        .max_abs
+                        .entry(role.code())
+                        .or_insert_with(|| vec![0.0; cols]);
+                    let sum = stats
+                        .sum
+                        .entry(role.code())
+                        .or_insert_with(|| (vec![0.0; cols], 0));
+                    for r in 0..rows {
+                        for ((a, s), v) in acc
+                            .iter_mut()
+                            .zip(sum.0.iter_mut())
+                            .zip(&x[r * ld..r * ld + cols])
+                        {
+                            *a = a.max(v.abs());
+                            *s += *v as f64;
+                        }
+                    }
+                    sum.1 += rows;
+                }
+            })
+            .map_err(|e| anyhow!("calibration run failed: {e}"))?;
+        stats.sequences += 1;
+        progress(i + 1);
+    }
+    Ok(stats)
+}
+
+/// SmoothQuant factors for one matrix `[n][k]` given its input maxima:
+/// `s_c = sqrt(max|x_c| / max_r |w[r][c]|)`, 1 where either is zero, clamped to
+/// `[1e-3, 1e3]`.
+pub fn smoothing(w: &crate::model::Mat, x_max: &[f32]) -> Vec<f32> {
+    let mut w_max = vec![0f32; w.cols];
+    for r in 0..w.rows {
+        for (m, v) in w_max.iter_mut().zip(w.row(r)) {
+            *m = m.max(v.abs());
+        }
+    }
+    w_max
+        .iter()
+        .zip(x_max)
+        .map(|(&wm, &xm)| {
+            if wm > 0.0 && xm > 0.0 {
+                (xm / wm).sqrt().clamp(1e-3, 1e3)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+impl ActStats {
+    /// Mean input per channel of the linear layer with `role_code`.
+    pub fn mean(&self, role_code: u32) -> Option<Vec<f64>> {
+        let (s, n) = self.sum.get(&role_code)?;
+        (*n > 0).then(|| s.iter().map(|v| v / *n as f64).collect())
+    }
+}

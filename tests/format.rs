@@ -1,0 +1,212 @@
+//! Model files are untrusted: every truncation, bit flip and malformed field
+//! must give a clear `Err`, never a panic or a wrong answer.
+
+mod common;
+
+use albert_edge::format::{self, LoadError};
+use albert_edge::{Input, Model, Precision, RunError, Workspace};
+use common::Aligned;
+
+fn tiny_int8() -> Vec<u8> {
+    common::convert_fixture("tiny-base/seqcls2", Precision::Int8)
+}
+
+/// Recomputes the section and header checksums after a deliberate edit, so the
+/// edit reaches the structural checks.
+fn reseal(b: &mut [u8]) {
+    let n = u32::from_le_bytes(b[24..28].try_into().unwrap()) as usize;
+    for i in 0..n {
+        let e = 64 + i * 32;
+        let off = u64::from_le_bytes(b[e + 8..e + 16].try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(b[e + 16..e + 24].try_into().unwrap()) as usize;
+        let crc = crc32(&b[off..off + len]);
+        b[e + 24..e + 28].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32(&b[0..60]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn crc32(b: &[u8]) -> u32 {
+    albert_convert::pack::crc32(b)
+}
+
+fn section(b: &[u8], kind: u32) -> std::ops::Range<usize> {
+    let n = u32::from_le_bytes(b[24..28].try_into().unwrap()) as usize;
+    for i in 0..n {
+        let e = 64 + i * 32;
+        if u32::from_le_bytes(b[e..e + 4].try_into().unwrap()) == kind {
+            let off = u64::from_le_bytes(b[e + 8..e + 16].try_into().unwrap()) as usize;
+            let len = u64::from_le_bytes(b[e + 16..e + 24].try_into().unwrap()) as usize;
+            return off..off + len;
+        }
+    }
+    panic!("no section {kind}")
+}
+
+fn load(b: &[u8]) -> Result<(), LoadError> {
+    let a = Aligned::new(b);
+    Model::from_bytes(a.bytes()).map(|_| ())
+}
+
+#[test]
+fn valid_file_loads_from_borrowed_aligned_bytes() {
+    let b = tiny_int8();
+    let a = Aligned::new(&b);
+    let m = Model::from_bytes(a.bytes()).unwrap();
+    assert_eq!(m.config().hidden_size, 64);
+    assert_eq!(m.bytes().len(), b.len());
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let b = tiny_int8();
+    let a = Aligned::new(&b);
+    let bytes = a.bytes();
+    for len in 0..bytes.len() {
+        let r = Model::from_bytes(&bytes[..len]);
+        assert!(r.is_err(), "truncated to {len} bytes loaded");
+    }
+}
+
+#[test]
+fn bit_flips_anywhere_are_errors() {
+    let b = tiny_int8();
+    // Every bit of the header, section table, config, labels and tensor table
+    // (and the padding between them), and one bit every 61 bytes through the
+    // tokenizer section and the tensor data.
+    let data = section(&b, format::section::TENSOR_DATA);
+    let tok = section(&b, format::section::TOKENIZER);
+    let table = section(&b, format::section::TENSOR_TABLE);
+    let mut positions: Vec<usize> = (0..tok.start).collect();
+    positions.extend((tok.start..tok.end).step_by(61));
+    positions.extend(tok.end..data.start);
+    positions.extend((data.start..b.len()).step_by(61));
+    assert!(table.end <= data.start);
+    let mut a = Aligned::new(&b);
+    let mut tried = 0;
+    for &pos in &positions {
+        for bit in 0..8 {
+            let sampled = pos >= data.start || (tok.start..tok.end).contains(&pos);
+            if sampled && bit != pos % 8 {
+                continue;
+            }
+            let mut m = b.clone();
+            m[pos] ^= 1 << bit;
+            a = Aligned::new(&m);
+            assert!(Model::from_bytes(a.bytes()).is_err(), "flip of bit {bit} at byte {pos} was accepted");
+            tried += 1;
+        }
+    }
+    drop(a);
+    println!("{tried} bit flips, all rejected");
+}
+
+#[test]
+fn wrong_magic_future_version_misalignment_and_trailing_bytes() {
+    let b = tiny_int8();
+    let mut m = b.clone();
+    m[0] = b'X';
+    assert_eq!(load(&m), Err(LoadError::BadMagic));
+
+    let mut m = b.clone();
+    m[8..12].copy_from_slice(&2u32.to_le_bytes());
+    reseal(&mut m);
+    assert_eq!(load(&m), Err(LoadError::UnsupportedVersion { found: 2, supported: 1 }));
+    assert!(LoadError::UnsupportedVersion { found: 2, supported: 1 }.to_string().contains("version 2"));
+
+    // Misaligned: the same bytes one byte into an aligned buffer.
+    let mut shifted = vec![0u8];
+    shifted.extend_from_slice(&b);
+    let a = Aligned::new(&shifted);
+    assert_eq!(Model::from_bytes(&a.bytes()[1..]).unwrap_err(), LoadError::Misaligned { align: 64 });
+
+    let mut m = b.clone();
+    m.extend_from_slice(&[0u8; 64]);
+    assert!(matches!(load(&m), Err(LoadError::TrailingBytes { .. })));
+}
+
+#[test]
+fn oversized_dimensions_are_rejected_before_use() {
+    let b = tiny_int8();
+    let cfg = section(&b, format::section::CONFIG);
+    // vocab_size = u32::MAX (an allocation bomb if anything were sized from it).
+    let mut m = b.clone();
+    m[cfg.start..cfg.start + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    reseal(&mut m);
+    assert!(matches!(load(&m), Err(LoadError::DimensionOutOfRange { field: "vocab_size", .. })));
+    // A plausible but wrong size: the tensors no longer match the config.
+    let mut m = b.clone();
+    m[cfg.start + 8..cfg.start + 12].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    reseal(&mut m);
+    assert!(matches!(load(&m), Err(LoadError::BadTensor { .. })), "{:?}", load(&m));
+    // Unknown activation and head codes.
+    let mut m = b.clone();
+    m[cfg.start + 36..cfg.start + 40].copy_from_slice(&9u32.to_le_bytes());
+    reseal(&mut m);
+    assert_eq!(load(&m), Err(LoadError::UnknownCode { field: "activation", value: 9 }));
+    let mut m = b.clone();
+    m[cfg.start + 52..cfg.start + 56].copy_from_slice(&7u32.to_le_bytes());
+    reseal(&mut m);
+    assert_eq!(load(&m), Err(LoadError::UnknownCode { field: "head", value: 7 }));
+}
+
+#[test]
+fn corrupted_int8_weights_are_caught_even_with_valid_checksums() {
+    let b = tiny_int8();
+    let a = Aligned::new(&b);
+    let model = Model::from_bytes(a.bytes()).unwrap();
+    let word = model.tensors().find(|t| t.dtype == format::DType::Q8).unwrap();
+    drop(model);
+    // -128 is outside the weight range the kernels rely on.
+    let mut m = b.clone();
+    m[word.range.start] = 0x80;
+    reseal(&mut m);
+    assert!(matches!(load(&m), Err(LoadError::BadTensor { .. })));
+    // A changed weight no longer matches its stored row sum.
+    let mut m = b.clone();
+    m[word.range.start] = m[word.range.start].wrapping_add(1) & 0x3f;
+    reseal(&mut m);
+    assert!(load(&m).is_err());
+}
+
+#[test]
+fn run_errors_are_reported_not_panics() {
+    let b = tiny_int8();
+    let model = Model::from_vec(&b).unwrap();
+    let ids = [2u32, 100, 3];
+    let need = model.workspace_len(3, 1);
+    // A workspace one byte too small fails cleanly; the exact size works.
+    let mut small = vec![0u8; need - 1];
+    let mut ws = Workspace::from_bytes(&mut small);
+    assert!(matches!(model.run(&mut ws, &Input::single(&ids)), Err(RunError::WorkspaceTooSmall { .. })));
+    let mut exact = vec![0u8; need];
+    let mut ws = Workspace::from_bytes(&mut exact);
+    assert!(model.run(&mut ws, &Input::single(&ids)).is_ok());
+    // Input errors.
+    let mut ws = model.new_workspace(600, 1);
+    assert!(matches!(model.run(&mut ws, &Input::single(&[2, 8000, 3])), Err(RunError::TokenOutOfRange { position: 1, id: 8000, .. })));
+    let long: Vec<u32> = vec![5; 513];
+    assert!(matches!(model.run(&mut ws, &Input::single(&long)), Err(RunError::SequenceTooLong { seq: 513, max: 512 })));
+    assert_eq!(model.run(&mut ws, &Input::single(&[])).unwrap_err(), RunError::EmptyInput);
+    let bad_types = [0u32, 2, 0];
+    let inp = Input { token_type_ids: Some(&bad_types), ..Input::single(&ids) };
+    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::TokenTypeOutOfRange { position: 1, id: 2, .. })));
+    let short_mask = [1u32, 1];
+    let inp = Input { attention_mask: Some(&short_mask), ..Input::single(&ids) };
+    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::ShapeMismatch { input: "attention_mask", .. })));
+    let inp = Input { batch: 2, seq: 2, input_ids: &ids, attention_mask: None, token_type_ids: None };
+    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::ShapeMismatch { input: "input_ids", .. })));
+}
+
+#[test]
+fn a_workspace_can_be_reused_across_models() {
+    let a = Model::from_vec(&tiny_int8()).unwrap();
+    let b = Model::from_vec(&common::convert_fixture("tiny-e-eq-h/seqcls2", Precision::F32)).unwrap();
+    let ids = [2u32, 77, 1234, 3];
+    let mut ws = a.new_workspace(4, 1);
+    let first: Vec<f32> = a.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
+    let other: Vec<f32> = b.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
+    let again: Vec<f32> = a.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+}
