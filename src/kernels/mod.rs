@@ -12,13 +12,18 @@
 //! * **Weights** (converter, offline): per output row `r`,
 //!   `scale[r] = max_c |w[r][c]| / 127` and `q = round_half_even(w / scale)`
 //!   clamped to `-127..=127` (a zero row has scale 0 and all-zero values).
-//! * **Activations** (run time, [`scalar::quantize_rows`]): per token row,
-//!   `amax = max |x|`; if `amax == 0` (or not finite) the row is all zeros with
-//!   scale 0; otherwise `inv = 127.0f32 / amax`, `q = clamp(round_half_even(x * inv), -127, 127)`
-//!   computed in f32 (one IEEE multiply, then round-to-nearest-even, exactly what
-//!   `cvtps2dq` and `fcvtns` do), and `scale = amax / 127.0f32`.
-//! * **GEMM** ([`scalar::gemm_q8`]): `acc = sum_c q_x[c] * q_w[r][c]` in i32
-//!   (exact, no saturation: both operands are in -127..=127 and K < 2^17), then
+//! * **Activations** (run time, [`scalar::quantize_rows`]): asymmetric, per
+//!   token row. First `y[c] = x[c] * smooth[c]` (f32 multiply; `smooth` is stored
+//!   with the matrix, see [`crate::format::Q8Layout`]); `lo = min(0, min y)`,
+//!   `hi = max(0, max y)`, `range = hi - lo`. If `range` is 0 or not finite the
+//!   row is all zeros with scale 0 and zero point 0. Otherwise
+//!   `inv = 255.0f32 / range`, `zp = clamp(rhe(-lo * inv) - 128, -128, 127)` and
+//!   `q[c] = clamp(rhe(y[c] * inv) + zp, -128, 127)`, where `rhe` is
+//!   round-half-to-even (what `cvtps2dq` and `fcvtns` do) and every operation is
+//!   one IEEE f32 operation in the order written; `scale = range / 255.0f32`.
+//! * **GEMM** ([`scalar::gemm_q8`]): `acc = sum_c q_x[c] * q_w[r][c] - zp * row_sum[r]`
+//!   in i32 (exact, no saturation: activations are in -128..=127, weights in
+//!   -127..=127, and K < 2^16), then
 //!   `y = (acc as f32) * (scale_x * scale_w[r])` (the two scales multiplied first,
 //!   in f32), then `y = y + bias[r]`, each a separate IEEE f32 operation (never
 //!   fused into an FMA), then the [`Epilogue`].
@@ -53,7 +58,15 @@ impl Tier {
     }
     /// Parses a [`Tier::name`].
     pub fn from_name(s: &str) -> Option<Tier> {
-        [Tier::Scalar, Tier::Avx2, Tier::Avx512Vnni, Tier::Neon, Tier::NeonDot].into_iter().find(|t| t.name() == s)
+        [
+            Tier::Scalar,
+            Tier::Avx2,
+            Tier::Avx512Vnni,
+            Tier::Neon,
+            Tier::NeonDot,
+        ]
+        .into_iter()
+        .find(|t| t.name() == s)
     }
 }
 
@@ -73,6 +86,8 @@ pub struct QMatrix<'a> {
     pub scales: &'a [f32],
     /// Sum of each row's int8 values (for kernels that offset activations to u8).
     pub row_sums: &'a [i32],
+    /// Per-input multiplier applied to activations before quantization (`k` values).
+    pub smooth: &'a [f32],
 }
 
 /// What a GEMM does with `y = acc * scale + bias` for each output.
@@ -88,15 +103,19 @@ pub enum Epilogue {
     Tanh,
 }
 
-/// `quantize_rows(x, ldx, m, k, q, ldq, scales)`: quantizes `m` rows of `k`
-/// values (row stride `ldx`) into `q` (row stride `ldq >= round_up(k, 4)`; the
-/// padding columns are zeroed) and one scale per row.
-pub type QuantizeRowsFn = fn(&[f32], usize, usize, usize, &mut [i8], usize, &mut [f32]);
-/// `gemm_q8(a, lda, a_scales, m, w, bias, out, ldo, epilogue)`: `m` quantized rows times
-/// `w` transposed, `out` row stride `ldo`.
-pub type GemmQ8Fn = fn(&[i8], usize, &[f32], usize, &QMatrix<'_>, &[f32], &mut [f32], usize, Epilogue);
+/// `quantize_rows(x, ldx, m, smooth, q, ldq, scales, zero_points)`: quantizes `m`
+/// rows of `k = smooth.len()` values (row stride `ldx`), each first multiplied
+/// by its channel's `smooth` factor, into `q` (row stride `ldq >= round_up(k, 4)`;
+/// the padding columns are zeroed) and one scale and zero point per row.
+pub type QuantizeRowsFn =
+    fn(&[f32], usize, usize, &[f32], &mut [i8], usize, &mut [f32], &mut [i32]);
+/// `gemm_q8(a, lda, a_scales, a_zero_points, m, w, bias, out, ldo, epilogue)`: `m`
+/// quantized rows times `w` transposed, `out` row stride `ldo`.
+pub type GemmQ8Fn =
+    fn(&[i8], usize, &[f32], &[i32], usize, &QMatrix<'_>, &[f32], &mut [f32], usize, Epilogue);
 /// `gemm_f32(a, lda, m, w, n, k, bias, out, ldo, epilogue)`: `w` is `[n][k]` row-major.
-pub type GemmF32Fn = fn(&[f32], usize, usize, &[f32], usize, usize, &[f32], &mut [f32], usize, Epilogue);
+pub type GemmF32Fn =
+    fn(&[f32], usize, usize, &[f32], usize, usize, &[f32], &mut [f32], usize, Epilogue);
 /// `layer_norm(x, gamma, beta, eps)`: normalizes one row in place.
 pub type LayerNormFn = fn(&mut [f32], &[f32], &[f32], f32);
 /// Attention for one sequence, all heads: see [`scalar::attention`].
@@ -181,6 +200,14 @@ impl Kernels {
 
     /// Every tier this CPU can run, reference first (for tests and benches).
     pub fn available() -> impl Iterator<Item = Kernels> {
-        [Tier::Scalar, Tier::Avx2, Tier::Avx512Vnni, Tier::Neon, Tier::NeonDot].into_iter().filter_map(Kernels::for_tier)
+        [
+            Tier::Scalar,
+            Tier::Avx2,
+            Tier::Avx512Vnni,
+            Tier::Neon,
+            Tier::NeonDot,
+        ]
+        .into_iter()
+        .filter_map(Kernels::for_tier)
     }
 }
