@@ -27,8 +27,46 @@
 //!   `y = (acc as f32) * (scale_x * scale_w[r])` (the two scales multiplied first,
 //!   in f32), then `y = y + bias[r]`, each a separate IEEE f32 operation (never
 //!   fused into an FMA), then the [`Epilogue`].
+//!
+//! # Tiers: which entries each one replaces
+//!
+//! | tier | `quantize_rows` | `gemm_q8` | `gemm_f32`, `layer_norm`, `attention` | end-to-end int8 output |
+//! |------|-----------------|-----------|----------------------------------------|------------------------|
+//! | `scalar` | reference | reference | reference | (the reference) |
+//! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_4x16c4_avx2` | scalar | bit-identical |
+//! | `avx512vnni` (x86-64) | AVX2's (AVX-512 VNNI implies AVX2) | `gemm_i8_i8_8x48c4_avx512vnni` | scalar | bit-identical |
+//! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | scalar | bit-identical |
+//! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | scalar | bit-identical |
+//!
+//! Every tier reproduces `quantize_rows` and `gemm_q8` bit for bit (including
+//! NaN inputs, infinities, all-zero rows and every [`Epilogue`]), and keeps the
+//! float kernels scalar, so **every tier's whole-model output is bit-identical
+//! to the scalar tier's**. The float kernels are a small share of the run time
+//! of an int8 model (attention is `O(seq^2 * H)` against the GEMMs'
+//! `O(seq * H * I)`); a vectorized version would have to reorder the f32 sums
+//! and give up that determinism, so it is left for later (tolerance-tested).
+//!
+//! Activations in the epilogue (`Activate`, `Tanh`) always go through the same
+//! `libm`-based [`scalar::activate`] / `libm::tanhf`, one element at a time:
+//! the SIMD tiers vectorize only `acc -> y = acc * (sa * sw) + bias`, `Store`
+//! and `Accumulate`, which are single IEEE operations per element.
+//!
+//! # Dispatch
+//!
+//! Following memchr, each ISA has a type whose value proves the CPU supports
+//! it (`is_available()`, a safe `new() -> Option<Self>`, an
+//! `unsafe new_unchecked()`), and the only way to obtain that ISA's function
+//! pointers is through such a value ([`Kernels::for_tier`]). [`Kernels::detect`]
+//! takes the best tier the CPU supports: with the `std` feature by run-time
+//! probing (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`), without
+//! it only from the compile-time `target_feature`s. NEON is part of the aarch64
+//! baseline, so the `neon` tier is always available there.
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 
 /// Instruction-set tier of a kernel table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +84,14 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, reference first.
+    pub const ALL: [Tier; 5] = [
+        Tier::Scalar,
+        Tier::Avx2,
+        Tier::Avx512Vnni,
+        Tier::Neon,
+        Tier::NeonDot,
+    ];
     /// Lower-case name used by the CLI and `ALBERT_EDGE_TIER`.
     pub fn name(self) -> &'static str {
         match self {
@@ -58,15 +104,7 @@ impl Tier {
     }
     /// Parses a [`Tier::name`].
     pub fn from_name(s: &str) -> Option<Tier> {
-        [
-            Tier::Scalar,
-            Tier::Avx2,
-            Tier::Avx512Vnni,
-            Tier::Neon,
-            Tier::NeonDot,
-        ]
-        .into_iter()
-        .find(|t| t.name() == s)
+        Tier::ALL.into_iter().find(|t| t.name() == s)
     }
 }
 
@@ -187,27 +225,105 @@ impl Kernels {
                 return k;
             }
         }
-        Kernels::scalar()
+        Kernels::best()
+    }
+
+    /// The best table this CPU supports, ignoring `ALBERT_EDGE_TIER`.
+    pub fn best() -> Kernels {
+        [Tier::Avx512Vnni, Tier::Avx2, Tier::NeonDot, Tier::Neon]
+            .into_iter()
+            .find_map(Kernels::for_tier)
+            .unwrap_or_else(Kernels::scalar)
     }
 
     /// The table for `tier`, or `None` when this CPU (or build) cannot run it.
     pub fn for_tier(tier: Tier) -> Option<Kernels> {
         match tier {
             Tier::Scalar => Some(Kernels::scalar()),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => x86_64::avx2::Avx2Kernels::new().map(|k| k.kernels()),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512Vnni => x86_64::avx512vnni::Vnni512Kernels::new().map(|k| k.kernels()),
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon => aarch64::neon::NeonKernels::new().map(|k| k.kernels()),
+            #[cfg(target_arch = "aarch64")]
+            Tier::NeonDot => aarch64::neon_dot::NeonDotKernels::new().map(|k| k.kernels()),
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
 
     /// Every tier this CPU can run, reference first (for tests and benches).
     pub fn available() -> impl Iterator<Item = Kernels> {
-        [
-            Tier::Scalar,
-            Tier::Avx2,
-            Tier::Avx512Vnni,
-            Tier::Neon,
-            Tier::NeonDot,
-        ]
-        .into_iter()
-        .filter_map(Kernels::for_tier)
+        Tier::ALL.into_iter().filter_map(Kernels::for_tier)
     }
+}
+
+/// Panics unless the arguments of a [`GemmQ8Fn`] call are in bounds.
+///
+/// The scalar reference gets this from slice indexing; the SIMD tiers call it
+/// once per GEMM and then read and write through raw pointers, so this check is
+/// what their `// SAFETY:` comments rely on. Every product is checked, so a
+/// caller cannot make it pass by overflow.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) fn check_gemm_q8(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &[f32],
+    ldo: usize,
+) {
+    use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
+    if m == 0 || w.n == 0 {
+        return;
+    }
+    let row = w.k_groups.checked_mul(Q8_K_GROUP).expect("gemm_q8: k_groups overflows");
+    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+    let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
+    let padded_n = n_blocks * Q8_N_BLOCK;
+    let packed = n_blocks
+        .checked_mul(row)
+        .and_then(|v| v.checked_mul(Q8_N_BLOCK))
+        .expect("gemm_q8: packed size overflows");
+    assert!(lda >= row, "gemm_q8: lda < k_groups * 4");
+    assert!(need(lda, row).is_some_and(|v| a.len() >= v), "gemm_q8: activations too short");
+    assert!(a_scales.len() >= m && a_zps.len() >= m, "gemm_q8: scales too short");
+    assert!(w.packed.len() >= packed, "gemm_q8: packed weights too short");
+    assert!(
+        w.scales.len() >= padded_n && w.row_sums.len() >= padded_n,
+        "gemm_q8: weight scales / row sums too short"
+    );
+    assert!(bias.len() >= w.n, "gemm_q8: bias too short");
+    assert!(need(ldo, w.n).is_some_and(|v| out.len() >= v), "gemm_q8: output too short");
+}
+
+/// One quantized value, exactly as [`scalar::quantize_row`] computes it:
+/// `clamp(rhe(y * inv) + zp, -128, 127)` with `y = v * s` (NaN gives 0, like
+/// the scalar `as i8` cast). The SIMD tiers use it for their tails.
+#[inline]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) fn quantize_value(v: f32, s: f32, inv: f32, zp: f32) -> i8 {
+    let r = scalar::round_half_even((v * s) * inv) + zp;
+    r.clamp(-128.0, 127.0) as i8
+}
+
+/// The scale and zero point of a row whose `min(0, min y)` and `max(0, max y)`
+/// are `lo` and `hi`, exactly as [`scalar::quantize_row`] computes them:
+/// `None` for a row that quantizes to all zeros, else `(scale, inv, zp)` with
+/// `zp` still in f32.
+#[inline]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) fn quant_params(lo: f32, hi: f32) -> Option<(f32, f32, f32)> {
+    let range = hi - lo;
+    if !(range > 0.0 && range.is_finite()) {
+        return None;
+    }
+    let inv = 255.0f32 / range;
+    let zp = (scalar::round_half_even(-lo * inv) - 128.0).clamp(-128.0, 127.0);
+    Some((range / 255.0f32, inv, zp))
 }

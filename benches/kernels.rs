@@ -1,0 +1,368 @@
+//! Kernel benchmarks: every tier this CPU runs, side by side with scalar.
+//!
+//! ```text
+//! cargo bench --bench kernels                 # peak + GMAC/s table, then criterion
+//! cargo bench --bench kernels -- table        # only the peak and the table
+//! cargo bench --bench kernels -- gemm_q8/M32  # criterion groups matching a filter
+//! ```
+//!
+//! The table reports `gemm_q8` throughput in GMAC/s (M * K * N multiply-adds
+//! per second, one core) for albert-base shapes, and its share of two peaks:
+//! the *measured* peak of the tier's inner instruction sequence (a
+//! register-only loop, no memory) and the *nominal* peak (AVX-512 VNNI: 64 int8
+//! MAC/cycle, AVX2: 32, at the clock read from `/proc/cpuinfo`'s `cpu MHz`,
+//! which on a VM is the nominal clock, not the boost clock).
+//!
+//! Criterion groups (`gemm_q8/M{m}_K{k}_N{n}`, `quantize_rows/M{m}_K{k}`) have
+//! one entry per tier, with element throughput = MACs (or values quantized).
+
+use albert_edge::format::{Q8_K_GROUP, Q8_N_BLOCK};
+use albert_edge::kernels::{Epilogue, Kernels, QMatrix, Tier};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// albert-base linear layers: QKV (768 -> 2304), attention output and the FFN.
+const SHAPES: &[(usize, usize)] = &[(768, 768), (768, 3072), (3072, 768), (768, 2304)];
+const MS: &[usize] = &[8, 32, 128];
+
+struct Data {
+    m: usize,
+    k: usize,
+    n: usize,
+    x: Vec<f32>,
+    q: Vec<i8>,
+    ldq: usize,
+    scales: Vec<f32>,
+    zps: Vec<i32>,
+    packed: Vec<i8>,
+    wscales: Vec<f32>,
+    row_sums: Vec<i32>,
+    smooth: Vec<f32>,
+    bias: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Data {
+    fn new(m: usize, k: usize, n: usize) -> Data {
+        let mut s = 0x1234_5678_9abc_def0u64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let (nb, kg) = (n.div_ceil(Q8_N_BLOCK), k.div_ceil(Q8_K_GROUP));
+        let packed: Vec<i8> = (0..nb * kg * 64).map(|_| ((rnd() % 255) as i32 - 127) as i8).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0).collect();
+        let ldq = kg * 4;
+        let mut d = Data {
+            m,
+            k,
+            n,
+            x,
+            q: vec![0; m * ldq],
+            ldq,
+            scales: vec![0.0; m],
+            zps: vec![0; m],
+            packed,
+            wscales: vec![0.01; nb * 16],
+            row_sums: vec![0; nb * 16],
+            smooth: vec![1.0; k],
+            bias: vec![0.1; n],
+            out: vec![0.0; m * n],
+        };
+        (Kernels::scalar().quantize_rows)(&d.x, k, m, &d.smooth, &mut d.q, ldq, &mut d.scales, &mut d.zps);
+        d
+    }
+    fn gemm(&mut self, kern: &Kernels) {
+        let w = QMatrix {
+            n: self.n,
+            k: self.k,
+            k_groups: self.k.div_ceil(4),
+            packed: &self.packed,
+            scales: &self.wscales,
+            row_sums: &self.row_sums,
+            smooth: &self.smooth,
+        };
+        (kern.gemm_q8)(
+            black_box(&self.q),
+            self.ldq,
+            &self.scales,
+            &self.zps,
+            self.m,
+            &w,
+            &self.bias,
+            &mut self.out,
+            self.n,
+            Epilogue::Store,
+        );
+    }
+    fn quantize(&mut self, kern: &Kernels) {
+        (kern.quantize_rows)(
+            black_box(&self.x),
+            self.k,
+            self.m,
+            &self.smooth,
+            &mut self.q,
+            self.ldq,
+            &mut self.scales,
+            &mut self.zps,
+        );
+    }
+}
+
+/// Best time of `f` over repeated batches lasting about `budget` in total.
+fn best_time(budget: Duration, mut f: impl FnMut()) -> Duration {
+    f();
+    let start = Instant::now();
+    let mut best = Duration::MAX;
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+    }
+    best
+}
+
+/// The clock in GHz from `/proc/cpuinfo`, if readable.
+fn cpu_ghz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("cpu MHz"))?;
+    Some(line.split(':').nth(1)?.trim().parse::<f64>().ok()? / 1000.0)
+}
+
+/// Measured peak (GMAC/s) of a tier's inner-loop instruction mix, without
+/// memory traffic: independent accumulator chains in registers.
+fn measured_peak(tier: Tier) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match tier {
+            Tier::Avx2 if std::is_x86_feature_detected!("avx2") => Some(peak::run(|iters| {
+                // SAFETY: AVX2 is available (checked above).
+                unsafe { peak::avx2(iters) }
+            }, peak::AVX2_MACS)),
+            Tier::Avx512Vnni if albert_edge::kernels::x86_64::avx512vnni::Vnni512Kernels::is_available() => {
+                Some(peak::run(|iters| {
+                    // SAFETY: AVX-512 VNNI is available (checked above).
+                    unsafe { peak::vnni(iters) }
+                }, peak::VNNI_MACS))
+            }
+            _ => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = tier;
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::asm;
+    use std::time::Instant;
+
+    /// MACs per iteration of [`avx2`]: 8 chains x (sign, maddubs, madd, add) x 32.
+    pub const AVX2_MACS: u64 = 8 * 32;
+    /// MACs per iteration of [`vnni`]: 16 chains x 64.
+    pub const VNNI_MACS: u64 = 16 * 64;
+
+    /// GMAC/s of `f(iters)` doing `macs` MACs per iteration (best of 5).
+    pub fn run(f: impl Fn(u64), macs: u64) -> f64 {
+        let iters = 20_000_000u64;
+        f(iters / 10);
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f(iters);
+                (iters * macs) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// The AVX2 kernel's per-pair sequence on 8 independent accumulators.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2(iters: u64) {
+        // SAFETY: register-only AVX2 instructions (the caller guarantees AVX2);
+        // every register written is declared as clobbered.
+        unsafe {
+            asm!(
+                "vpcmpeqw ymm15, ymm15, ymm15",
+                "vpabsw ymm15, ymm15", // ones (i16)
+                "2:",
+                "vpsignb ymm8, ymm12, ymm13",
+                "vpsignb ymm9, ymm12, ymm13",
+                "vpsignb ymm10, ymm12, ymm13",
+                "vpsignb ymm11, ymm12, ymm13",
+                "vpmaddubsw ymm8, ymm14, ymm8",
+                "vpmaddubsw ymm9, ymm14, ymm9",
+                "vpmaddubsw ymm10, ymm14, ymm10",
+                "vpmaddubsw ymm11, ymm14, ymm11",
+                "vpmaddwd ymm8, ymm8, ymm15",
+                "vpmaddwd ymm9, ymm9, ymm15",
+                "vpmaddwd ymm10, ymm10, ymm15",
+                "vpmaddwd ymm11, ymm11, ymm15",
+                "vpaddd ymm0, ymm0, ymm8",
+                "vpaddd ymm1, ymm1, ymm9",
+                "vpaddd ymm2, ymm2, ymm10",
+                "vpaddd ymm3, ymm3, ymm11",
+                "vpsignb ymm8, ymm12, ymm14",
+                "vpsignb ymm9, ymm12, ymm14",
+                "vpsignb ymm10, ymm12, ymm14",
+                "vpsignb ymm11, ymm12, ymm14",
+                "vpmaddubsw ymm8, ymm13, ymm8",
+                "vpmaddubsw ymm9, ymm13, ymm9",
+                "vpmaddubsw ymm10, ymm13, ymm10",
+                "vpmaddubsw ymm11, ymm13, ymm11",
+                "vpmaddwd ymm8, ymm8, ymm15",
+                "vpmaddwd ymm9, ymm9, ymm15",
+                "vpmaddwd ymm10, ymm10, ymm15",
+                "vpmaddwd ymm11, ymm11, ymm15",
+                "vpaddd ymm4, ymm4, ymm8",
+                "vpaddd ymm5, ymm5, ymm9",
+                "vpaddd ymm6, ymm6, ymm10",
+                "vpaddd ymm7, ymm7, ymm11",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) iters => _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, nomem),
+            );
+        }
+    }
+
+    /// `vpdpbusd` on 16 independent zmm accumulators.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512 F and VNNI.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn vnni(iters: u64) {
+        // SAFETY: register-only AVX-512 VNNI instructions (the caller
+        // guarantees them); every register written is declared as clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "vpdpbusd zmm0, zmm16, zmm17",
+                "vpdpbusd zmm1, zmm16, zmm17",
+                "vpdpbusd zmm2, zmm16, zmm17",
+                "vpdpbusd zmm3, zmm16, zmm17",
+                "vpdpbusd zmm4, zmm16, zmm17",
+                "vpdpbusd zmm5, zmm16, zmm17",
+                "vpdpbusd zmm6, zmm16, zmm17",
+                "vpdpbusd zmm7, zmm16, zmm17",
+                "vpdpbusd zmm8, zmm16, zmm17",
+                "vpdpbusd zmm9, zmm16, zmm17",
+                "vpdpbusd zmm10, zmm16, zmm17",
+                "vpdpbusd zmm11, zmm16, zmm17",
+                "vpdpbusd zmm12, zmm16, zmm17",
+                "vpdpbusd zmm13, zmm16, zmm17",
+                "vpdpbusd zmm14, zmm16, zmm17",
+                "vpdpbusd zmm15, zmm16, zmm17",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) iters => _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+                out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+                out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+                options(nostack, nomem),
+            );
+        }
+    }
+}
+
+/// Nominal int8 MACs per cycle of a tier (one core).
+fn nominal_macs_per_cycle(tier: Tier) -> Option<f64> {
+    match tier {
+        Tier::Avx512Vnni => Some(64.0),
+        Tier::Avx2 => Some(32.0),
+        Tier::NeonDot => Some(32.0), // 2 x 128-bit sdot per cycle (A76-class)
+        Tier::Neon => Some(16.0),
+        Tier::Scalar => None,
+    }
+}
+
+/// The peak and GMAC/s table (plain timing, best of many runs).
+fn table() {
+    let ghz = cpu_ghz();
+    println!("# gemm_q8 throughput, one core (clock from /proc/cpuinfo: {ghz:?} GHz)");
+    let tiers: Vec<Kernels> = Kernels::available().collect();
+    let mut peaks = Vec::new();
+    for k in &tiers {
+        let p = measured_peak(k.tier);
+        let nominal = nominal_macs_per_cycle(k.tier).zip(ghz).map(|(m, g)| m * g);
+        println!(
+            "peak {:<11} measured {:>7} GMAC/s   nominal {:>7} GMAC/s",
+            k.tier.name(),
+            p.map_or("-".into(), |v| format!("{v:.1}")),
+            nominal.map_or("-".into(), |v| format!("{v:.1}")),
+        );
+        peaks.push((p, nominal));
+    }
+    println!("| M | K x N | tier | GMAC/s | % measured peak | % nominal peak |");
+    println!("|---|-------|------|--------|-----------------|----------------|");
+    for &m in MS {
+        for &(k, n) in SHAPES {
+            let mut d = Data::new(m, k, n);
+            for (kern, (p, nom)) in tiers.iter().zip(&peaks) {
+                let budget = if kern.tier == Tier::Scalar { 300 } else { 600 };
+                let t = best_time(Duration::from_millis(budget), || d.gemm(kern));
+                let g = (m * k * n) as f64 / t.as_secs_f64() / 1e9;
+                let pct = |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));
+                println!("| {m} | {k} x {n} | {} | {g:.1} | {} | {} |", kern.tier.name(), pct(p), pct(nom));
+            }
+        }
+    }
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    for &m in MS {
+        for &(k, n) in SHAPES {
+            let mut g = c.benchmark_group(format!("gemm_q8/M{m}_K{k}_N{n}"));
+            g.throughput(Throughput::Elements((m * k * n) as u64));
+            g.sample_size(10).measurement_time(Duration::from_secs(2));
+            let mut d = Data::new(m, k, n);
+            for kern in Kernels::available() {
+                g.bench_function(BenchmarkId::from_parameter(kern.tier.name()), |b| {
+                    b.iter(|| d.gemm(&kern))
+                });
+            }
+            g.finish();
+        }
+    }
+    for &m in MS {
+        let k = 768;
+        let mut g = c.benchmark_group(format!("quantize_rows/M{m}_K{k}"));
+        g.throughput(Throughput::Elements((m * k) as u64));
+        g.sample_size(10).measurement_time(Duration::from_secs(1));
+        let mut d = Data::new(m, k, 16);
+        for kern in Kernels::available() {
+            g.bench_function(BenchmarkId::from_parameter(kern.tier.name()), |b| {
+                b.iter(|| d.quantize(&kern))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let only_table = args.iter().any(|a| a == "table");
+    if args.is_empty() || only_table {
+        table();
+    }
+    if !only_table {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_groups(&mut c);
+        c.final_summary();
+    }
+}

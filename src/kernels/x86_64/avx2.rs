@@ -1,0 +1,435 @@
+//! AVX2 kernels: `quantize_i8_8x4_avx2` and `gemm_i8_i8_4x16c4_avx2`.
+//!
+//! # The GEMM, first as pseudo-code
+//!
+//! ```text
+//! for each n-block nb (16 outputs; packed as [k_groups][16 rows][4 k] bytes)
+//!   for each tile of MR = 4 token rows i0..i0+4
+//!     acc[i][0..16] = 0                            (8 ymm of 8 x i32)
+//!     for each k-group g (4 inputs)
+//!       w   = the 64 bytes of (nb, g)              (2 ymm: rows 0-7, rows 8-15)
+//!       for each row i
+//!         a  = broadcast a[i][4g..4g+4] as i32     (the same 4 bytes in every lane)
+//!         acc[i] += dot4(a, w)                     (per lane: 4 products summed)
+//!     epilogue(acc - zp[i] * row_sum, scales, bias)
+//! ```
+//!
+//! `dot4` is `vpmaddwd(vpmaddubsw(|a|, sign(w, a)), 1)`. `vpmaddubsw` multiplies
+//! unsigned bytes by signed bytes and adds adjacent pairs into an i16 *with
+//! saturation*, so it is fed `|a|` (as u8: `|-128| = 128` fits) and `w` with
+//! the sign of `a` applied (`vpsignb`; weights are never -128, so the negation
+//! never wraps, and `a == 0` zeroes the weight, matching the product 0). Each
+//! pair sum is at most `2 * 128 * 127 = 32512 < 32767`: no saturation, exact.
+//! `vpmaddwd` by 1 then adds the two pairs into i32. The i32 sums are exact in
+//! any order, so the result is bit-identical to the scalar loop.
+//!
+//! The float epilogue is the scalar one lane-wise: `cvtdq2ps`, then
+//! `(sa * sw)` and `y * that` and `+ bias` as separate `vmulps` / `vaddps`
+//! (Rust never contracts them into an FMA), `Store` / `Accumulate` vectorized,
+//! `Activate` / `Tanh` per element through the scalar libm functions.
+//!
+//! # Quantization
+//!
+//! Two passes per row, as in [`scalar::quantize_row`]: `vminps` / `vmaxps` of
+//! `x * smooth` (8 lanes; min and max are order-independent, and `vminps(y, lo)`
+//! returns `lo` when `y` is NaN, which is what `f32::min` does), the same scalar
+//! code for the scale and zero point, then per element `vmulps`, `vmulps`,
+//! `vroundps` (round half to even), `vaddps zp`, NaN lanes forced to 0 (the
+//! scalar `NaN as i8` is 0), clamp, `vcvttps2dq` and two saturating packs.
+
+use super::epilogue_lanes;
+use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
+use crate::kernels::{check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier};
+use core::arch::x86_64::*;
+
+/// Token rows per GEMM tile.
+const MR: usize = 4;
+
+/// Proof that the CPU supports AVX2; the only way to get this tier's table.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2Kernels(());
+
+impl Avx2Kernels {
+    /// Whether this CPU (and OS) can run AVX2 code. Without the `std` feature
+    /// this is the compile-time `target_feature = "avx2"`.
+    #[inline]
+    pub fn is_available() -> bool {
+        #[cfg(feature = "std")]
+        {
+            std::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            cfg!(target_feature = "avx2")
+        }
+    }
+
+    /// The AVX2 tier, or `None` when [`Avx2Kernels::is_available`] is false.
+    #[inline]
+    pub fn new() -> Option<Self> {
+        if Self::is_available() {
+            // SAFETY: just checked that AVX2 is available.
+            Some(unsafe { Self::new_unchecked() })
+        } else {
+            None
+        }
+    }
+
+    /// The AVX2 tier without checking.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2 (and the OS save the YMM state): every kernel
+    /// reached through this value executes AVX2 instructions.
+    #[inline]
+    pub unsafe fn new_unchecked() -> Self {
+        Avx2Kernels(())
+    }
+
+    /// The kernel table: the scalar one with `quantize_rows` and `gemm_q8`
+    /// replaced.
+    pub fn kernels(self) -> Kernels {
+        Kernels {
+            tier: Tier::Avx2,
+            quantize_rows: quantize_i8_8x4_avx2,
+            gemm_q8: gemm_i8_i8_4x16c4_avx2,
+            ..Kernels::scalar()
+        }
+    }
+}
+
+/// [`crate::kernels::QuantizeRowsFn`] for AVX2. Private: reachable only through
+/// [`Avx2Kernels::kernels`], so AVX2 is known to be available.
+#[allow(clippy::too_many_arguments)]
+fn quantize_i8_8x4_avx2(
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    smooth: &[f32],
+    q: &mut [i8],
+    ldq: usize,
+    scales: &mut [f32],
+    zps: &mut [i32],
+) {
+    // SAFETY: this function is only reachable through a table built from an
+    // `Avx2Kernels`, whose existence proves AVX2 support.
+    unsafe { quantize_rows(x, ldx, m, smooth, q, ldq, scales, zps) }
+}
+
+/// The row loop of [`quantize_i8_8x4_avx2`]; slicing is checked here, the
+/// vector loop in [`quantize_row`] reads only within its slices.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn quantize_rows(
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    smooth: &[f32],
+    q: &mut [i8],
+    ldq: usize,
+    scales: &mut [f32],
+    zps: &mut [i32],
+) {
+    let k = smooth.len();
+    assert!(ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP, "quantize_rows: ldq too small");
+    for i in 0..m {
+        let xr = &x[i * ldx..i * ldx + k];
+        let qr = &mut q[i * ldq..i * ldq + ldq];
+        // SAFETY: AVX2 is available (our caller's contract).
+        (scales[i], zps[i]) = unsafe { quantize_row(xr, smooth, qr) };
+    }
+}
+
+/// One row: `x.len() == smooth.len() <= q.len()`.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let k = x.len();
+    debug_assert!(smooth.len() == k && q.len() >= k);
+    let (xp, sp, qp) = (x.as_ptr(), smooth.as_ptr(), q.as_mut_ptr());
+    // Pass 1: lo = min(0, min y), hi = max(0, max y).
+    let mut lo = _mm256_setzero_ps();
+    let mut hi = _mm256_setzero_ps();
+    let mut c = 0;
+    while c + 8 <= k {
+        // SAFETY: c + 8 <= k = x.len() = smooth.len().
+        let y = unsafe { _mm256_mul_ps(_mm256_loadu_ps(xp.add(c)), _mm256_loadu_ps(sp.add(c))) };
+        // Operand order matters for NaN: the second operand is returned.
+        lo = _mm256_min_ps(y, lo);
+        hi = _mm256_max_ps(y, hi);
+        c += 8;
+    }
+    let mut lanes_lo = [0.0f32; 8];
+    let mut lanes_hi = [0.0f32; 8];
+    // SAFETY: two 8-float arrays.
+    unsafe {
+        _mm256_storeu_ps(lanes_lo.as_mut_ptr(), lo);
+        _mm256_storeu_ps(lanes_hi.as_mut_ptr(), hi);
+    }
+    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    for l in 0..8 {
+        lo = lo.min(lanes_lo[l]);
+        hi = hi.max(lanes_hi[l]);
+    }
+    for (v, s) in x[c..].iter().zip(&smooth[c..]) {
+        let y = v * s;
+        lo = lo.min(y);
+        hi = hi.max(y);
+    }
+    let Some((scale, inv, zp)) = quant_params(lo, hi) else {
+        q.fill(0);
+        return (0.0, 0);
+    };
+    // Pass 2: q = clamp(rhe(y * inv) + zp, -128, 127), 32 at a time.
+    let invv = _mm256_set1_ps(inv);
+    let zpv = _mm256_set1_ps(zp);
+    // A macro, not a closure, so that the call stays inside this
+    // `#[target_feature]` function and inlines.
+    macro_rules! one {
+        ($c:expr) => {
+            // SAFETY: every use has $c + 8 <= k; AVX2 is available.
+            unsafe { quant8(xp.add($c), sp.add($c), invv, zpv) }
+        };
+    }
+    let mut c = 0;
+    // Byte order after the two in-lane packs: [v0 0-3, v1 0-3, v2 0-3, v3 0-3 |
+    // v0 4-7, ...] as 32-bit groups; this permutation restores 0..32.
+    let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    while c + 32 <= k {
+        let (v0, v1, v2, v3) = (one!(c), one!(c + 8), one!(c + 16), one!(c + 24));
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+        let p = _mm256_permutevar8x32_epi32(p, perm);
+        // SAFETY: c + 32 <= k <= q.len().
+        unsafe { _mm256_storeu_si256(qp.add(c) as *mut __m256i, p) };
+        c += 32;
+    }
+    while c + 8 <= k {
+        let mut v = [0i32; 8];
+        let v8 = one!(c);
+        // SAFETY: an 8-lane i32 array.
+        unsafe { _mm256_storeu_si256(v.as_mut_ptr() as *mut __m256i, v8) };
+        for (l, &v) in v.iter().enumerate() {
+            q[c + l] = v as i8; // already clamped to -128..=127
+        }
+        c += 8;
+    }
+    for ((d, &v), &s) in q[c..k].iter_mut().zip(&x[c..]).zip(&smooth[c..]) {
+        *d = quantize_value(v, s, inv, zp);
+    }
+    q[k..].fill(0);
+    (scale, zp as i32)
+}
+
+/// Eight quantized values (as i32 in -128..=127) of `x[0..8] * smooth[0..8]`.
+///
+/// # Safety
+///
+/// AVX2; 8 floats readable at `x` and at `s`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn quant8(x: *const f32, s: *const f32, inv: __m256, zp: __m256) -> __m256i {
+    // SAFETY: 8 floats readable at each (our contract).
+    let y = unsafe { _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(s)) };
+    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(y, inv));
+    let r = _mm256_add_ps(r, zp);
+    // NaN -> +0.0 (the ordered-compare mask is all zeros for NaN), as the
+    // scalar `NaN as i8` gives 0.
+    let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+    let r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0));
+    _mm256_cvttps_epi32(r)
+}
+
+/// [`crate::kernels::GemmQ8Fn`] for AVX2 (4 token rows x 16 outputs, k in
+/// groups of 4). Private: reachable only through [`Avx2Kernels::kernels`].
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_i8_4x16c4_avx2(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
+    // SAFETY: AVX2 is available (this function is only reachable through an
+    // `Avx2Kernels` table) and `check_gemm_q8` proved every access in bounds.
+    unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
+}
+
+/// The n-block and row-tile loops.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and the arguments must pass [`check_gemm_q8`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn gemm(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    let kg = w.k_groups;
+    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
+    let outp = out.as_mut_ptr();
+    for nb in 0..w.n.div_ceil(Q8_N_BLOCK) {
+        // SAFETY: nb < n_blocks, and packed holds n_blocks * block bytes.
+        let wblk = unsafe { w.packed.as_ptr().add(nb * block) };
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(MR);
+            // SAFETY: rows i..i+rows < m have kg * 4 bytes at a + row * lda.
+            let ap = unsafe { a.as_ptr().add(i * lda) };
+            // SAFETY: rows i..i+rows have kg * 4 readable bytes, the block kg * 64;
+            // AVX2 is available.
+            let acc = unsafe {
+                match rows {
+                    4 => tile::<4>(ap, lda, wblk, kg),
+                    3 => widen(tile::<3>(ap, lda, wblk, kg)),
+                    2 => widen(tile::<2>(ap, lda, wblk, kg)),
+                    _ => widen(tile::<1>(ap, lda, wblk, kg)),
+                }
+            };
+            for (t, acc) in acc.iter().enumerate().take(rows) {
+                let row = i + t;
+                // SAFETY: row < m; outputs nb*16.. of this row are in bounds
+                // (check_gemm_q8), and AVX2 is available.
+                unsafe {
+                    store_row(
+                        acc,
+                        a_scales[row],
+                        a_zps[row],
+                        w,
+                        nb,
+                        bias,
+                        outp.add(row * ldo),
+                        ep,
+                    )
+                };
+            }
+            i += rows;
+        }
+    }
+}
+
+/// Pads a smaller tile's accumulators to `MR` rows (the extra rows unused).
+#[inline(always)]
+fn widen<const R: usize>(acc: [[__m256i; 2]; R]) -> [[__m256i; 2]; MR] {
+    // SAFETY: `__m256i` is plain data; an all-zero value is valid.
+    let mut out = [[unsafe { core::mem::zeroed::<__m256i>() }; 2]; MR];
+    out[..R].copy_from_slice(&acc);
+    out
+}
+
+/// `R` rows x 16 outputs of i32 dot products over all `kg` k-groups.
+///
+/// # Safety
+///
+/// AVX2; `a + r * lda .. + kg * 4` readable for `r < R`, `w .. w + kg * 64`
+/// readable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize) -> [[__m256i; 2]; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for g in 0..kg {
+        // SAFETY: g < kg, so the 64 bytes at w + g * 64 are readable.
+        let (w0, w1) = unsafe {
+            let p = w.add(g * 64) as *const __m256i;
+            (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
+        };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: r < R and g < kg: 4 readable bytes.
+            let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
+            let av = _mm256_set1_epi32(a4);
+            let ua = _mm256_abs_epi8(av);
+            let p0 = _mm256_maddubs_epi16(ua, _mm256_sign_epi8(w0, av));
+            let p1 = _mm256_maddubs_epi16(ua, _mm256_sign_epi8(w1, av));
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    acc
+}
+
+/// The epilogue of one row's 16 outputs of n-block `nb`.
+///
+/// # Safety
+///
+/// AVX2; `out + nb * 16 .. out + min(n, nb * 16 + 16)` writable; the weight
+/// vectors hold `ceil(n / 16) * 16` values; `bias` holds `n`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_row(
+    acc: &[__m256i; 2],
+    sa: f32,
+    za: i32,
+    w: &QMatrix<'_>,
+    nb: usize,
+    bias: &[f32],
+    out: *mut f32,
+    ep: Epilogue,
+) {
+    for (h, &acc) in acc.iter().enumerate() {
+        let r0 = nb * Q8_N_BLOCK + h * 8;
+        if r0 >= w.n {
+            break;
+        }
+        let count = (w.n - r0).min(8);
+        // SAFETY: r0 + 8 <= the padded length of scales and row sums.
+        let (rs, sw) = unsafe {
+            (
+                _mm256_loadu_si256(w.row_sums.as_ptr().add(r0) as *const __m256i),
+                _mm256_loadu_ps(w.scales.as_ptr().add(r0)),
+            )
+        };
+        let acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(za), rs));
+        let s = _mm256_mul_ps(_mm256_set1_ps(sa), sw);
+        let y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), s);
+        let b = if count == 8 {
+            // SAFETY: r0 + 8 <= n <= bias.len().
+            unsafe { _mm256_loadu_ps(bias.as_ptr().add(r0)) }
+        } else {
+            let mut t = [0.0f32; 8];
+            t[..count].copy_from_slice(&bias[r0..r0 + count]);
+            // SAFETY: an 8-float array.
+            unsafe { _mm256_loadu_ps(t.as_ptr()) }
+        };
+        let y = _mm256_add_ps(y, b);
+        // SAFETY: out + r0 .. + count is writable (our contract).
+        let o = unsafe { out.add(r0) };
+        match ep {
+            // SAFETY: count == 8 outputs at `o` are writable.
+            Epilogue::Store if count == 8 => unsafe { _mm256_storeu_ps(o, y) },
+            // SAFETY: count == 8 outputs at `o` are readable and writable.
+            Epilogue::Accumulate if count == 8 => unsafe {
+                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), y))
+            },
+            _ => {
+                let mut t = [0.0f32; 8];
+                // SAFETY: an 8-float array.
+                unsafe { _mm256_storeu_ps(t.as_mut_ptr(), y) };
+                // SAFETY: `count` outputs at `o` are writable.
+                unsafe { epilogue_lanes(o, &t, count, ep) };
+            }
+        }
+    }
+}

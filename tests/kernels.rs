@@ -1,0 +1,397 @@
+//! Every kernel tier against the scalar reference, with one suite written once
+//! and instantiated per tier (like memchr's `define_memchr_quickcheck!` and
+//! tract's `test_mmm_kernel_i32!`).
+//!
+//! * `quantize_rows` and `gemm_q8` must match **bit for bit** (the int8 path is
+//!   specified by `kernels::scalar`; see the `kernels` module docs).
+//! * The float entries (`gemm_f32`, `layer_norm`, `attention`) are scalar in
+//!   every tier today; the suite still checks them, bit-exactly, so that a
+//!   future SIMD version has to come with a documented tolerance.
+//!
+//! Shapes hit the edges: K and N not multiples of the 4 x 16 packing or of any
+//! tile, M = 1, 7, 33, 128, K up to 3072. Data comes from a small
+//! deterministic PRNG and includes all-zero rows, one huge outlier, rows at
+//! -128 / 127, NaN and infinity. Each test prints which tier it ran, or that
+//! it was skipped because this CPU cannot run it.
+
+use albert_edge::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
+use albert_edge::kernels::{scalar, AttentionArgs, Epilogue, Kernels, QMatrix, Tier};
+
+/// SplitMix64: tiny, deterministic, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    fn int(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i32
+    }
+    /// Uniform in `[-1, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// The tier under test, or `None` (printed) when this CPU cannot run it.
+fn tier_or_skip(tier: Tier, test: &str) -> Option<Kernels> {
+    match Kernels::for_tier(tier) {
+        Some(k) => {
+            eprintln!("[kernels] {test}: running tier {}", tier.name());
+            Some(k)
+        }
+        None => {
+            eprintln!("[kernels] {test}: SKIPPED tier {} (not supported by this CPU/build)", tier.name());
+            None
+        }
+    }
+}
+
+/// An owned packed Q8 matrix (see `format::q8_layout`).
+struct OwnedQ {
+    n: usize,
+    k: usize,
+    packed: Vec<i8>,
+    scales: Vec<f32>,
+    row_sums: Vec<i32>,
+    smooth: Vec<f32>,
+}
+
+impl OwnedQ {
+    /// Random weights in -127..=127 with special rows: row 0 all +127, row 1
+    /// all -127, row 2 all zero (when they exist).
+    fn random(rng: &mut Rng, n: usize, k: usize) -> OwnedQ {
+        let (nb, kg) = (n.div_ceil(Q8_N_BLOCK), k.div_ceil(Q8_K_GROUP));
+        let mut packed = vec![0i8; nb * kg * Q8_N_BLOCK * Q8_K_GROUP];
+        let mut scales = vec![0.0f32; nb * Q8_N_BLOCK];
+        let mut row_sums = vec![0i32; nb * Q8_N_BLOCK];
+        for r in 0..n {
+            for c in 0..k {
+                let v = match r {
+                    0 => 127,
+                    1 => -127,
+                    2 => 0,
+                    _ => rng.int(-127, 127),
+                };
+                let idx = ((r / 16) * kg + c / 4) * 64 + (r % 16) * 4 + c % 4;
+                packed[idx] = v as i8;
+                row_sums[r] += v;
+            }
+            scales[r] = (rng.unit().abs() + 0.01) * 0.02;
+        }
+        let mut smooth = vec![0.0f32; k.div_ceil(16) * 16];
+        for s in &mut smooth[..k] {
+            *s = 0.5 + rng.unit().abs() * 1.5;
+        }
+        OwnedQ { n, k, packed, scales, row_sums, smooth }
+    }
+    fn view(&self) -> QMatrix<'_> {
+        QMatrix {
+            n: self.n,
+            k: self.k,
+            k_groups: self.k.div_ceil(Q8_K_GROUP),
+            packed: &self.packed,
+            scales: &self.scales,
+            row_sums: &self.row_sums,
+            smooth: &self.smooth[..self.k],
+        }
+    }
+}
+
+/// `m` rows of `k` activations with row stride `ld`, row `i` of kind `i % 9`.
+fn activations(rng: &mut Rng, m: usize, k: usize, ld: usize) -> Vec<f32> {
+    let mut x = vec![f32::NAN; m * ld]; // the stride gap must never be read
+    for i in 0..m {
+        let row = &mut x[i * ld..i * ld + k];
+        match i % 9 {
+            0 => row.iter_mut().for_each(|v| *v = rng.unit() * 3.0),
+            1 => row.fill(0.0),
+            2 => {
+                // one huge outlier
+                row.iter_mut().for_each(|v| *v = rng.unit());
+                let j = (rng.next() as usize) % k;
+                row[j] = if i % 2 == 0 { 1.0e6 } else { -1.0e6 };
+            }
+            3 => row.iter_mut().for_each(|v| *v = -rng.unit().abs() - 0.5), // all negative: lots of -128
+            4 => row.iter_mut().for_each(|v| *v = rng.unit().abs() + 1e-3), // all positive
+            5 => {
+                // NaN in the middle of ordinary values
+                row.iter_mut().for_each(|v| *v = rng.unit());
+                let j = (rng.next() as usize) % k;
+                row[j] = f32::NAN;
+            }
+            6 => {
+                row.iter_mut().for_each(|v| *v = rng.unit());
+                let j = (rng.next() as usize) % k;
+                row[j] = f32::INFINITY;
+            }
+            7 => row.iter_mut().for_each(|v| *v = rng.unit() * 1e-38), // subnormal-ish
+            _ => {
+                // values on exact rounding ties for a range of 255: integers
+                row.iter_mut().for_each(|v| *v = rng.int(-100, 155) as f32 + 0.5);
+            }
+        }
+    }
+    x
+}
+
+/// Raw int8 activations, with all -128 and all 127 rows.
+fn q_activations(rng: &mut Rng, m: usize, kpad: usize, ld: usize, k: usize) -> Vec<i8> {
+    let mut a = vec![0x55i8; m * ld];
+    for i in 0..m {
+        let row = &mut a[i * ld..i * ld + kpad];
+        match i % 5 {
+            1 => row[..k].fill(-128),
+            2 => row[..k].fill(127),
+            3 => row[..k].fill(0),
+            _ => row[..k].iter_mut().for_each(|v| *v = rng.int(-128, 127) as i8),
+        }
+        row[k..].fill(0); // quantize_rows zeroes the padding
+    }
+    a
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+const EPILOGUES: [Epilogue; 6] = [
+    Epilogue::Store,
+    Epilogue::Accumulate,
+    Epilogue::Activate(Activation::GeluNew),
+    Epilogue::Activate(Activation::Gelu),
+    Epilogue::Activate(Activation::Relu),
+    Epilogue::Tanh,
+];
+
+/// `quantize_rows` of `kern` equals the scalar one for `m x k`.
+fn check_quantize(kern: &Kernels, rng: &mut Rng, m: usize, k: usize) {
+    let ldx = k + 3;
+    let kpad = k.div_ceil(4) * 4;
+    let ldq = kpad + 4; // a gap beyond the padding
+    let x = activations(rng, m, k, ldx);
+    let smooth: Vec<f32> = (0..k).map(|_| 0.25 + rng.unit().abs() * 2.0).collect();
+    let run = |f: albert_edge::kernels::QuantizeRowsFn| {
+        let mut q = vec![0x33i8; m * ldq];
+        let mut s = vec![-1.0f32; m];
+        let mut z = vec![-999i32; m];
+        f(&x, ldx, m, &smooth, &mut q, ldq, &mut s, &mut z);
+        (q, bits(&s), z)
+    };
+    let want = run(scalar::quantize_rows);
+    let got = run(kern.quantize_rows);
+    for i in 0..m {
+        assert_eq!(got.1[i], want.1[i], "scale of row {i} (m={m} k={k})");
+        assert_eq!(got.2[i], want.2[i], "zero point of row {i} (m={m} k={k})");
+        assert_eq!(
+            got.0[i * ldq..(i + 1) * ldq],
+            want.0[i * ldq..(i + 1) * ldq],
+            "q of row {i} (m={m} k={k})"
+        );
+    }
+}
+
+/// `gemm_q8` of `kern` equals the scalar one for `m x k` by `n`, every epilogue.
+fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
+    let w = OwnedQ::random(rng, n, k);
+    let kpad = k.div_ceil(4) * 4;
+    let lda = kpad + 8;
+    let a = q_activations(rng, m, kpad, lda, k);
+    let sa: Vec<f32> = (0..m).map(|i| if i % 7 == 6 { 0.0 } else { rng.unit().abs() * 0.05 + 1e-4 }).collect();
+    let za: Vec<i32> = (0..m).map(|i| if i % 3 == 0 { -128 } else { rng.int(-128, 127) }).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+    let ldo = n + 5;
+    let init: Vec<f32> = (0..m * ldo).map(|_| rng.unit() * 4.0).collect();
+    for ep in EPILOGUES {
+        let run = |f: albert_edge::kernels::GemmQ8Fn| {
+            let mut out = init.clone();
+            f(&a, lda, &sa, &za, m, &w.view(), &bias, &mut out, ldo, ep);
+            bits(&out)
+        };
+        let want = run(scalar::gemm_q8);
+        let got = run(kern.gemm_q8);
+        if got != want {
+            let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap();
+            panic!(
+                "gemm_q8 {} differs (m={m} k={k} n={n} ep={ep:?}) at row {} col {}: {} vs scalar {}",
+                kern.tier.name(),
+                at / ldo,
+                at % ldo,
+                f32::from_bits(got[at]),
+                f32::from_bits(want[at])
+            );
+        }
+    }
+}
+
+/// Quantize then multiply, the way `Model::linear` calls them.
+fn check_linear(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
+    let w = OwnedQ::random(rng, n, k);
+    let x = activations(rng, m, k, k);
+    let ldq = k.div_ceil(4) * 4;
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+    let run = |kk: &Kernels| {
+        let (mut q, mut s, mut z) = (vec![0i8; m * ldq], vec![0.0; m], vec![0; m]);
+        (kk.quantize_rows)(&x, k, m, &w.smooth[..k], &mut q, ldq, &mut s, &mut z);
+        let mut out = vec![0.0f32; m * n];
+        (kk.gemm_q8)(&q, ldq, &s, &z, m, &w.view(), &bias, &mut out, n, Epilogue::Store);
+        bits(&out)
+    };
+    assert_eq!(run(kern), run(&Kernels::scalar()), "linear m={m} k={k} n={n}");
+}
+
+/// The float entries: bit-exact today (every tier keeps them scalar).
+fn check_float(kern: &Kernels, rng: &mut Rng) {
+    let (m, k, n) = (7, 37, 19);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+    let w: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+    for ep in EPILOGUES {
+        let run = |f: albert_edge::kernels::GemmF32Fn| {
+            let mut out = vec![0.5f32; m * n];
+            f(&a, k, m, &w, n, k, &bias, &mut out, n, ep);
+            bits(&out)
+        };
+        assert_eq!(run(kern.gemm_f32), run(scalar::gemm_f32), "gemm_f32 {ep:?}");
+    }
+    let g: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
+    let b: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
+    let (mut x1, mut x2) = (a[..k].to_vec(), a[..k].to_vec());
+    (kern.layer_norm)(&mut x1, &g, &b, 1e-12);
+    scalar::layer_norm(&mut x2, &g, &b, 1e-12);
+    assert_eq!(bits(&x1), bits(&x2), "layer_norm");
+    let (seq, heads, d) = (5, 2, 8);
+    let ld = 3 * heads * d;
+    let qkv: Vec<f32> = (0..seq * ld).map(|_| rng.unit()).collect();
+    let mask: Vec<f32> = (0..seq).map(|j| if j == 3 { f32::MIN } else { 0.0 }).collect();
+    let args = AttentionArgs {
+        qkv: &qkv,
+        ld_qkv: ld,
+        seq,
+        heads,
+        head_dim: d,
+        scale: 1.0 / (d as f32).sqrt(),
+        mask_bias: &mask,
+        ld_ctx: heads * d,
+    };
+    let run = |f: albert_edge::kernels::AttentionFn| {
+        let (mut sc, mut ctx) = (vec![0.0; seq], vec![0.0; seq * heads * d]);
+        f(&args, &mut sc, &mut ctx);
+        bits(&ctx)
+    };
+    assert_eq!(run(kern.attention), run(scalar::attention), "attention");
+}
+
+/// The K values: around the 4-grouping, the 8/16/32/64 vector widths, and the
+/// ALBERT sizes.
+const KS: &[usize] = &[1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 130, 768];
+/// The N values: around the 16-row blocks and the 48-output tiles.
+const NS: &[usize] = &[1, 3, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 97];
+const MS: &[usize] = &[1, 2, 3, 4, 5, 7, 8, 9, 33];
+
+/// Instantiates the whole suite for one tier.
+macro_rules! kernel_suite {
+    ($module:ident, $tier:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn quantize_rows_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "quantize_rows_bit_exact") else { return };
+                let mut rng = Rng(1);
+                for &kk in KS.iter().chain(&[1000, 3072]) {
+                    for &m in &[1, 7, 33] {
+                        check_quantize(&k, &mut rng, m, kk);
+                    }
+                }
+                check_quantize(&k, &mut rng, 128, 768);
+            }
+
+            #[test]
+            fn gemm_q8_small_shapes_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "gemm_q8_small_shapes_bit_exact") else { return };
+                let mut rng = Rng(2);
+                for &kk in KS {
+                    for &n in NS {
+                        let m = MS[(kk + n) % MS.len()];
+                        check_gemm(&k, &mut rng, m, kk, n);
+                    }
+                }
+                for &m in MS {
+                    check_gemm(&k, &mut rng, m, 33, 50);
+                }
+            }
+
+            #[test]
+            fn gemm_q8_albert_shapes_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "gemm_q8_albert_shapes_bit_exact") else { return };
+                let mut rng = Rng(3);
+                for &(m, kk, n) in &[
+                    (1, 768, 768),
+                    (7, 768, 100),
+                    (33, 3072, 50),
+                    (128, 768, 113),
+                    (128, 3072, 40),
+                    (8, 128, 768),
+                    (3, 3072, 17),
+                ] {
+                    check_gemm(&k, &mut rng, m, kk, n);
+                }
+            }
+
+            #[test]
+            fn linear_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "linear_bit_exact") else { return };
+                let mut rng = Rng(4);
+                for &(m, kk, n) in &[(1, 5, 3), (7, 128, 48), (33, 768, 33), (128, 312, 65)] {
+                    check_linear(&k, &mut rng, m, kk, n);
+                }
+            }
+
+            #[test]
+            fn float_entries() {
+                let Some(k) = tier_or_skip($tier, "float_entries") else { return };
+                check_float(&k, &mut Rng(5));
+            }
+
+            #[test]
+            fn table_reports_its_tier() {
+                let Some(k) = tier_or_skip($tier, "table_reports_its_tier") else { return };
+                assert_eq!(k.tier, $tier);
+            }
+        }
+    };
+}
+
+kernel_suite!(scalar_tier, Tier::Scalar);
+kernel_suite!(avx2, Tier::Avx2);
+kernel_suite!(avx512vnni, Tier::Avx512Vnni);
+kernel_suite!(neon, Tier::Neon);
+kernel_suite!(neon_dot, Tier::NeonDot);
+
+/// Prints which tiers this machine runs and which `detect` picks; fails if the
+/// architecture's baseline SIMD tier is missing (NEON on aarch64, AVX2 on any
+/// x86-64 CPU that reports it).
+#[test]
+fn tiers_run_and_skipped() {
+    let ran: Vec<&str> = Kernels::available().map(|k| k.tier.name()).collect();
+    let skipped: Vec<&str> = Tier::ALL
+        .into_iter()
+        .filter(|t| Kernels::for_tier(*t).is_none())
+        .map(|t| t.name())
+        .collect();
+    eprintln!("[kernels] tiers run: {ran:?}; skipped: {skipped:?}; detect() -> {}", Kernels::best().tier.name());
+    if cfg!(target_arch = "aarch64") {
+        assert!(ran.contains(&"neon"), "NEON is baseline on aarch64");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        assert!(ran.contains(&"avx2"));
+    }
+    assert_eq!(Kernels::best().tier, *Kernels::available().map(|k| k.tier).collect::<Vec<_>>().last().unwrap());
+}
