@@ -141,6 +141,37 @@ pub fn parse_model(bytes: &[u8]) -> Result<SpModel> {
     Ok(m)
 }
 
+impl SpModel {
+    /// Encodes the fields this module reads back into a `ModelProto` (for tests and tools
+    /// that make small models; unknown fields of the original are not kept).
+    pub fn to_proto(&self) -> Vec<u8> {
+        let mut w = proto::Writer::default();
+        for p in &self.pieces {
+            let mut pw = proto::Writer::default();
+            pw.bytes(1, p.piece.as_bytes()).f32(2, p.score).uint(3, u64::from(p.kind));
+            w.bytes(1, &pw.buf);
+        }
+        let mut t = proto::Writer::default();
+        t.uint(3, self.model_type)
+            .uint(22, self.split_by_whitespace as u64)
+            .uint(24, self.treat_whitespace_as_suffix as u64)
+            .uint(25, self.split_digits as u64)
+            .uint(35, self.byte_fallback as u64);
+        if let Some(u) = self.unk_id {
+            t.uint(40, u);
+        }
+        w.bytes(2, &t.buf);
+        let mut n = proto::Writer::default();
+        n.bytes(1, self.normalizer_name.as_bytes())
+            .bytes(2, &self.precompiled_charsmap)
+            .uint(3, self.add_dummy_prefix as u64)
+            .uint(4, self.remove_extra_whitespaces as u64)
+            .uint(5, self.escape_whitespaces as u64);
+        w.bytes(3, &n.buf);
+        w.buf
+    }
+}
+
 /// transformers `AlbertTokenizer` settings from `tokenizer_config.json`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlbertSettings {

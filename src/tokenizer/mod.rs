@@ -346,13 +346,14 @@ impl<'a> Tokenizer<'a> {
                 _ => Err(E::BadSpecialId),
             }
         };
-        t.pad = named(field::PAD_ID, "<pad>")?;
-        t.cls = named(field::CLS_ID, "[CLS]")?;
-        t.sep = named(field::SEP_ID, "[SEP]")?;
-        t.mask = match h(field::MASK_ID) {
+        let pad = named(field::PAD_ID, "<pad>")?;
+        let cls = named(field::CLS_ID, "[CLS]")?;
+        let sep = named(field::SEP_ID, "[SEP]")?;
+        let mask = match h(field::MASK_ID) {
             NO_ID => None,
             _ => Some(named(field::MASK_ID, "[MASK]")?),
         };
+        (t.pad, t.cls, t.sep, t.mask) = (pad, cls, sep, mask);
 
         t.validate_trie()?;
 

@@ -124,6 +124,42 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A minimal protobuf writer (the inverse of [`Reader`]), used to build test models.
+#[derive(Debug, Default, Clone)]
+pub struct Writer {
+    /// The encoded message so far.
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+    /// Field `n` as a varint.
+    pub fn uint(&mut self, n: u32, v: u64) -> &mut Self {
+        self.varint(u64::from(n) << 3);
+        self.varint(v);
+        self
+    }
+    /// Field `n` as length-delimited bytes.
+    pub fn bytes(&mut self, n: u32, b: &[u8]) -> &mut Self {
+        self.varint((u64::from(n) << 3) | 2);
+        self.varint(b.len() as u64);
+        self.buf.extend_from_slice(b);
+        self
+    }
+    /// Field `n` as a fixed32 float.
+    pub fn f32(&mut self, n: u32, v: f32) -> &mut Self {
+        self.varint((u64::from(n) << 3) | 5);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +229,22 @@ mod tests {
             assert!(all(&buf[..n]).is_err(), "prefix of {n} bytes accepted");
         }
         assert!(all(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+
+    #[test]
+    fn writer_round_trips() {
+        let mut w = Writer::default();
+        w.uint(1, 300).bytes(2, b"xy").f32(3, -2.5).uint(2000, u64::MAX);
+        let f = all(&w.buf).unwrap();
+        assert_eq!(
+            f,
+            vec![
+                (1, Value::Varint(300)),
+                (2, Value::Bytes(b"xy")),
+                (3, Value::Fixed32((-2.5f32).to_bits())),
+                (2000, Value::Varint(u64::MAX)),
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,164 @@
+//! `albert_convert::spm`: decoding the real `spiece.model`, building and validating the
+//! section, and clear refusals of settings the runtime does not reproduce.
+
+use albert_convert::spm::{self, Piece, SpModel};
+use albert_edge::tokenizer::layout::piece_type;
+use albert_edge::tokenizer::Tokenizer;
+use std::path::PathBuf;
+
+fn shared() -> PathBuf {
+    let dir = std::env::var_os("ALBERT_EDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    assert!(
+        dir.join("fixtures/spiece/spiece.model").is_file(),
+        "shared fixtures not found at {} (set ALBERT_EDGE_SHARED to the shared/ folder)",
+        dir.display()
+    );
+    dir
+}
+
+fn spiece() -> Vec<u8> {
+    std::fs::read(shared().join("fixtures/spiece/spiece.model")).unwrap()
+}
+
+/// A tiny valid unigram model without a charsmap.
+fn tiny() -> SpModel {
+    let p = |s: &str, score: f32, kind: u8| Piece {
+        piece: s.into(),
+        score,
+        kind,
+    };
+    SpModel {
+        pieces: vec![
+            p("<pad>", 0.0, piece_type::CONTROL),
+            p("<unk>", 0.0, piece_type::UNKNOWN),
+            p("[CLS]", 0.0, piece_type::CONTROL),
+            p("[SEP]", 0.0, piece_type::CONTROL),
+            p("[MASK]", 0.0, piece_type::CONTROL),
+            p("(", 0.0, piece_type::USER_DEFINED),
+            p("\u{2581}", -2.0, piece_type::NORMAL),
+            p("a", -3.0, piece_type::NORMAL),
+            p("b", -3.5, piece_type::NORMAL),
+            p("\u{2581}a", -2.5, piece_type::NORMAL),
+            p("ab", -1.0, piece_type::NORMAL),
+        ],
+        model_type: 1,
+        byte_fallback: false,
+        treat_whitespace_as_suffix: false,
+        split_by_whitespace: true,
+        split_digits: false,
+        unk_id: Some(1),
+        normalizer_name: "identity".into(),
+        precompiled_charsmap: vec![],
+        add_dummy_prefix: true,
+        remove_extra_whitespaces: true,
+        escape_whitespaces: true,
+    }
+}
+
+#[test]
+fn real_model_decodes() {
+    let m = spm::parse_model(&spiece()).unwrap();
+    assert_eq!(m.pieces.len(), 8000);
+    assert_eq!(m.model_type, 1);
+    assert_eq!(m.normalizer_name, "nmt_nfkc");
+    assert!(!m.precompiled_charsmap.is_empty());
+    assert!(m.add_dummy_prefix && m.remove_extra_whitespaces && m.escape_whitespaces);
+    assert!(!m.byte_fallback && !m.treat_whitespace_as_suffix);
+    assert_eq!(m.pieces[1].kind, piece_type::UNKNOWN);
+    let ud: Vec<&str> = m
+        .pieces
+        .iter()
+        .filter(|p| p.kind == piece_type::USER_DEFINED)
+        .map(|p| p.piece.as_str())
+        .collect();
+    assert_eq!(ud, ["(", ")", "\"", "-", ".", "\u{2013}", "\u{a3}", "\u{20ac}"]);
+    // Re-encoding the decoded fields and decoding again is lossless.
+    assert_eq!(spm::parse_model(&m.to_proto()).unwrap(), m);
+}
+
+#[test]
+fn real_model_builds_a_valid_section() {
+    let s = spm::build_tokenizer_section(&spiece(), None).unwrap();
+    assert_eq!(&s[..4], b"ALTK");
+    let t = Tokenizer::from_section(&s).unwrap();
+    assert_eq!(t.vocab_size(), 8000);
+    assert_eq!((t.pad_id(), t.unk_id(), t.cls_id(), t.sep_id()), (0, 1, 2, 3));
+    assert_eq!(t.mask_id(), Some(4));
+    assert_eq!(t.piece(5), Some("("));
+    assert_eq!(s.len() % 8, 0);
+}
+
+#[test]
+fn tiny_model_builds_and_encodes() {
+    let s = spm::build_tokenizer_section(&tiny().to_proto(), None).unwrap();
+    let t = Tokenizer::from_section(&s).unwrap();
+    // "ab" as one word: "▁a"+"b" = -6.0 vs "▁"+"ab" = -3.0.
+    assert_eq!(t.encode("ab"), vec![2, 6, 10, 3]);
+    // user-defined "(" wins; "c" is unknown.
+    assert_eq!(t.encode("(c"), vec![2, 6, 5, 1, 3]);
+    assert_eq!(t.encode(""), vec![2, 3]);
+}
+
+#[test]
+fn tokenizer_config_is_read() {
+    let cfg = r#"{"do_lower_case": false, "keep_accents": true, "remove_space": false}"#;
+    let s = spm::parse_tokenizer_config(cfg).unwrap();
+    assert!(!s.do_lower_case && s.keep_accents && !s.remove_space);
+    let d = spm::parse_tokenizer_config("{}").unwrap();
+    assert!(d.do_lower_case && !d.keep_accents && d.remove_space);
+    assert!(spm::parse_tokenizer_config(r#"{"do_lower_case": "yes"}"#).is_err());
+    assert!(spm::parse_tokenizer_config("not json").is_err());
+    let section = spm::build_tokenizer_section(&tiny().to_proto(), Some(cfg)).unwrap();
+    let t = Tokenizer::from_section(&section).unwrap();
+    // Without lower-casing "A" is unknown.
+    assert_eq!(t.encode("A"), vec![2, 6, 1, 3]);
+}
+
+fn refused(m: SpModel, needle: &str) {
+    let e = spm::build_tokenizer_section(&m.to_proto(), None).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains(needle), "error {msg:?} does not mention {needle:?}");
+}
+
+#[test]
+fn unsupported_settings_are_refused() {
+    let mut m = tiny();
+    m.model_type = 2;
+    refused(m, "only UNIGRAM");
+    let mut m = tiny();
+    m.byte_fallback = true;
+    refused(m, "byte_fallback");
+    let mut m = tiny();
+    m.treat_whitespace_as_suffix = true;
+    refused(m, "treat_whitespace_as_suffix");
+    let mut m = tiny();
+    m.escape_whitespaces = false;
+    refused(m, "escape_whitespaces");
+    let mut m = tiny();
+    m.pieces[10].piece = "a\u{2581}b".into();
+    refused(m, "after its first character");
+    let mut m = tiny();
+    m.pieces[6].piece = "x".into();
+    refused(m, "no NORMAL or USER_DEFINED");
+    let mut m = tiny();
+    m.pieces[2].piece = "[CLX]".into();
+    refused(m, "[CLS]");
+    let mut m = tiny();
+    m.pieces[7].piece = "b".into();
+    refused(m, "duplicate piece");
+    let mut m = tiny();
+    m.pieces[1].kind = piece_type::NORMAL;
+    refused(m, "UNKNOWN");
+    let mut m = tiny();
+    m.unk_id = Some(0);
+    refused(m, "unk_id");
+    let mut m = tiny();
+    m.pieces[7].score = f32::NAN;
+    refused(m, "non-finite");
+    let mut m = tiny();
+    m.pieces[8].kind = piece_type::BYTE;
+    refused(m, "BYTE");
+    assert!(spm::build_tokenizer_section(&[0x0a, 0x05, 1], None).is_err());
+}
