@@ -23,6 +23,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod aligned;
+#[cfg(feature = "capi")]
+pub mod capi;
 mod cast;
 pub mod format;
 pub mod kernels;
