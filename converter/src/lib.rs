@@ -12,6 +12,7 @@ pub mod load;
 pub mod model;
 pub mod names;
 pub mod pack;
+pub mod prune;
 pub mod quantize;
 pub mod spm;
 pub mod write;

@@ -82,6 +82,8 @@ pub enum LoadError {
         /// Stored layer index.
         layer: u32,
     },
+    /// The tokenizer section is invalid.
+    Tokenizer(crate::tokenizer::TokenizerError),
     /// The host is big-endian; model files are little-endian.
     BigEndianHost,
     /// Reading or mapping the file failed (only from `Model::open`).
@@ -129,6 +131,7 @@ impl fmt::Display for LoadError {
             Self::MissingTensor { role, layer } => {
                 write!(f, "model file lacks tensor {role} (layer {layer})")
             }
+            Self::Tokenizer(e) => write!(f, "invalid tokenizer section: {e}"),
             Self::BigEndianHost => write!(f, "big-endian hosts are not supported"),
             Self::Io(what) => write!(f, "cannot read model file: {what}"),
         }

@@ -293,6 +293,11 @@ impl<'a> Model<'a> {
         self.file.label(self.bytes(), i)
     }
 
+    /// The tokenizer, when the file has one (validated at load).
+    pub fn tokenizer(&self) -> Option<crate::tokenizer::Tokenizer<'_>> {
+        self.tokenizer_section().and_then(|s| crate::tokenizer::Tokenizer::from_section(s).ok())
+    }
+
     /// The raw tokenizer section, when the file has one.
     pub fn tokenizer_section(&self) -> Option<&[u8]> {
         self.file.tokenizer.clone().map(|r| &self.bytes()[r])

@@ -1,8 +1,11 @@
-//! `albert-edge`: inspect and run `.albert` model files.
+//! `albert-edge`: inspect, benchmark, evaluate and run `.albert` model files.
 //!
 //! Every failure prints one line on stderr and exits with 1 (2 for usage errors).
 
+mod bench;
+mod eval;
 mod json_io;
+mod text;
 
 use albert_edge::{Input, Kernels, Model, Tier};
 use clap::{Parser, Subcommand};
@@ -11,13 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "albert-edge",
-    version,
-    about = "Run ALBERT models converted by albert-convert"
-)]
+#[command(name = "albert-edge", version, about = "Run ALBERT models converted by albert-convert")]
 struct Cli {
-    /// Force a kernel tier (scalar, avx2, avx512vnni, neon, neon-dot).
+    /// Force a kernel tier (scalar, avx2, avx512vnni, neon, neon-dot); default: the best this CPU supports.
     #[arg(long, global = true)]
     tier: Option<String>,
     #[command(subcommand)]
@@ -42,6 +41,22 @@ enum Cmd {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Tokenize text with the model's tokenizer and print ids and pieces.
+    Tokenize(text::TokenizeArgs),
+    /// Classify a text (or a pair) with a sequence-classification model.
+    Classify(text::ClassifyArgs),
+    /// Print the embedding of a text (base models).
+    Embed(text::EmbedArgs),
+    /// Predict the pieces at each [MASK] (masked-LM models).
+    FillMask(text::FillMaskArgs),
+    /// Extract the answer span from a context (question-answering models).
+    Qa(text::QaArgs),
+    /// Label every piece of a text (token-classification models).
+    Tag(text::TagArgs),
+    /// Time `run` on a batch-1 input of N tokens.
+    Bench(bench::BenchArgs),
+    /// Accuracy of a classifier on a TSV file (columns `sentence`, `label`, optional second sentence).
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,24 +70,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf, tier: &Option<String>) -> Result<Model<'static>, String> {
+/// Opens a model and applies `--tier`.
+pub fn load(path: &PathBuf, tier: &Option<String>) -> Result<Model<'static>, String> {
     let mut model = Model::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(t) = tier {
         let tier = Tier::from_name(t).ok_or_else(|| format!("unknown tier {t:?}"))?;
-        let k = Kernels::for_tier(tier)
-            .ok_or_else(|| format!("tier {t} is not supported on this CPU"))?;
+        let k = Kernels::for_tier(tier).ok_or_else(|| format!("tier {t} is not supported on this CPU"))?;
         model.set_kernels(k);
     }
     Ok(model)
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let tier = &cli.tier;
     match &cli.cmd {
-        Cmd::Info { model, json } => info(&load(model, &cli.tier)?, *json),
+        Cmd::Info { model, json } => info(&load(model, tier)?, *json),
         Cmd::Run { model, input } => {
-            let m = load(model, &cli.tier)?;
-            let text = std::fs::read_to_string(input)
-                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let m = load(model, tier)?;
+            let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
             let case = json_io::parse_case(&text)?;
             let mut ws = m.new_workspace(case.seq, case.batch);
             let inp = Input {
@@ -85,14 +100,19 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = m.run(&mut ws, &inp).map_err(|e| e.to_string())?;
             let mut outputs = serde_json::Map::new();
             for o in out.iter() {
-                outputs.insert(
-                    o.name.to_string(),
-                    json!({"shape": o.shape(), "dtype": "f32", "data": o.data}),
-                );
+                outputs.insert(o.name.to_string(), json!({"shape": o.shape(), "dtype": "f32", "data": o.data}));
             }
             println!("{}", json!({ "outputs": outputs }));
             Ok(())
         }
+        Cmd::Tokenize(a) => text::tokenize(&load(&a.model, tier)?, a),
+        Cmd::Classify(a) => text::classify(&load(&a.model, tier)?, a),
+        Cmd::Embed(a) => text::embed(&load(&a.model, tier)?, a),
+        Cmd::FillMask(a) => text::fill_mask(&load(&a.model, tier)?, a),
+        Cmd::Qa(a) => text::qa(&load(&a.model, tier)?, a),
+        Cmd::Tag(a) => text::tag(&load(&a.model, tier)?, a),
+        Cmd::Bench(a) => bench::bench(&load(&a.model, tier)?, a),
+        Cmd::Eval(a) => eval::eval(a, tier),
     }
 }
 
@@ -108,7 +128,7 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
         "parameters": m.parameter_count(),
         "file_bytes": m.bytes().len(),
         "tier": m.kernels().tier.name(),
-        "tokenizer": m.tokenizer_section().is_some(),
+        "tokenizer": m.tokenizer().is_some(),
         "workspace_bytes_seq128": ws128,
         "workspace_bytes_max_seq": ws_max,
         "config": {
@@ -131,25 +151,12 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
     println!("parameters        {}", m.parameter_count());
     println!("file size         {} bytes", m.bytes().len());
     println!("kernel tier       {}", m.kernels().tier.name());
-    println!(
-        "tokenizer         {}",
-        if m.tokenizer_section().is_some() {
-            "embedded"
-        } else {
-            "none"
-        }
-    );
+    println!("tokenizer         {}", if m.tokenizer().is_some() { "embedded" } else { "none (run on token ids)" });
     println!(
         "shape             vocab {} | E {} | H {} | heads {} x {} | FFN {} | layers {} ({} group(s) x {} inner) | {}",
         c.vocab_size, c.embedding_size, c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size, c.num_layers, c.num_groups, c.inner_group_num, c.activation.name()
     );
-    println!(
-        "max positions     {} (token types {})",
-        c.max_positions, c.type_vocab_size
-    );
-    println!(
-        "workspace         {ws128} bytes at 128 tokens, {ws_max} bytes at {} tokens",
-        c.max_positions
-    );
+    println!("max positions     {} (token types {})", c.max_positions, c.type_vocab_size);
+    println!("workspace         {ws128} bytes at 128 tokens, {ws_max} bytes at {} tokens", c.max_positions);
     Ok(())
 }

@@ -1,0 +1,84 @@
+//! Pruning invariants on the fixtures.
+
+use albert_convert::{calibrate, convert, load, names, pack, prune};
+use albert_edge::{Input, Model, Precision};
+use std::path::PathBuf;
+
+fn shared() -> PathBuf {
+    let p = std::env::var_os("ALBERT_EDGE_SHARED").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    assert!(p.join("fixtures").is_dir(), "fixtures not found at {} (set ALBERT_EDGE_SHARED)", p.display());
+    p
+}
+
+fn albert(ckpt: &str) -> albert_convert::model::Albert {
+    let raw = load::safetensors::load_dir(&shared().join("fixtures").join(ckpt)).unwrap();
+    names::interpret(&raw).unwrap()
+}
+
+fn logits(m: &albert_convert::model::Albert, ids: &[u32]) -> Vec<f32> {
+    let bytes = pack::pack(m, Precision::F32, None, None).unwrap().bytes;
+    let model = Model::from_vec(&bytes).unwrap();
+    let mut ws = model.new_workspace(ids.len(), 1);
+    model.run(&mut ws, &Input::single(ids)).unwrap().get("logits").unwrap().data.to_vec()
+}
+
+fn dist(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt()
+}
+
+#[test]
+fn pruning_nothing_is_bit_identical() {
+    let m = albert("tiny-base/seqcls2");
+    let mut p = m.clone();
+    let imp = prune::weight_importance(&m);
+    prune::apply(&mut p, &imp, 0, 0.0).unwrap();
+    assert_eq!(pack::pack(&m, Precision::Int8, None, None).unwrap().bytes, pack::pack(&p, Precision::Int8, None, None).unwrap().bytes);
+}
+
+#[test]
+fn least_important_head_costs_less_than_most_important() {
+    let m = albert("tiny-base/seqcls2");
+    let samples = calibrate::synthetic(m.arch.vocab, m.arch.max_positions, m.arch.type_vocab);
+    let imp = prune::activation_importance(&m, &samples, |_| {}).unwrap();
+    let scores = &imp.heads[0];
+    let order = {
+        let mut o: Vec<usize> = (0..scores.len()).collect();
+        o.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        o
+    };
+    let (least, most) = (order[0], *order.last().unwrap());
+    let without = |h: usize| {
+        let mut p = m.clone();
+        let keep: Vec<usize> = (0..m.arch.heads).filter(|&x| x != h).collect();
+        prune::prune_heads(&mut p, &[keep]).unwrap();
+        assert_eq!(p.arch.heads, m.arch.heads - 1);
+        p
+    };
+    let ids: Vec<u32> = vec![2, 48, 13, 2001, 77, 6, 3000, 3];
+    let base = logits(&m, &ids);
+    let d_least = dist(&base, &logits(&without(least), &ids));
+    let d_most = dist(&base, &logits(&without(most), &ids));
+    println!("head {least} (least important) moves logits by {d_least:.5}; head {most} (most) by {d_most:.5}");
+    assert!(d_least < d_most);
+}
+
+#[test]
+fn pruned_models_shrink_and_still_run() {
+    let m = albert("tiny-groups/seqcls2");
+    let before = pack::pack(&m, Precision::Int8, None, None).unwrap();
+    let mut p = m.clone();
+    let imp = prune::weight_importance(&m);
+    prune::apply(&mut p, &imp, 1, 0.5).unwrap();
+    assert_eq!(p.arch.heads, 3);
+    assert_eq!(p.arch.intermediate, 64);
+    assert!(p.parameter_count() < m.parameter_count());
+    let (bytes, report) = convert::finish(&p, Precision::Int8, None, 0, None).unwrap();
+    assert!(bytes.len() < before.bytes.len());
+    let model = Model::from_vec(&bytes).unwrap();
+    assert_eq!(model.config().num_heads, 3);
+    assert!(report.workspace_bytes_max_seq > 0);
+    let mut ws = model.new_workspace(5, 1);
+    let out = model.run(&mut ws, &Input::single(&[2, 10, 11, 12, 3])).unwrap();
+    assert!(out.get("logits").unwrap().data.iter().all(|v| v.is_finite()));
+    assert!(prune::apply(&mut p.clone(), &imp, 4, 0.0).is_err(), "removing every head must be refused");
+}
