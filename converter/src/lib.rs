@@ -15,4 +15,5 @@ pub mod pack;
 pub mod prune;
 pub mod quantize;
 pub mod spm;
+pub mod verify;
 pub mod write;
