@@ -22,6 +22,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable,
     IntoTValue, TVec, Tensor,
@@ -313,15 +314,33 @@ impl OnnxRunner {
     /// Decodes the graph at `path`. Its inputs must be (a subset of) `input_ids`,
     /// `attention_mask` and `token_type_ids`, of an integer type.
     pub fn load(path: &Path) -> Result<OnnxRunner> {
-        // Read errors get the usual message; tract would report them less clearly.
-        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        let model = guarded("loading the ONNX graph", || {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let proto = guarded("decoding the ONNX file", || {
             tract_onnx::onnx()
-                .model_for_path(path)
-                .map_err(|e| anyhow!("not a graph tract can read ({e:#})"))
+                .proto_model_for_read(&mut bytes.as_slice())
+                .map_err(|e| anyhow!("not a valid ONNX protobuf file ({e})"))
         })
         .with_context(|| format!("{}", path.display()))?;
-        Self::from_model(model).with_context(|| format!("{}", path.display()))
+        Self::from_proto(&proto, path.parent()).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Builds the runner from a decoded `ModelProto`; `dir` is the folder external data
+    /// is resolved against.
+    pub fn from_proto(proto: &ModelProto, dir: Option<&Path>) -> Result<OnnxRunner> {
+        let dir = dir
+            .map(|d| {
+                d.to_str()
+                    .ok_or_else(|| anyhow!("the model folder path is not UTF-8"))
+            })
+            .transpose()?
+            .map(|d| if d.is_empty() { "." } else { d });
+        let model = guarded("loading the ONNX graph", || {
+            tract_onnx::onnx()
+                .parse(proto, dir)
+                .map(|p| p.model)
+                .map_err(|e| anyhow!("not a graph tract can read ({e:#})"))
+        })?;
+        Self::from_model(model)
     }
 
     /// Wraps an already decoded model.
