@@ -112,15 +112,47 @@ impl Data {
     }
 }
 
-/// Best time of `f` over repeated batches lasting about `budget` in total.
+/// The CPU time this thread has used, in ns (`CLOCK_THREAD_CPUTIME_ID`), so
+/// that time slices given to other processes on a shared machine are not
+/// counted; `None` where unavailable.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> Option<u64> {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clk: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: libc's clock_gettime writes one timespec (two 64-bit fields on
+    // 64-bit Linux) to the valid pointer we pass.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    (rc == 0 && cfg!(target_pointer_width = "64")).then(|| t.sec as u64 * 1_000_000_000 + t.nsec as u64)
+}
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> Option<u64> {
+    None
+}
+
+/// Best time of one call of `f` over repeated calls lasting about `budget` of
+/// wall time: thread CPU time where available (see [`thread_cpu_ns`]), else
+/// wall time.
 fn best_time(budget: Duration, mut f: impl FnMut()) -> Duration {
     f();
     let start = Instant::now();
     let mut best = Duration::MAX;
     while start.elapsed() < budget {
-        let t = Instant::now();
+        let (c, t) = (thread_cpu_ns(), Instant::now());
         f();
-        best = best.min(t.elapsed());
+        let wall = t.elapsed();
+        let spent = match (c, thread_cpu_ns()) {
+            (Some(a), Some(b)) => Duration::from_nanos(b - a),
+            _ => wall,
+        };
+        best = best.min(spent);
     }
     best
 }
@@ -161,24 +193,17 @@ fn measured_peak(tier: Tier) -> Option<f64> {
 #[cfg(target_arch = "x86_64")]
 mod peak {
     use std::arch::asm;
-    use std::time::Instant;
-
     /// MACs per iteration of [`avx2`]: 8 chains x (sign, maddubs, madd, add) x 32.
     pub const AVX2_MACS: u64 = 8 * 32;
     /// MACs per iteration of [`vnni`]: 16 chains x 64.
     pub const VNNI_MACS: u64 = 16 * 64;
 
-    /// GMAC/s of `f(iters)` doing `macs` MACs per iteration (best of 5).
+    /// GMAC/s of `f(iters)` doing `macs` MACs per iteration (best of many
+    /// short runs, timed in thread CPU time).
     pub fn run(f: impl Fn(u64), macs: u64) -> f64 {
-        let iters = 20_000_000u64;
-        f(iters / 10);
-        (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                f(iters);
-                (iters * macs) as f64 / t.elapsed().as_secs_f64() / 1e9
-            })
-            .fold(0.0, f64::max)
+        let iters = 200_000u64;
+        let t = super::best_time(std::time::Duration::from_millis(500), || f(iters));
+        (iters * macs) as f64 / t.as_secs_f64() / 1e9
     }
 
     /// The AVX2 kernel's per-pair sequence on 8 independent accumulators.
@@ -314,7 +339,7 @@ fn table() {
         for &(k, n) in SHAPES {
             let mut d = Data::new(m, k, n);
             for (kern, (p, nom)) in tiers.iter().zip(&peaks) {
-                let budget = if kern.tier == Tier::Scalar { 300 } else { 600 };
+                let budget = if kern.tier == Tier::Scalar { 300 } else { 1500 };
                 let t = best_time(Duration::from_millis(budget), || d.gemm(kern));
                 let g = (m * k * n) as f64 / t.as_secs_f64() / 1e9;
                 let pct = |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));

@@ -33,7 +33,7 @@
 //! | tier | `quantize_rows` | `gemm_q8` | `gemm_f32`, `layer_norm`, `attention` | end-to-end int8 output |
 //! |------|-----------------|-----------|----------------------------------------|------------------------|
 //! | `scalar` | reference | reference | reference | (the reference) |
-//! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_4x16c4_avx2` | scalar | bit-identical |
+//! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_2x32c4_avx2` | scalar | bit-identical |
 //! | `avx512vnni` (x86-64) | AVX2's (AVX-512 VNNI implies AVX2) | `gemm_i8_i8_8x48c4_avx512vnni` | scalar | bit-identical |
 //! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | scalar | bit-identical |
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | scalar | bit-identical |

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Cross-compiles the root crate's whole test suite for aarch64 Linux and runs it
+# under qemu-user twice: as a Cortex-A72 (Raspberry Pi 4: NEON, no dot product,
+# so the `neon` tier) and as a Cortex-A76 (dot product: the `neon-dot` tier).
+# The linker and the default runner come from .cargo/config.toml.
+#
+# Note: the tests' dev-dependencies (the converter, which pulls tract-onnx) are
+# cross-compiled too, which takes a while on a small machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export ALBERT_EDGE_SHARED="${ALBERT_EDGE_SHARED:-$(cd .. && pwd)/shared}"
+export CARGO_TERM_COLOR=never
+TARGET=aarch64-unknown-linux-gnu
+
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null \
+    || [ ! -d /usr/aarch64-linux-gnu/lib ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+fi
+rustup target add "$TARGET"
+
+for cpu in cortex-a72 cortex-a76; do
+    echo "== aarch64 tests under qemu -cpu $cpu"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
+        cargo test -p albert-edge --target "$TARGET"
+    # Show which kernel tiers ran (the suite prints them; a missing NEON tier fails it).
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
+        cargo test -p albert-edge --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \
+        | grep '\[kernels\] tiers run'
+done
