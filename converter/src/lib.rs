@@ -15,5 +15,6 @@ pub mod pack;
 pub mod prune;
 pub mod quantize;
 pub mod spm;
+#[cfg(feature = "onnx")]
 pub mod verify;
 pub mod write;

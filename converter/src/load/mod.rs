@@ -4,6 +4,7 @@
 //! Every reader produces the same thing, so everything after loading (naming,
 //! pruning, quantization, packing) is shared by the safetensors and ONNX paths.
 
+#[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod safetensors;
 
