@@ -219,13 +219,24 @@ fn header_compiles_as_c_and_cpp() {
     }
 }
 
-#[test]
-fn c_misuse_gets_error_codes_not_crashes() {
-    let exe = build_c("tests/c/capi_misuse.c", "capi_misuse");
-    let out = Command::new(&exe).arg(sst2_model()).output().unwrap();
+fn run_misuse(model: &Path, exe: &str) {
+    let exe = build_c("tests/c/capi_misuse.c", exe);
+    let out = Command::new(&exe).arg(model).output().unwrap();
     println!("{}", String::from_utf8_lossy(&out.stdout));
     check(&out, "capi_misuse");
     assert!(String::from_utf8_lossy(&out.stdout).contains(", 0 failed"));
+}
+
+/// A model without a tokenizer (the firmware example's, committed).
+#[test]
+fn c_misuse_gets_error_codes_not_crashes() {
+    run_misuse(&Path::new(ROOT).join("firmware-examples/no-std-cortex-m/model/seqcls2.int8.albert"), "capi_misuse_a");
+}
+
+/// The SST-2 model, with its tokenizer (tokenizer misuse too).
+#[test]
+fn c_misuse_with_tokenizer_gets_error_codes_not_crashes() {
+    run_misuse(sst2_model(), "capi_misuse_b");
 }
 
 struct Classified {

@@ -171,12 +171,22 @@ int main(int argc, char **argv) {
   EXPECT(albert_model_workspace_len(m, 8, 1, &need), ALBERT_OK);
   EXPECT(albert_workspace_new(0, &ws), ALBERT_INVALID_ARGUMENT);
   EXPECT(albert_workspace_new((size_t)-1, &ws), ALBERT_INVALID_ARGUMENT);
-  unsigned char *small = malloc(need - 1);
-  EXPECT(albert_workspace_from_buffer(small, need - 1, &ws), ALBERT_OK);
-  for (int i = 0; i < 8; i++) { ids[i] = 5 + i; types[i] = 0; }
+  for (int i = 0; i < 64; i++) { ids[i] = 5 + i % 8; types[i] = 0; }
   ids[0] = 2;
   ids[7] = 3;
-  /* A misaligned buffer one byte short of the need: too small. */
+  /* workspace_len includes 64 bytes of slack for aligning any buffer, so a
+     64-byte aligned buffer one byte short of (need - 64) is too small. */
+  unsigned char *small = aligned_alloc(64, need);
+  EXPECT(albert_workspace_from_buffer(small, need - 65, &ws), ALBERT_OK);
+  EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_WORKSPACE_TOO_SMALL);
+  albert_last_error_message(buf, sizeof buf);
+  printf("too-small workspace message: %s\n", buf);
+  albert_workspace_free(ws);
+  /* The exact size works from a misaligned start (the slack covers it). */
+  EXPECT(albert_workspace_from_buffer(small + 1, need - 1, &ws), ALBERT_OK);
+  EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_OK);
+  albert_workspace_free(ws);
+  EXPECT(albert_workspace_from_buffer(small, need - 65, &ws), ALBERT_OK);
   EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_WORKSPACE_TOO_SMALL);
   EXPECT(albert_workspace_output_count(ws, &n), ALBERT_OK);
   CHECK(n == 0);
