@@ -227,6 +227,7 @@ impl From<&LoadError> for AlbertResult {
             LoadError::MissingTensor { .. } => R::MissingTensor,
             LoadError::BigEndianHost => R::BigEndianHost,
             LoadError::Io(_) => R::Io,
+            LoadError::Tokenizer(_) => R::BadTokenizer,
         }
     }
 }
