@@ -11,9 +11,6 @@
 
 use super::TokenizerError;
 
-/// Longest key (bytes) accepted; it bounds the normalizer's look-ahead window.
-pub(crate) const MAX_KEY_LEN: usize = 64;
-
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Charsmap<'a> {
     units: &'a [u8],
@@ -53,13 +50,15 @@ impl<'a> Charsmap<'a> {
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// Splits and fully validates a blob. Walks the whole trie once (depth first, each node
-    /// probed for its 255 possible labels), checking that every leaf's value is the start of a
-    /// NUL-terminated UTF-8 string in the pool and that no key is longer than
-    /// [`MAX_KEY_LEN`]. Returns the map and its longest key length.
-    pub(crate) fn parse(blob: &'a [u8]) -> Result<(Self, usize), TokenizerError> {
+    /// Splits and validates a blob in one linear pass over the units: every unit that is a
+    /// node with a leaf (bit 31 clear, `has_leaf` set) must point at a value unit (bit 31
+    /// set) whose value is the start of a NUL-terminated UTF-8 string in the pool. (darts-clone
+    /// shares common suffix subtrees between parents, so a tree walk could visit far more
+    /// nodes than there are units; the per-unit check covers every reachable leaf without
+    /// one.) Lookups are bounds-checked, so no other unit can cause harm.
+    pub(crate) fn parse(blob: &'a [u8]) -> Result<Self, TokenizerError> {
         if blob.is_empty() {
-            return Ok((Self::empty(), 0));
+            return Ok(Self::empty());
         }
         let head = blob.get(..4).ok_or(TokenizerError::BadCharsmap)?;
         let trie_size = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -69,62 +68,16 @@ impl<'a> Charsmap<'a> {
         }
         let (units, pool) = rest.split_at(trie_size);
         let map = Charsmap { units, pool };
-        let n_units = trie_size / 4;
-        let root = map.unit(0).ok_or(TokenizerError::BadCharsmap)?;
-        let mut visited = 0usize;
-        let mut max_depth = 0usize;
-        // Iterative depth-first walk with one label cursor per level (fixed-size stack:
-        // depth == key length). `visited` bounds the work on a corrupted (cyclic) array.
-        let mut cursor = [0u16; MAX_KEY_LEN + 1];
-        let mut node = [0usize; MAX_KEY_LEN + 1];
-        node[0] = offset(root);
-        cursor[0] = 1;
-        let mut level = 0usize;
-        loop {
-            let c = cursor.get(level).copied().unwrap_or(256) as usize;
-            if c > 255 {
-                if level == 0 {
-                    break;
+        for i in 0..trie_size / 4 {
+            let u = map.unit(i).ok_or(TokenizerError::BadCharsmap)?;
+            if u >> 31 == 0 && has_leaf(u) {
+                let v = map.unit(i ^ offset(u)).ok_or(TokenizerError::BadCharsmap)?;
+                if v >> 31 == 0 || map.replacement(value(v)).is_none() {
+                    return Err(TokenizerError::BadCharsmap);
                 }
-                level -= 1;
-                continue;
-            }
-            if let Some(cur) = cursor.get_mut(level) {
-                *cur += 1;
-            }
-            let child = node.get(level).copied().unwrap_or(0) ^ c;
-            let Some(u) = map.unit(child) else { continue };
-            if label(u) != c as u32 {
-                continue;
-            }
-            visited += 1;
-            if visited > n_units {
-                return Err(TokenizerError::BadCharsmap);
-            }
-            let next = child ^ offset(u);
-            let depth = level + 1;
-            if has_leaf(u) {
-                let v = map.unit(next).ok_or(TokenizerError::BadCharsmap)?;
-                map.replacement(value(v))
-                    .ok_or(TokenizerError::BadCharsmap)?;
-                max_depth = max_depth.max(depth);
-            }
-            if depth >= MAX_KEY_LEN {
-                // A key may end here but must not continue.
-                for c2 in 1..=255usize {
-                    if map.unit(next ^ c2).is_some_and(|u2| label(u2) == c2 as u32) {
-                        return Err(TokenizerError::BadCharsmap);
-                    }
-                }
-                continue;
-            }
-            level = depth;
-            if let (Some(n), Some(cur)) = (node.get_mut(level), cursor.get_mut(level)) {
-                *n = next;
-                *cur = 1;
             }
         }
-        Ok((map, max_depth))
+        Ok(map)
     }
 
     /// The replacement string at pool offset `v` (up to its NUL), if well-formed.
@@ -142,16 +95,27 @@ impl<'a> Charsmap<'a> {
 
     /// Longest key that is a prefix of `input`: `(key length, replacement)`.
     /// Equivalent to `commonPrefixSearch` + "keep the longest" in `Normalizer::NormalizePrefix`.
-    pub(crate) fn longest_prefix(&self, input: &[u8]) -> Option<(usize, &'a [u8])> {
-        let root = self.unit(0)?;
+    /// `Err(())` if the walk was still matching when it reached the end of `input` while more
+    /// text follows (`!is_final`): the caller's look-ahead window was too short.
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn longest_prefix(
+        &self,
+        input: &[u8],
+        is_final: bool,
+    ) -> Result<Option<(usize, &'a [u8])>, ()> {
+        let Some(root) = self.unit(0) else {
+            return Ok(None);
+        };
         let mut pos = offset(root);
         let mut best = None;
+        let mut walked = 0;
         for (i, &b) in input.iter().enumerate() {
             pos ^= b as usize;
             let Some(u) = self.unit(pos) else { break };
             if label(u) != b as u32 {
                 break;
             }
+            walked = i + 1;
             pos ^= offset(u);
             if has_leaf(u) {
                 if let Some(v) = self.unit(pos) {
@@ -159,8 +123,10 @@ impl<'a> Charsmap<'a> {
                 }
             }
         }
-        let (len, v) = best?;
+        if walked == input.len() && !is_final && !input.is_empty() {
+            return Err(());
+        }
         // Validated at load; an invalid value would mean a bug, so it is treated as no match.
-        self.replacement(v).map(|r| (len, r))
+        Ok(best.and_then(|(len, v)| self.replacement(v).map(|r| (len, r))))
     }
 }

@@ -270,6 +270,10 @@ fn chunk(
     })
 }
 
+/// Bytes of preprocessed text kept ahead of the normalizer (longer than any user-defined
+/// symbol, which `from_section` limits to 128 bytes, and any charsmap key).
+const LOOKAHEAD: usize = 256;
+
 /// Look-ahead window over the preprocessed text, for `NormalizePrefix`.
 struct Look {
     buf: [u8; 512],
@@ -316,7 +320,11 @@ fn one_char_len(b: u8) -> usize {
 /// of `input`, and how many input bytes it consumes. User-defined symbols win (longest match,
 /// sentencepiece's `PrefixMatcher`) and are kept verbatim; then the longest charsmap key;
 /// else one char unchanged (the input is valid UTF-8, so the U+FFFD branch cannot occur).
-fn normalize_prefix<'x>(tok: &Tokenizer<'x>, input: &'x [u8]) -> (&'x [u8], usize) {
+fn normalize_prefix<'x>(
+    tok: &Tokenizer<'x>,
+    input: &'x [u8],
+    is_final: bool,
+) -> Result<(&'x [u8], usize), Halt> {
     let mut s = 0u32;
     let mut ud = 0usize;
     for (i, &b) in input.iter().enumerate() {
@@ -329,16 +337,18 @@ fn normalize_prefix<'x>(tok: &Tokenizer<'x>, input: &'x [u8]) -> (&'x [u8], usiz
         }
     }
     if ud > 0 {
-        return (input.get(..ud).unwrap_or(&[]), ud);
+        return Ok((input.get(..ud).unwrap_or(&[]), ud));
     }
-    if let Some((len, r)) = tok.charsmap.longest_prefix(input) {
-        return (r, len);
+    match tok.charsmap.longest_prefix(input, is_final) {
+        Ok(Some((len, r))) => return Ok((r, len)),
+        Ok(None) => {}
+        Err(()) => return Err(Halt::Err(TokenizeError::LookaheadExceeded)),
     }
     let n = input
         .first()
         .map_or(0, |&b| one_char_len(b))
         .min(input.len());
-    (input.get(..n).unwrap_or(&[]), n)
+    Ok((input.get(..n).unwrap_or(&[]), n))
 }
 
 /// sentencepiece `Normalizer::Normalize` on the chars of `src`, feeding the normalized text
@@ -350,7 +360,7 @@ fn sp_encode<I: Iterator<Item = char>>(
     sink: &mut Sink<'_>,
 ) -> Result<(), Halt> {
     let remove_extra = tok.flag(layout::FLAG_REMOVE_EXTRA_WHITESPACES);
-    let need = tok.lookahead + 4;
+    let need = LOOKAHEAD;
     let mut look = Look {
         buf: [0; 512],
         start: 0,
@@ -365,7 +375,7 @@ fn sp_encode<I: Iterator<Item = char>>(
             if input.is_empty() {
                 break;
             }
-            let (r, n) = normalize_prefix(tok, input);
+            let (r, n) = normalize_prefix(tok, input, look.done)?;
             if r != b" " {
                 break;
             }
@@ -387,7 +397,7 @@ fn sp_encode<I: Iterator<Item = char>>(
         if input.is_empty() {
             break;
         }
-        let (mut r, n) = normalize_prefix(tok, input);
+        let (mut r, n) = normalize_prefix(tok, input, look.done)?;
         if is_prev_space {
             while let Some(rest) = r.strip_prefix(b" ") {
                 r = rest;
@@ -541,18 +551,18 @@ impl<'r> Words<'r> {
                     continue; // UNUSED is skipped; CONTROL/UNKNOWN are not in sentencepiece's trie
                 }
                 let length = key - start;
-                // `score` is a double in unigram_model.cc (the conditional mixes
-                // `length * max_score_ - 0.1` with a float), so the candidate is a double,
-                // compared as one, then stored as float.
-                let score: f64 = if ty == piece_type::USER_DEFINED {
-                    f64::from(length as f32 * max_score) - 0.1
+                // sentencepiece >= 0.2.1 (the reference is 0.2.3) keeps the path scores in
+                // float: candidate = score + best_path_score_till_here, both f32. (0.2.0
+                // compared in double, which breaks some ties differently, e.g. "000".)
+                // User-defined symbols get `length * max_score_ - 0.1` to always win.
+                let score: f32 = if ty == piece_type::USER_DEFINED {
+                    (f64::from(length as f32 * max_score) - 0.1) as f32
                 } else {
-                    f64::from(tok.score(id))
+                    tok.score(id)
                 };
-                let cand = score + f64::from(till);
-                if get(lat, key, 1) == UNSET || cand > f64::from(f32::from_bits(get(lat, key, 0)))
-                {
-                    set(lat, key, 0, (cand as f32).to_bits());
+                let cand = score + till;
+                if get(lat, key, 1) == UNSET || cand > f32::from_bits(get(lat, key, 0)) {
+                    set(lat, key, 0, cand.to_bits());
                     set(lat, key, 1, start as u32);
                     set(lat, key, 2, id);
                 }

@@ -100,6 +100,9 @@ pub enum TokenizeError {
     /// `max_len` is too small to hold the special tokens plus at least the tokens
     /// transformers would keep (transformers logs an error and does not truncate then).
     MaxLenTooSmall,
+    /// A charsmap rule longer than the normalizer's 256-byte look-ahead window matched
+    /// (sentencepiece's charsmaps have keys of a few dozen bytes at most).
+    LookaheadExceeded,
 }
 
 impl core::fmt::Display for TokenizeError {
@@ -110,6 +113,7 @@ impl core::fmt::Display for TokenizeError {
             }
             TokenizeError::ScratchTooSmall => f.write_str("scratch buffer too small for a word"),
             TokenizeError::MaxLenTooSmall => f.write_str("max_len too small for the special tokens"),
+            TokenizeError::LookaheadExceeded => f.write_str("charsmap rule longer than the look-ahead"),
         }
     }
 }
@@ -174,8 +178,6 @@ pub struct Tokenizer<'a> {
     /// FLT_MAX / FLT_MIN as in unigram_model.cc).
     min_score: f32,
     max_score: f32,
-    /// Look-ahead the normalizer needs (longest charsmap key / user-defined symbol).
-    lookahead: usize,
     /// Scratch reserved for the digit+comma re-encoding (0 if it can never fire).
     comma_scratch: usize,
 }
@@ -281,7 +283,6 @@ impl<'a> Tokenizer<'a> {
             mask: None,
             min_score: f32::MAX,
             max_score: f32::MIN_POSITIVE,
-            lookahead: 4,
             comma_scratch: 0,
         };
 
@@ -317,7 +318,6 @@ impl<'a> Tokenizer<'a> {
                     if p.len() > 128 {
                         return Err(E::UnsupportedVocab);
                     }
-                    t.lookahead = t.lookahead.max(p.len());
                 }
                 _ => return Err(E::BadPieceType),
             }
@@ -357,9 +357,7 @@ impl<'a> Tokenizer<'a> {
 
         t.validate_trie()?;
 
-        let (charsmap, depth) = Charsmap::parse(charsmap_blob)?;
-        t.charsmap = charsmap;
-        t.lookahead = t.lookahead.max(depth);
+        t.charsmap = Charsmap::parse(charsmap_blob)?;
 
         // The digit+comma rule re-encodes a piece; reserve scratch for that if it can fire:
         // a vocabulary piece of that form, or an unknown run ending in ',' (only if ',' is
