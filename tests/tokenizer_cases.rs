@@ -91,7 +91,8 @@ fn all_cases_match_reference() {
             .filter(|(_, &id)| id != tok.cls_id() && id != tok.sep_id())
             .map(|(p, _)| p)
             .collect();
-        let pieces_ok = c.text.contains('[') || c.text.contains('<') || got_pieces == expected_pieces;
+        let pieces_ok =
+            c.text.contains('[') || c.text.contains('<') || got_pieces == expected_pieces;
         if !ok || !pieces_ok {
             failures.push(format!(
                 "{}: {:?} / {:?}\n  expected {:?}\n  got      {:?}\n  pieces   {:?}\n  expected {:?}",
@@ -99,11 +100,25 @@ fn all_cases_match_reference() {
             ));
         }
         // The no-alloc API gives the same result.
-        let mut scratch = vec![0u8; tok.scratch_len(c.text.len().max(c.text_pair.as_ref().map_or(0, |p| p.len())))];
+        let mut scratch = vec![
+            0u8;
+            tok.scratch_len(
+                c.text
+                    .len()
+                    .max(c.text_pair.as_ref().map_or(0, |p| p.len()))
+            )
+        ];
         let mut ids = vec![0u32; e.ids.len()];
         let mut types = vec![0u32; e.ids.len()];
         let n = tok
-            .encode_into(&c.text, c.text_pair.as_deref(), None, &mut scratch, &mut ids, &mut types)
+            .encode_into(
+                &c.text,
+                c.text_pair.as_deref(),
+                None,
+                &mut scratch,
+                &mut ids,
+                &mut types,
+            )
             .unwrap();
         assert_eq!(n, e.ids.len(), "{}", c.id);
         assert_eq!(ids, e.ids, "{}", c.id);
@@ -111,11 +126,30 @@ fn all_cases_match_reference() {
         if !e.ids.is_empty() {
             let mut short = vec![0u32; e.ids.len() - 1];
             let mut short_t = vec![0u32; e.ids.len() - 1];
-            let r = tok.encode_into(&c.text, c.text_pair.as_deref(), None, &mut scratch, &mut short, &mut short_t);
-            assert_eq!(r, Err(TokenizeError::OutputTooSmall { needed: e.ids.len() }), "{}", c.id);
+            let r = tok.encode_into(
+                &c.text,
+                c.text_pair.as_deref(),
+                None,
+                &mut scratch,
+                &mut short,
+                &mut short_t,
+            );
+            assert_eq!(
+                r,
+                Err(TokenizeError::OutputTooSmall {
+                    needed: e.ids.len()
+                }),
+                "{}",
+                c.id
+            );
         }
     }
-    assert!(failures.is_empty(), "{} of 84 cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 84 cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[derive(Deserialize)]
@@ -146,14 +180,30 @@ fn sst2_dev_ids_match_reference() {
     let mut bad = Vec::new();
     for (i, (s, want)) in sentences.iter().zip(&p.input_ids).enumerate() {
         let n = tok
-            .encode_into(s, None, Some(p.max_length), &mut scratch, &mut ids, &mut types)
+            .encode_into(
+                s,
+                None,
+                Some(p.max_length),
+                &mut scratch,
+                &mut ids,
+                &mut types,
+            )
             .unwrap();
         if ids[..n] != want[..] {
-            bad.push(format!("{i}: {s:?}\n  expected {want:?}\n  got      {:?}", &ids[..n]));
+            bad.push(format!(
+                "{i}: {s:?}\n  expected {want:?}\n  got      {:?}",
+                &ids[..n]
+            ));
         }
         assert!(types[..n].iter().all(|&t| t == 0));
     }
-    assert!(bad.is_empty(), "{} of {} differ:\n{}", bad.len(), p.n, bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ:\n{}",
+        bad.len(),
+        p.n,
+        bad.join("\n")
+    );
 }
 
 /// Plain reference of transformers' truncation: remove one token at a time from the longer
@@ -224,15 +274,33 @@ fn truncation_matches_reference_rule() {
             let want = reference_truncate(&a, b.as_deref(), max_len, tok.cls_id(), tok.sep_id());
             let mut ids = vec![0u32; full + 2];
             let mut types = vec![0u32; full + 2];
-            let got = tok.encode_into(&c.text, c.text_pair.as_deref(), Some(max_len), &mut scratch, &mut ids, &mut types);
+            let got = tok.encode_into(
+                &c.text,
+                c.text_pair.as_deref(),
+                Some(max_len),
+                &mut scratch,
+                &mut ids,
+                &mut types,
+            );
             match want {
                 Some((w, first)) => {
                     let n = got.unwrap_or_else(|e| panic!("{} max_len {max_len}: {e}", c.id));
                     assert_eq!(ids[..n], w[..], "{} max_len {max_len}", c.id);
                     let want_types: Vec<u32> = (0..n).map(|i| u32::from(i >= first)).collect();
-                    assert_eq!(types[..n], want_types[..], "{} max_len {max_len}: {:?}", c.id, &ids[..n]);
+                    assert_eq!(
+                        types[..n],
+                        want_types[..],
+                        "{} max_len {max_len}: {:?}",
+                        c.id,
+                        &ids[..n]
+                    );
                 }
-                None => assert_eq!(got, Err(TokenizeError::MaxLenTooSmall), "{} max_len {max_len}", c.id),
+                None => assert_eq!(
+                    got,
+                    Err(TokenizeError::MaxLenTooSmall),
+                    "{} max_len {max_len}",
+                    c.id
+                ),
             }
             checked += 1;
         }

@@ -11,7 +11,10 @@ fn section() -> Vec<u8> {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
     let p = dir.join("fixtures/spiece/spiece.model");
     let model = std::fs::read(&p).unwrap_or_else(|e| {
-        panic!("cannot read {} ({e}); set ALBERT_EDGE_SHARED to the shared/ folder", p.display())
+        panic!(
+            "cannot read {} ({e}); set ALBERT_EDGE_SHARED to the shared/ folder",
+            p.display()
+        )
     });
     albert_convert::spm::build_tokenizer_section(&model, None).unwrap()
 }
@@ -31,12 +34,73 @@ impl Rng {
 }
 
 const ALPHABET: &[&str] = &[
-    "a", "b", "Z", " ", "  ", "\t", "\n", "\r\n", "\u{0}", "\u{1}", "\u{1c}", "\u{85}", "\u{a0}",
-    "\u{3000}", "\u{200b}", "\u{200d}", "\u{feff}", "\u{301}", "é", "İ", "ı", "ß", "Σ", "ﬁ",
-    "½", "\u{fdfa}", "\u{3300}", "😀", "👨\u{200d}👩", "日本", "한", "\u{2581}", "▁▁", ",", "1,",
-    "9", "12,3", ".", "(", ")", "\"", "``", "''", "`", "'", "-", "–", "£", "€", "<pad>", "<PAD>",
-    "<unk>", "[CLS]", "[SEP]", "[MASK]", "[mask]", "[", "<", ">", "]", "\u{ffff}", "\u{10ffff}",
-    "\u{e000}", "𝔘", "\u{1d6ba}", "K", "\u{212a}",
+    "a",
+    "b",
+    "Z",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\u{0}",
+    "\u{1}",
+    "\u{1c}",
+    "\u{85}",
+    "\u{a0}",
+    "\u{3000}",
+    "\u{200b}",
+    "\u{200d}",
+    "\u{feff}",
+    "\u{301}",
+    "é",
+    "İ",
+    "ı",
+    "ß",
+    "Σ",
+    "ﬁ",
+    "½",
+    "\u{fdfa}",
+    "\u{3300}",
+    "😀",
+    "👨\u{200d}👩",
+    "日本",
+    "한",
+    "\u{2581}",
+    "▁▁",
+    ",",
+    "1,",
+    "9",
+    "12,3",
+    ".",
+    "(",
+    ")",
+    "\"",
+    "``",
+    "''",
+    "`",
+    "'",
+    "-",
+    "–",
+    "£",
+    "€",
+    "<pad>",
+    "<PAD>",
+    "<unk>",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[mask]",
+    "[",
+    "<",
+    ">",
+    "]",
+    "\u{ffff}",
+    "\u{10ffff}",
+    "\u{e000}",
+    "𝔘",
+    "\u{1d6ba}",
+    "K",
+    "\u{212a}",
 ];
 
 fn random_text(rng: &mut Rng) -> String {
@@ -110,7 +174,11 @@ fn long_inputs_are_linear_and_bounded() {
             .encode_into(&text, None, None, &mut scratch, &mut ids, &mut types)
             .unwrap();
         assert!(n >= 2);
-        assert!(t.elapsed().as_secs() < 20, "{unit:?} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "{unit:?} took {:?}",
+            t.elapsed()
+        );
         // With a small scratch, a single huge word is an error, not a panic.
         let mut small = vec![0u8; tok.scratch_len_for_word(64)];
         let r = tok.encode_into(&text, None, None, &mut small, &mut ids, &mut types);
@@ -156,7 +224,9 @@ fn every_scalar_value_respects_max_expansion() {
     let mut ids = [0u32; 512];
     let mut types = [0u32; 512];
     for cp in 0..=0x10_ffffu32 {
-        let Some(c) = char::from_u32(cp) else { continue };
+        let Some(c) = char::from_u32(cp) else {
+            continue;
+        };
         let text: String = std::iter::repeat(c).take(3).collect();
         let mut scratch = vec![0u8; tok.scratch_len(text.len())];
         if let Err(e) = tok.encode_into(&text, None, None, &mut scratch, &mut ids, &mut types) {
@@ -176,7 +246,10 @@ fn corrupted_sections_never_panic() {
         assert!(Tokenizer::from_section(&s).is_err());
         if s.len() >= 96 {
             s[84..88].copy_from_slice(&(len as u32).to_le_bytes());
-            assert!(Tokenizer::from_section(&s).is_err(), "truncated at {len} accepted");
+            assert!(
+                Tokenizer::from_section(&s).is_err(),
+                "truncated at {len} accepted"
+            );
         }
     }
     // Bit flips: whatever validates must still encode without panicking.
@@ -187,12 +260,23 @@ fn corrupted_sections_never_panic() {
     let mut accepted = 0;
     for i in 0..400 {
         let mut s = good.clone();
-        let at = if i < 200 { rng.below(200) } else { rng.below(s.len()) };
+        let at = if i < 200 {
+            rng.below(200)
+        } else {
+            rng.below(s.len())
+        };
         s[at] ^= 1 << rng.below(8);
         if let Ok(t) = Tokenizer::from_section(&s) {
             accepted += 1;
             for text in ["Hello, world! (x) £5 😀", "a\u{0}b [CLS] <PAD> 1,000"] {
-                let _ = t.encode_into(text, Some(text), Some(40), &mut scratch, &mut ids, &mut types);
+                let _ = t.encode_into(
+                    text,
+                    Some(text),
+                    Some(40),
+                    &mut scratch,
+                    &mut ids,
+                    &mut types,
+                );
             }
         }
     }

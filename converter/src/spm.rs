@@ -148,7 +148,9 @@ impl SpModel {
         let mut w = proto::Writer::default();
         for p in &self.pieces {
             let mut pw = proto::Writer::default();
-            pw.bytes(1, p.piece.as_bytes()).f32(2, p.score).uint(3, u64::from(p.kind));
+            pw.bytes(1, p.piece.as_bytes())
+                .f32(2, p.score)
+                .uint(3, u64::from(p.kind));
             w.bytes(1, &pw.buf);
         }
         let mut t = proto::Writer::default();
@@ -266,8 +268,7 @@ fn check_supported(m: &SpModel) -> Result<()> {
             bail!("piece {i} {:?} has a non-finite score", p.piece);
         }
         if matches!(p.kind, piece_type::NORMAL | piece_type::USER_DEFINED) {
-            if p
-                .piece
+            if p.piece
                 .char_indices()
                 .any(|(at, c)| at > 0 && c == '\u{2581}')
             {

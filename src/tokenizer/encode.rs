@@ -89,26 +89,23 @@ pub(crate) fn encode(
     };
     let mut n = 1usize;
     emit_special(tok, tok.cls, 0, on_token);
-    let mut run = |seg: &str,
-                   keep: usize,
-                   type_id: u32,
-                   n: &mut usize,
-                   f: &mut dyn FnMut(Token<'_>)| {
-        let mut kept = 0usize;
-        let r = segment(tok, seg, scratch, &mut |id, text| {
-            if kept >= keep {
-                return Err(Halt::Stop);
+    let mut run =
+        |seg: &str, keep: usize, type_id: u32, n: &mut usize, f: &mut dyn FnMut(Token<'_>)| {
+            let mut kept = 0usize;
+            let r = segment(tok, seg, scratch, &mut |id, text| {
+                if kept >= keep {
+                    return Err(Halt::Stop);
+                }
+                kept += 1;
+                f(Token { id, type_id, text });
+                Ok(())
+            });
+            *n += kept;
+            match r {
+                Ok(()) | Err(Halt::Stop) => Ok(()),
+                Err(Halt::Err(e)) => Err(e),
             }
-            kept += 1;
-            f(Token { id, type_id, text });
-            Ok(())
-        });
-        *n += kept;
-        match r {
-            Ok(()) | Err(Halt::Stop) => Ok(()),
-            Err(Halt::Err(e)) => Err(e),
-        }
-    };
+        };
     run(text, keep_a, 0, &mut n, on_token)?;
     emit_special(tok, tok.sep, 0, on_token);
     n += 1;
@@ -120,12 +117,7 @@ pub(crate) fn encode(
     Ok(n)
 }
 
-fn emit_special(
-    tok: &Tokenizer<'_>,
-    id: u32,
-    type_id: u32,
-    on_token: &mut dyn FnMut(Token<'_>),
-) {
+fn emit_special(tok: &Tokenizer<'_>, id: u32, type_id: u32, on_token: &mut dyn FnMut(Token<'_>)) {
     let text = tok.piece(id).unwrap_or("");
     on_token(Token { id, type_id, text });
 }
@@ -241,33 +233,38 @@ fn chunk(
     if tok.comma_scratch == 0 {
         return sp_encode(tok, Preprocess::new(text, settings), main, sink);
     }
-    sp_encode(tok, Preprocess::new(text, settings), main, &mut |id, piece| {
-        if !(piece.chars().count() > 1 && comma_rule_applies(piece)) {
-            return sink(id, piece);
-        }
-        // cur_pieces = sp.EncodeAsPieces(piece[:-1].replace("▁", "")); the first one loses a
-        // leading "▁" the piece did not have; then "," is appended.
-        let body = piece.get(..piece.len() - 1).unwrap_or("");
-        let starts_with_space = piece.starts_with('\u{2581}');
-        let mut first = true;
-        sp_encode(
-            tok,
-            body.chars().filter(|&c| c != '\u{2581}'),
-            comma,
-            &mut |id, sub| {
-                if core::mem::take(&mut first) && !starts_with_space {
-                    if let Some(stripped) = sub.strip_prefix('\u{2581}') {
-                        if stripped.is_empty() {
-                            return Ok(());
+    sp_encode(
+        tok,
+        Preprocess::new(text, settings),
+        main,
+        &mut |id, piece| {
+            if !(piece.chars().count() > 1 && comma_rule_applies(piece)) {
+                return sink(id, piece);
+            }
+            // cur_pieces = sp.EncodeAsPieces(piece[:-1].replace("▁", "")); the first one loses a
+            // leading "▁" the piece did not have; then "," is appended.
+            let body = piece.get(..piece.len() - 1).unwrap_or("");
+            let starts_with_space = piece.starts_with('\u{2581}');
+            let mut first = true;
+            sp_encode(
+                tok,
+                body.chars().filter(|&c| c != '\u{2581}'),
+                comma,
+                &mut |id, sub| {
+                    if core::mem::take(&mut first) && !starts_with_space {
+                        if let Some(stripped) = sub.strip_prefix('\u{2581}') {
+                            if stripped.is_empty() {
+                                return Ok(());
+                            }
+                            return sink(tok.piece_to_id(stripped), stripped);
                         }
-                        return sink(tok.piece_to_id(stripped), stripped);
                     }
-                }
-                sink(id, sub)
-            },
-        )?;
-        sink(tok.piece_to_id(","), ",")
-    })
+                    sink(id, sub)
+                },
+            )?;
+            sink(tok.piece_to_id(","), ",")
+        },
+    )
 }
 
 /// Bytes of preprocessed text kept ahead of the normalizer (longer than any user-defined

@@ -112,8 +112,12 @@ impl core::fmt::Display for TokenizeError {
                 write!(f, "output buffers too small ({needed} tokens needed)")
             }
             TokenizeError::ScratchTooSmall => f.write_str("scratch buffer too small for a word"),
-            TokenizeError::MaxLenTooSmall => f.write_str("max_len too small for the special tokens"),
-            TokenizeError::LookaheadExceeded => f.write_str("charsmap rule longer than the look-ahead"),
+            TokenizeError::MaxLenTooSmall => {
+                f.write_str("max_len too small for the special tokens")
+            }
+            TokenizeError::LookaheadExceeded => {
+                f.write_str("charsmap rule longer than the look-ahead")
+            }
         }
     }
 }
@@ -502,7 +506,11 @@ impl<'a> Tokenizer<'a> {
     /// one word expanding [`MAX_EXPANSION`] times). Ordinary text needs far less: see
     /// [`scratch_len_for_word`](Self::scratch_len_for_word).
     pub fn scratch_len(&self, max_text_bytes: usize) -> usize {
-        self.scratch_len_for_word(max_text_bytes.saturating_mul(MAX_EXPANSION).saturating_add(3))
+        self.scratch_len_for_word(
+            max_text_bytes
+                .saturating_mul(MAX_EXPANSION)
+                .saturating_add(3),
+        )
     }
 
     /// Scratch bytes for texts whose longest normalized word (a `▁` plus the following

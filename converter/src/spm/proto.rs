@@ -234,7 +234,10 @@ mod tests {
     #[test]
     fn writer_round_trips() {
         let mut w = Writer::default();
-        w.uint(1, 300).bytes(2, b"xy").f32(3, -2.5).uint(2000, u64::MAX);
+        w.uint(1, 300)
+            .bytes(2, b"xy")
+            .f32(3, -2.5)
+            .uint(2000, u64::MAX);
         let f = all(&w.buf).unwrap();
         assert_eq!(
             f,
