@@ -78,6 +78,7 @@ enum {
   /* 4xx: tokenizing */
   ALBERT_MAX_LEN_TOO_SMALL = 400,
   ALBERT_SCRATCH_TOO_SMALL = 401,
+  ALBERT_LOOKAHEAD_EXCEEDED = 402,
 
   /* 9xx: internal */
   ALBERT_PANIC = 900

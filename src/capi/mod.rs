@@ -113,6 +113,9 @@ pub enum AlbertResult {
     /// The tokenizer scratch is too small for one word (not expected: the C API
     /// sizes it for the worst case).
     ScratchTooSmall = 401,
+    /// A normalization rule longer than the tokenizer's look-ahead window
+    /// matched (not expected with sentencepiece charsmaps).
+    LookaheadExceeded = 402,
 
     // 9xx: internal.
     /// A panic was caught at the boundary (a bug: please report it).
@@ -157,12 +160,13 @@ impl AlbertResult {
             R::WorkspaceTooSmall => "workspace too small for this input",
             R::MaxLenTooSmall => "max_len too small for the special tokens",
             R::ScratchTooSmall => "tokenizer scratch too small",
+            R::LookaheadExceeded => "a normalization rule exceeds the tokenizer's look-ahead window",
             R::Panic => "internal error: a panic was caught at the C boundary",
         }
     }
 
     /// Every code, for tests and bindings.
-    pub const ALL: [AlbertResult; 34] = {
+    pub const ALL: [AlbertResult; 35] = {
         use AlbertResult as R;
         [
             R::Ok,
@@ -198,6 +202,7 @@ impl AlbertResult {
             R::WorkspaceTooSmall,
             R::MaxLenTooSmall,
             R::ScratchTooSmall,
+            R::LookaheadExceeded,
             R::Panic,
         ]
     };
@@ -921,6 +926,9 @@ pub unsafe extern "C" fn albert_tokenize(
             }
             Err(e @ TokenizeError::MaxLenTooSmall) => (fail(AlbertResult::MaxLenTooSmall, e), 0),
             Err(e @ TokenizeError::ScratchTooSmall) => (fail(AlbertResult::ScratchTooSmall, e), 0),
+            Err(e @ TokenizeError::LookaheadExceeded) => {
+                (fail(AlbertResult::LookaheadExceeded, e), 0)
+            }
         };
         // SAFETY: checked non-NULL; valid for a write by contract.
         unsafe { out_len.write(n) };
