@@ -227,7 +227,7 @@ fn every_scalar_value_respects_max_expansion() {
         let Some(c) = char::from_u32(cp) else {
             continue;
         };
-        let text: String = std::iter::repeat(c).take(3).collect();
+        let text: String = std::iter::repeat_n(c, 3).collect();
         let mut scratch = vec![0u8; tok.scratch_len(text.len())];
         if let Err(e) = tok.encode_into(&text, None, None, &mut scratch, &mut ids, &mut types) {
             panic!("U+{cp:04X}: {e} (MAX_EXPANSION {MAX_EXPANSION} too small?)");

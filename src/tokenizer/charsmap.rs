@@ -63,7 +63,7 @@ impl<'a> Charsmap<'a> {
         let head = blob.get(..4).ok_or(TokenizerError::BadCharsmap)?;
         let trie_size = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let rest = blob.get(4..).unwrap_or(&[]);
-        if trie_size == 0 || trie_size % 4 != 0 || trie_size > rest.len() {
+        if trie_size == 0 || !trie_size.is_multiple_of(4) || trie_size > rest.len() {
             return Err(TokenizerError::BadCharsmap);
         }
         let (units, pool) = rest.split_at(trie_size);

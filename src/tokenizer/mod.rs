@@ -5,7 +5,7 @@
 //! Pipeline for one text (each stage links the source it reproduces):
 //!
 //! 1. split at the special-token strings (`<pad> <unk> [CLS] [SEP] [MASK]`, case-sensitive,
-//!    after the per-char lower-casing of everything else): [`encode`](self) module;
+//!    after the per-char lower-casing of everything else): `encode.rs`;
 //! 2. ALBERT `preprocess_text` (whitespace collapse, quotes, NFKD minus combining marks,
 //!    lower): `albert.rs`;
 //! 3. sentencepiece normalization (precompiled charsmap, user-defined symbols, dummy prefix,
@@ -249,7 +249,7 @@ impl<'a> Tokenizer<'a> {
         let mut cursor = layout::HEADER_LEN;
         let mut array = |off_field: usize, len: usize| -> Result<&'a [u8], TokenizerError> {
             let off = h(off_field) as usize;
-            if off % layout::ARRAY_ALIGN != 0 || off < cursor {
+            if !off.is_multiple_of(layout::ARRAY_ALIGN) || off < cursor {
                 return Err(E::BadArray);
             }
             let end = off.checked_add(len).ok_or(E::BadArray)?;
