@@ -23,9 +23,9 @@ rustup target add "$TARGET"
 for cpu in cortex-a72 cortex-a76; do
     echo "== aarch64 tests under qemu -cpu $cpu"
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
-        cargo test -p albert-edge --target "$TARGET"
+        cargo test -p albert-edge --release --target "$TARGET"
     # Show which kernel tiers ran (the suite prints them; a missing NEON tier fails it).
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
-        cargo test -p albert-edge --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \
+        cargo test -p albert-edge --release --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \
         | grep '\[kernels\] tiers run'
 done

@@ -6,8 +6,8 @@
 //! ([`weight_importance`]) or, better, from activations on calibration text
 //! ([`activation_importance`]):
 //!
-//! * head `h` of a layer: `mean over tokens and applications of ||ctx_h||`
-//!   times `||W_dense[:, h]||` (how much the head writes into the residual);
+//! * head `h` of a layer: the mean over tokens and applications of
+//!   `||W_dense[:, h] ctx_h||`, exactly what the head writes into the residual;
 //!   from weights alone, `||W_v[h]|| * ||W_dense[:, h]||`;
 //! * FFN neuron `n`: `mean |act_n|` times `||W_out[:, n]||`; from weights alone,
 //!   `||W_ffn[n]|| * ||W_out[:, n]||`.
@@ -75,10 +75,20 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
                     let l = layer as usize;
                     match kind {
                         RoleKind::AttnOutWeight => {
+                            // The head's exact contribution to the residual stream:
+                            // || W_dense[:, h] ctx_h || per token.
+                            let w = &m.layers[l].dense.w;
                             for row in 0..r {
                                 let x = &x[row * ld..row * ld + cols];
                                 for (h, acc) in ctx_norm[l].iter_mut().enumerate() {
-                                    *acc += x[h * d..(h + 1) * d].iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt();
+                                    let ctx = &x[h * d..(h + 1) * d];
+                                    let mut sq = 0f64;
+                                    for o in 0..w.rows {
+                                        let wr = &w.row(o)[h * d..(h + 1) * d];
+                                        let y: f64 = wr.iter().zip(ctx).map(|(a, b)| *a as f64 * *b as f64).sum();
+                                        sq += y * y;
+                                    }
+                                    *acc += sq.sqrt();
                                 }
                             }
                             rows[l] += r;
@@ -100,7 +110,7 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
     let mut out = Importance { heads: Vec::new(), neurons: Vec::new() };
     for (l, layer) in m.layers.iter().enumerate() {
         let n = rows[l].max(1) as f64;
-        out.heads.push((0..nh).map(|h| ctx_norm[l][h] / n * col_norm(&layer.dense.w, h * d, (h + 1) * d)).collect());
+        out.heads.push((0..nh).map(|h| ctx_norm[l][h] / n).collect());
         out.neurons.push((0..ni).map(|j| act_abs[l][j] / n * col_norm(&layer.ffn_output.w, j, j + 1)).collect());
     }
     Ok(out)

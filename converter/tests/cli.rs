@@ -72,7 +72,9 @@ fn edit_config(ck: &Path, f: impl Fn(&mut serde_json::Value)) {
 fn refuses_what_it_cannot_run_exactly_naming_the_cause() {
     refuses(|ck| edit_config(ck, |v| v["model_type"] = "bert".into()), "model_type");
     refuses(|ck| edit_config(ck, |v| v["hidden_act"] = "swish".into()), "hidden_act");
-    refuses(|ck| edit_config(ck, |v| v["hidden_size"] = 48.into()), "hidden_size");
+    refuses(|ck| edit_config(ck, |v| v["hidden_size"] = 50.into()), "hidden_size");
+    // A config that no longer matches the tensors names the first mismatching tensor.
+    refuses(|ck| edit_config(ck, |v| v["hidden_size"] = 48.into()), "embedding_hidden_mapping_in.weight");
     refuses(|ck| std::fs::write(ck.join("model.safetensors"), b"garbage").unwrap(), "safetensors");
     refuses(|ck| std::fs::remove_file(ck.join("config.json")).unwrap(), "config.json");
     // A missing tensor is named.
