@@ -53,8 +53,12 @@ impl Data {
             s
         };
         let (nb, kg) = (n.div_ceil(Q8_N_BLOCK), k.div_ceil(Q8_K_GROUP));
-        let packed: Vec<i8> = (0..nb * kg * 64).map(|_| ((rnd() % 255) as i32 - 127) as i8).collect();
-        let x: Vec<f32> = (0..m * k).map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0).collect();
+        let packed: Vec<i8> = (0..nb * kg * 64)
+            .map(|_| ((rnd() % 255) as i32 - 127) as i8)
+            .collect();
+        let x: Vec<f32> = (0..m * k)
+            .map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
         let ldq = kg * 4;
         let mut d = Data {
             m,
@@ -72,7 +76,16 @@ impl Data {
             bias: vec![0.1; n],
             out: vec![0.0; m * n],
         };
-        (Kernels::scalar().quantize_rows)(&d.x, k, m, &d.smooth, &mut d.q, ldq, &mut d.scales, &mut d.zps);
+        (Kernels::scalar().quantize_rows)(
+            &d.x,
+            k,
+            m,
+            &d.smooth,
+            &mut d.q,
+            ldq,
+            &mut d.scales,
+            &mut d.zps,
+        );
         d
     }
     fn gemm(&mut self, kern: &Kernels) {
@@ -130,7 +143,8 @@ fn thread_cpu_ns() -> Option<u64> {
     // SAFETY: libc's clock_gettime writes one timespec (two 64-bit fields on
     // 64-bit Linux) to the valid pointer we pass.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    (rc == 0 && cfg!(target_pointer_width = "64")).then(|| t.sec as u64 * 1_000_000_000 + t.nsec as u64)
+    (rc == 0 && cfg!(target_pointer_width = "64"))
+        .then(|| t.sec as u64 * 1_000_000_000 + t.nsec as u64)
 }
 #[cfg(not(target_os = "linux"))]
 fn thread_cpu_ns() -> Option<u64> {
@@ -170,15 +184,23 @@ fn measured_peak(tier: Tier) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
         match tier {
-            Tier::Avx2 if std::is_x86_feature_detected!("avx2") => Some(peak::run(|iters| {
-                // SAFETY: AVX2 is available (checked above).
-                unsafe { peak::avx2(iters) }
-            }, peak::AVX2_MACS)),
-            Tier::Avx512Vnni if albert_edge::kernels::x86_64::avx512vnni::Vnni512Kernels::is_available() => {
-                Some(peak::run(|iters| {
-                    // SAFETY: AVX-512 VNNI is available (checked above).
-                    unsafe { peak::vnni(iters) }
-                }, peak::VNNI_MACS))
+            Tier::Avx2 if std::is_x86_feature_detected!("avx2") => Some(peak::run(
+                |iters| {
+                    // SAFETY: AVX2 is available (checked above).
+                    unsafe { peak::avx2(iters) }
+                },
+                peak::AVX2_MACS,
+            )),
+            Tier::Avx512Vnni
+                if albert_edge::kernels::x86_64::avx512vnni::Vnni512Kernels::is_available() =>
+            {
+                Some(peak::run(
+                    |iters| {
+                        // SAFETY: AVX-512 VNNI is available (checked above).
+                        unsafe { peak::vnni(iters) }
+                    },
+                    peak::VNNI_MACS,
+                ))
             }
             _ => None,
         }
@@ -342,8 +364,14 @@ fn table() {
                 let budget = if kern.tier == Tier::Scalar { 300 } else { 1500 };
                 let t = best_time(Duration::from_millis(budget), || d.gemm(kern));
                 let g = (m * k * n) as f64 / t.as_secs_f64() / 1e9;
-                let pct = |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));
-                println!("| {m} | {k} x {n} | {} | {g:.1} | {} | {} |", kern.tier.name(), pct(p), pct(nom));
+                let pct =
+                    |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));
+                println!(
+                    "| {m} | {k} x {n} | {} | {g:.1} | {} | {} |",
+                    kern.tier.name(),
+                    pct(p),
+                    pct(nom)
+                );
             }
         }
     }
@@ -380,7 +408,10 @@ fn criterion_groups(c: &mut Criterion) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let only_table = args.iter().any(|a| a == "table");
     if args.is_empty() || only_table {
         table();

@@ -11,11 +11,14 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 fn shared() -> PathBuf {
-    std::env::var_os("ALBERT_EDGE_SHARED").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")))
+    std::env::var_os("ALBERT_EDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")))
 }
 
 fn model_bytes(precision: Precision) -> Vec<u8> {
-    let raw = load::safetensors::load_dir(&shared().join("models/sst2-base")).expect("sst2-base checkpoint");
+    let raw = load::safetensors::load_dir(&shared().join("models/sst2-base"))
+        .expect("sst2-base checkpoint");
     convert::convert(&raw, precision).expect("convert").0
 }
 
@@ -23,10 +26,16 @@ fn bench_run(c: &mut Criterion) {
     for precision in [Precision::Int8, Precision::F32] {
         let bytes = model_bytes(precision);
         let model = Model::from_vec(&bytes).unwrap();
-        let mut g = c.benchmark_group(format!("run/sst2-base/{}/{}", precision.name(), model.kernels().tier.name()));
+        let mut g = c.benchmark_group(format!(
+            "run/sst2-base/{}/{}",
+            precision.name(),
+            model.kernels().tier.name()
+        ));
         g.sample_size(10);
         for seq in [8usize, 32, 128] {
-            let ids: Vec<u32> = (0..seq as u32).map(|i| if i == 0 { 2 } else { 5 + (i * 131) % 7990 }).collect();
+            let ids: Vec<u32> = (0..seq as u32)
+                .map(|i| if i == 0 { 2 } else { 5 + (i * 131) % 7990 })
+                .collect();
             let mut ws = model.new_workspace(seq, 1);
             g.bench_with_input(BenchmarkId::from_parameter(seq), &seq, |b, _| {
                 b.iter(|| {
@@ -45,8 +54,12 @@ fn bench_load(c: &mut Criterion) {
     let path = dir.join("sst2-base.albert");
     std::fs::write(&path, &bytes).unwrap();
     let mut g = c.benchmark_group("load/sst2-base/int8");
-    g.bench_function("open (mmap + validate)", |b| b.iter(|| black_box(Model::open(&path).unwrap().config().hidden_size)));
-    g.bench_function("from_vec (copy + validate)", |b| b.iter(|| black_box(Model::from_vec(&bytes).unwrap().config().hidden_size)));
+    g.bench_function("open (mmap + validate)", |b| {
+        b.iter(|| black_box(Model::open(&path).unwrap().config().hidden_size))
+    });
+    g.bench_function("from_vec (copy + validate)", |b| {
+        b.iter(|| black_box(Model::from_vec(&bytes).unwrap().config().hidden_size))
+    });
     g.finish();
 }
 

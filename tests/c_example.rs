@@ -46,16 +46,27 @@ fn staticlib() -> &'static (PathBuf, Vec<String>) {
             .output()
             .expect("run cargo");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "building the static library failed:\n{stderr}");
+        assert!(
+            out.status.success(),
+            "building the static library failed:\n{stderr}"
+        );
         // Printed only when rustc actually ran; otherwise use the usual Linux set.
         let libs = stderr
             .lines()
             .find_map(|l| l.split("native-static-libs:").nth(1))
             .map(|s| s.split_whitespace().map(String::from).collect())
             .unwrap_or_else(|| {
-                ["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "-lgcc_s",
+                    "-lutil",
+                    "-lrt",
+                    "-lpthread",
+                    "-lm",
+                    "-ldl",
+                    "-lc",
+                ]
+                .map(String::from)
+                .to_vec()
             });
         let a = target.join("release/libalbert_edge.a");
         assert!(a.is_file(), "{} missing", a.display());
@@ -82,7 +93,15 @@ fn build_c(src: &str, exe: &str) -> PathBuf {
     let (lib, libs) = staticlib();
     let exe = tmp().join(exe);
     let out = Command::new(cc())
-        .args(["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .args([
+            "-std=c11",
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
         .arg(format!("-I{ROOT}/include"))
         .arg("-o")
         .arg(&exe)
@@ -106,7 +125,10 @@ fn sst2_model() -> &'static PathBuf {
             return p;
         }
         let dir = common::shared().join("models/sst2-tiny");
-        eprintln!("models/sst2-tiny.albert absent: converting {}", dir.display());
+        eprintln!(
+            "models/sst2-tiny.albert absent: converting {}",
+            dir.display()
+        );
         let raw = albert_convert::load::safetensors::load_dir(&dir).expect("load sst2-tiny");
         let bytes = albert_convert::convert::convert(&raw, Precision::Int8)
             .expect("convert sst2-tiny")
@@ -158,7 +180,10 @@ fn header_matches_the_rust_side() {
             Some((snake_upper(name), num.parse().ok()?))
         })
         .collect();
-    assert_eq!(c_codes, rust_codes, "result codes differ between header and Rust");
+    assert_eq!(
+        c_codes, rust_codes,
+        "result codes differ between header and Rust"
+    );
 
     // Functions: every exported Rust function is declared, and vice versa.
     let rust_fns: Vec<&str> = rust
@@ -215,7 +240,10 @@ fn header_compiles_as_c_and_cpp() {
             Err(e) => panic!("{compiler}: {e}"),
         };
         check(&out, &format!("compiling the header as {lang}"));
-        check(&Command::new(&exe).output().unwrap(), "running the header test");
+        check(
+            &Command::new(&exe).output().unwrap(),
+            "running the header test",
+        );
     }
 }
 
@@ -230,7 +258,10 @@ fn run_misuse(model: &Path, exe: &str) {
 /// A model without a tokenizer (the firmware example's, committed).
 #[test]
 fn c_misuse_gets_error_codes_not_crashes() {
-    run_misuse(&Path::new(ROOT).join("firmware-examples/no-std-cortex-m/model/seqcls2.int8.albert"), "capi_misuse_a");
+    run_misuse(
+        &Path::new(ROOT).join("firmware-examples/no-std-cortex-m/model/seqcls2.int8.albert"),
+        "capi_misuse_a",
+    );
 }
 
 /// The SST-2 model, with its tokenizer (tokenizer misuse too).
@@ -277,7 +308,13 @@ fn classify_rust(model: &Model<'_>, text: &str) -> Vec<f32> {
         attention_mask: None,
         token_type_ids: Some(&e.type_ids),
     };
-    model.run(&mut ws, &input).unwrap().get("logits").unwrap().data.to_vec()
+    model
+        .run(&mut ws, &input)
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .data
+        .to_vec()
 }
 
 #[test]
@@ -286,10 +323,22 @@ fn c_classify_matches_the_rust_api() {
     let path = sst2_model();
     let model = Model::open(path).unwrap();
     for (text, want) in [
-        ("a gorgeous, witty, seductive movie that i loved.", "positive"),
-        ("one of the best films of the year: moving, funny and beautifully acted.", "positive"),
-        ("a dull, tedious mess with no redeeming qualities.", "negative"),
-        ("the worst movie i have ever seen, boring and stupid.", "negative"),
+        (
+            "a gorgeous, witty, seductive movie that i loved.",
+            "positive",
+        ),
+        (
+            "one of the best films of the year: moving, funny and beautifully acted.",
+            "positive",
+        ),
+        (
+            "a dull, tedious mess with no redeeming qualities.",
+            "negative",
+        ),
+        (
+            "the worst movie i have ever seen, boring and stupid.",
+            "negative",
+        ),
     ] {
         let c = classify_c(&exe, path, text);
         assert_eq!(c.label, want, "{text}");
@@ -306,7 +355,10 @@ fn c_classify_matches_the_rust_api() {
     // Usage and load errors exit non-zero with a message.
     let out = Command::new(&exe).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(&exe).args(["/nonexistent.albert", "x"]).output().unwrap();
+    let out = Command::new(&exe)
+        .args(["/nonexistent.albert", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error 200"));
 }

@@ -17,7 +17,11 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn model_file(ckpt: &str, precision: Precision) -> PathBuf {
-    let p = temp(&format!("{}-{}.albert", ckpt.replace('/', "-"), precision.name()));
+    let p = temp(&format!(
+        "{}-{}.albert",
+        ckpt.replace('/', "-"),
+        precision.name()
+    ));
     if !p.exists() {
         std::fs::write(&p, common::convert_fixture(ckpt, precision)).unwrap();
     }
@@ -28,12 +32,19 @@ fn model_file(ckpt: &str, precision: Precision) -> PathBuf {
 fn info_json_reports_config_and_sizes() {
     let p = model_file("tiny-base/seqcls3", Precision::Int8);
     let out = bin().args(["info", "--json"]).arg(&p).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["head"], "sequence-classification");
     assert_eq!(v["precision"], "int8");
     assert_eq!(v["labels"].as_array().unwrap().len(), 3);
-    assert_eq!(v["file_bytes"].as_u64().unwrap(), std::fs::metadata(&p).unwrap().len());
+    assert_eq!(
+        v["file_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&p).unwrap().len()
+    );
     assert!(v["parameters"].as_u64().unwrap() > 300_000);
     assert_eq!(v["config"]["hidden_size"], 64);
     let text = bin().arg("info").arg(&p).output().unwrap();
@@ -47,31 +58,69 @@ fn run_prints_transformers_named_outputs_equal_to_the_library() {
     let input = temp("qa-case.json");
     std::fs::write(&input, serde_json::to_string(case).unwrap()).unwrap();
     let p = model_file("tiny-base/qa", Precision::F32);
-    let out = bin().arg("run").arg(&p).arg("--input").arg(&input).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("run")
+        .arg(&p)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (shape, ids) = common::u32_array(&case["input_ids"]);
     let (_, mask) = common::u32_array(&case["attention_mask"]);
     let (_, types) = common::u32_array(&case["token_type_ids"]);
     let model = Model::open(&p).unwrap();
     let mut ws = model.new_workspace(shape[1], shape[0]);
-    let lib = model.run(&mut ws, &Input { batch: shape[0], seq: shape[1], input_ids: &ids, attention_mask: Some(&mask), token_type_ids: Some(&types) }).unwrap();
+    let lib = model
+        .run(
+            &mut ws,
+            &Input {
+                batch: shape[0],
+                seq: shape[1],
+                input_ids: &ids,
+                attention_mask: Some(&mask),
+                token_type_ids: Some(&types),
+            },
+        )
+        .unwrap();
     for name in ["start_logits", "end_logits"] {
         let o = &v["outputs"][name];
         assert_eq!(o["dtype"], "f32");
         assert_eq!(o["shape"], serde_json::json!(shape));
-        let got: Vec<f32> = o["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> = o["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(got, lib.get(name).unwrap().data, "{name}");
     }
 }
 
 fn fails_with(args: &[&str], code: i32, needle: &str) {
     let out = bin().args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(needle), "{args:?}: stderr {err:?} lacks {needle:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr {err:?} lacks {needle:?}"
+    );
     if code == 1 {
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err:?}"
+        );
     }
 }
 
@@ -81,14 +130,38 @@ fn failures_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
     let m = model.to_str().unwrap();
     fails_with(&["info", "/nonexistent/model.albert"], 1, "cannot open");
     let junk = temp("junk.albert");
-    std::fs::write(&junk, b"not a model at all, just some bytes that are long enough to hold a header.....").unwrap();
+    std::fs::write(
+        &junk,
+        b"not a model at all, just some bytes that are long enough to hold a header.....",
+    )
+    .unwrap();
     fails_with(&["info", junk.to_str().unwrap()], 1, "");
     let bad = temp("bad.json");
-    std::fs::write(&bad, "{\"input_ids\": {\"shape\": [1, 2], \"data\": [2, 999999]}}").unwrap();
-    fails_with(&["run", m, "--input", bad.to_str().unwrap()], 1, "out of range");
-    std::fs::write(&bad, "{\"input_ids\": {\"shape\": [1, 3], \"data\": [2, 3]}}").unwrap();
-    fails_with(&["run", m, "--input", bad.to_str().unwrap()], 1, "do not match");
-    std::fs::write(&bad, "{\"input_ids\": {\"shape\": [1, 2], \"data\": [2, -3]}}").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"input_ids\": {\"shape\": [1, 2], \"data\": [2, 999999]}}",
+    )
+    .unwrap();
+    fails_with(
+        &["run", m, "--input", bad.to_str().unwrap()],
+        1,
+        "out of range",
+    );
+    std::fs::write(
+        &bad,
+        "{\"input_ids\": {\"shape\": [1, 3], \"data\": [2, 3]}}",
+    )
+    .unwrap();
+    fails_with(
+        &["run", m, "--input", bad.to_str().unwrap()],
+        1,
+        "do not match",
+    );
+    std::fs::write(
+        &bad,
+        "{\"input_ids\": {\"shape\": [1, 2], \"data\": [2, -3]}}",
+    )
+    .unwrap();
     fails_with(&["run", m, "--input", bad.to_str().unwrap()], 1, "integers");
     std::fs::write(&bad, "not json").unwrap();
     fails_with(&["run", m, "--input", bad.to_str().unwrap()], 1, "JSON");

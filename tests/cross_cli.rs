@@ -38,7 +38,11 @@ fn have_rust_target(triple: &str) -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(triple).join("lib").is_dir()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(triple)
+        .join("lib")
+        .is_dir()
 }
 
 /// The names of the missing tools and targets (empty when all are there).
@@ -64,7 +68,10 @@ fn sst2_model() -> PathBuf {
         return p;
     }
     let dir = common::shared().join("models/sst2-tiny");
-    eprintln!("models/sst2-tiny.albert absent: converting {}", dir.display());
+    eprintln!(
+        "models/sst2-tiny.albert absent: converting {}",
+        dir.display()
+    );
     let raw = albert_convert::load::safetensors::load_dir(&dir).expect("load sst2-tiny");
     let bytes = albert_convert::convert::convert(&raw, Precision::Int8)
         .expect("convert sst2-tiny")
@@ -77,11 +84,19 @@ fn sst2_model() -> PathBuf {
 #[test]
 fn cli_on_arm_linux_under_qemu_matches_the_host() {
     let m = missing(
-        &["aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "qemu-aarch64", "qemu-arm"],
+        &[
+            "aarch64-linux-gnu-gcc",
+            "arm-linux-gnueabihf-gcc",
+            "qemu-aarch64",
+            "qemu-arm",
+        ],
         &["aarch64-unknown-linux-gnu", "armv7-unknown-linux-gnueabihf"],
     );
     if !m.is_empty() {
-        println!("SKIP: cross CLI test needs {} (run .ci/cross-setup.sh)", m.join(", "));
+        println!(
+            "SKIP: cross CLI test needs {} (run .ci/cross-setup.sh)",
+            m.join(", ")
+        );
         return;
     }
     let model = sst2_model();
@@ -94,7 +109,11 @@ fn cli_on_arm_linux_under_qemu_matches_the_host() {
         .expect("run cross-run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "cross-run.sh reported differences or failed");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cross-run.sh reported differences or failed"
+    );
     assert!(stdout.contains("cross-run: all identical"));
 }
 
@@ -105,7 +124,10 @@ const FIRMWARE_IDS: [u32; 8] = [2, 48, 13, 201, 77, 640, 9, 3];
 fn no_std_firmware_builds_and_runs_on_cortex_m4() {
     let m = missing(&[], &["thumbv7em-none-eabihf"]);
     if !m.is_empty() {
-        println!("SKIP: firmware build needs {} (run .ci/cross-setup.sh)", m.join(", "));
+        println!(
+            "SKIP: firmware build needs {} (run .ci/cross-setup.sh)",
+            m.join(", ")
+        );
         return;
     }
     let dir = Path::new(ROOT).join("firmware-examples/no-std-cortex-m");
@@ -127,15 +149,31 @@ fn no_std_firmware_builds_and_runs_on_cortex_m4() {
         String::from_utf8_lossy(&out.stderr)
     );
     let elf = target.join("thumbv7em-none-eabihf/release/albert-edge-cortex-m-example");
-    println!("built {} ({} bytes)", elf.display(), std::fs::metadata(&elf).unwrap().len());
+    println!(
+        "built {} ({} bytes)",
+        elf.display(),
+        std::fs::metadata(&elf).unwrap().len()
+    );
 
     if !have_tool("qemu-system-arm") {
         println!("SKIP: running the firmware needs qemu-system-arm (run .ci/cross-setup.sh)");
         return;
     }
     let out = Command::new("timeout")
-        .args(["120", "qemu-system-arm", "-cpu", "cortex-m4", "-machine", "mps2-an386"])
-        .args(["-nographic", "-semihosting-config", "enable=on,target=native", "-kernel"])
+        .args([
+            "120",
+            "qemu-system-arm",
+            "-cpu",
+            "cortex-m4",
+            "-machine",
+            "mps2-an386",
+        ])
+        .args([
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+        ])
         .arg(&elf)
         .output()
         .unwrap();
@@ -152,6 +190,9 @@ fn no_std_firmware_builds_and_runs_on_cortex_m4() {
     let logits = outs.get("logits").unwrap().data;
     for (i, v) in logits.iter().enumerate() {
         let line = format!("logit[{i}] = {:08x}", v.to_bits());
-        assert!(stdout.contains(&line), "firmware lacks {line:?} (host scalar run: {logits:?})");
+        assert!(
+            stdout.contains(&line),
+            "firmware lacks {line:?} (host scalar run: {logits:?})"
+        );
     }
 }

@@ -93,7 +93,10 @@ fn bit_flips_anywhere_are_errors() {
             let mut m = b.clone();
             m[pos] ^= 1 << bit;
             a = Aligned::new(&m);
-            assert!(Model::from_bytes(a.bytes()).is_err(), "flip of bit {bit} at byte {pos} was accepted");
+            assert!(
+                Model::from_bytes(a.bytes()).is_err(),
+                "flip of bit {bit} at byte {pos} was accepted"
+            );
             tried += 1;
         }
     }
@@ -111,14 +114,28 @@ fn wrong_magic_future_version_misalignment_and_trailing_bytes() {
     let mut m = b.clone();
     m[8..12].copy_from_slice(&2u32.to_le_bytes());
     reseal(&mut m);
-    assert_eq!(load(&m), Err(LoadError::UnsupportedVersion { found: 2, supported: 1 }));
-    assert!(LoadError::UnsupportedVersion { found: 2, supported: 1 }.to_string().contains("version 2"));
+    assert_eq!(
+        load(&m),
+        Err(LoadError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        })
+    );
+    assert!(LoadError::UnsupportedVersion {
+        found: 2,
+        supported: 1
+    }
+    .to_string()
+    .contains("version 2"));
 
     // Misaligned: the same bytes one byte into an aligned buffer.
     let mut shifted = vec![0u8];
     shifted.extend_from_slice(&b);
     let a = Aligned::new(&shifted);
-    assert_eq!(Model::from_bytes(&a.bytes()[1..]).unwrap_err(), LoadError::Misaligned { align: 64 });
+    assert_eq!(
+        Model::from_bytes(&a.bytes()[1..]).unwrap_err(),
+        LoadError::Misaligned { align: 64 }
+    );
 
     let mut m = b.clone();
     m.extend_from_slice(&[0u8; 64]);
@@ -133,21 +150,43 @@ fn oversized_dimensions_are_rejected_before_use() {
     let mut m = b.clone();
     m[cfg.start..cfg.start + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     reseal(&mut m);
-    assert!(matches!(load(&m), Err(LoadError::DimensionOutOfRange { field: "vocab_size", .. })));
+    assert!(matches!(
+        load(&m),
+        Err(LoadError::DimensionOutOfRange {
+            field: "vocab_size",
+            ..
+        })
+    ));
     // A plausible but wrong size: the tensors no longer match the config.
     let mut m = b.clone();
     m[cfg.start + 8..cfg.start + 12].copy_from_slice(&(1u32 << 20).to_le_bytes());
     reseal(&mut m);
-    assert!(matches!(load(&m), Err(LoadError::BadTensor { .. })), "{:?}", load(&m));
+    assert!(
+        matches!(load(&m), Err(LoadError::BadTensor { .. })),
+        "{:?}",
+        load(&m)
+    );
     // Unknown activation and head codes.
     let mut m = b.clone();
     m[cfg.start + 36..cfg.start + 40].copy_from_slice(&9u32.to_le_bytes());
     reseal(&mut m);
-    assert_eq!(load(&m), Err(LoadError::UnknownCode { field: "activation", value: 9 }));
+    assert_eq!(
+        load(&m),
+        Err(LoadError::UnknownCode {
+            field: "activation",
+            value: 9
+        })
+    );
     let mut m = b.clone();
     m[cfg.start + 52..cfg.start + 56].copy_from_slice(&7u32.to_le_bytes());
     reseal(&mut m);
-    assert_eq!(load(&m), Err(LoadError::UnknownCode { field: "head", value: 7 }));
+    assert_eq!(
+        load(&m),
+        Err(LoadError::UnknownCode {
+            field: "head",
+            value: 7
+        })
+    );
 }
 
 #[test]
@@ -155,7 +194,10 @@ fn corrupted_int8_weights_are_caught_even_with_valid_checksums() {
     let b = tiny_int8();
     let a = Aligned::new(&b);
     let model = Model::from_bytes(a.bytes()).unwrap();
-    let word = model.tensors().find(|t| t.dtype == format::DType::Q8).unwrap();
+    let word = model
+        .tensors()
+        .find(|t| t.dtype == format::DType::Q8)
+        .unwrap();
     drop(model);
     // -128 is outside the weight range the kernels rely on.
     let mut m = b.clone();
@@ -178,35 +220,104 @@ fn run_errors_are_reported_not_panics() {
     // A workspace one byte too small fails cleanly; the exact size works.
     let mut small = vec![0u8; need - 1];
     let mut ws = Workspace::from_bytes(&mut small);
-    assert!(matches!(model.run(&mut ws, &Input::single(&ids)), Err(RunError::WorkspaceTooSmall { .. })));
+    assert!(matches!(
+        model.run(&mut ws, &Input::single(&ids)),
+        Err(RunError::WorkspaceTooSmall { .. })
+    ));
     let mut exact = vec![0u8; need];
     let mut ws = Workspace::from_bytes(&mut exact);
     assert!(model.run(&mut ws, &Input::single(&ids)).is_ok());
     // Input errors.
     let mut ws = model.new_workspace(600, 1);
-    assert!(matches!(model.run(&mut ws, &Input::single(&[2, 8000, 3])), Err(RunError::TokenOutOfRange { position: 1, id: 8000, .. })));
+    assert!(matches!(
+        model.run(&mut ws, &Input::single(&[2, 8000, 3])),
+        Err(RunError::TokenOutOfRange {
+            position: 1,
+            id: 8000,
+            ..
+        })
+    ));
     let long: Vec<u32> = vec![5; 513];
-    assert!(matches!(model.run(&mut ws, &Input::single(&long)), Err(RunError::SequenceTooLong { seq: 513, max: 512 })));
-    assert_eq!(model.run(&mut ws, &Input::single(&[])).unwrap_err(), RunError::EmptyInput);
+    assert!(matches!(
+        model.run(&mut ws, &Input::single(&long)),
+        Err(RunError::SequenceTooLong { seq: 513, max: 512 })
+    ));
+    assert_eq!(
+        model.run(&mut ws, &Input::single(&[])).unwrap_err(),
+        RunError::EmptyInput
+    );
     let bad_types = [0u32, 2, 0];
-    let inp = Input { token_type_ids: Some(&bad_types), ..Input::single(&ids) };
-    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::TokenTypeOutOfRange { position: 1, id: 2, .. })));
+    let inp = Input {
+        token_type_ids: Some(&bad_types),
+        ..Input::single(&ids)
+    };
+    assert!(matches!(
+        model.run(&mut ws, &inp),
+        Err(RunError::TokenTypeOutOfRange {
+            position: 1,
+            id: 2,
+            ..
+        })
+    ));
     let short_mask = [1u32, 1];
-    let inp = Input { attention_mask: Some(&short_mask), ..Input::single(&ids) };
-    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::ShapeMismatch { input: "attention_mask", .. })));
-    let inp = Input { batch: 2, seq: 2, input_ids: &ids, attention_mask: None, token_type_ids: None };
-    assert!(matches!(model.run(&mut ws, &inp), Err(RunError::ShapeMismatch { input: "input_ids", .. })));
+    let inp = Input {
+        attention_mask: Some(&short_mask),
+        ..Input::single(&ids)
+    };
+    assert!(matches!(
+        model.run(&mut ws, &inp),
+        Err(RunError::ShapeMismatch {
+            input: "attention_mask",
+            ..
+        })
+    ));
+    let inp = Input {
+        batch: 2,
+        seq: 2,
+        input_ids: &ids,
+        attention_mask: None,
+        token_type_ids: None,
+    };
+    assert!(matches!(
+        model.run(&mut ws, &inp),
+        Err(RunError::ShapeMismatch {
+            input: "input_ids",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn a_workspace_can_be_reused_across_models() {
     let a = Model::from_vec(&tiny_int8()).unwrap();
-    let b = Model::from_vec(&common::convert_fixture("tiny-e-eq-h/seqcls2", Precision::F32)).unwrap();
+    let b = Model::from_vec(&common::convert_fixture(
+        "tiny-e-eq-h/seqcls2",
+        Precision::F32,
+    ))
+    .unwrap();
     let ids = [2u32, 77, 1234, 3];
     let mut ws = a.new_workspace(4, 1);
-    let first: Vec<f32> = a.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
-    let other: Vec<f32> = b.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
-    let again: Vec<f32> = a.run(&mut ws, &Input::single(&ids)).unwrap().get("logits").unwrap().data.to_vec();
+    let first: Vec<f32> = a
+        .run(&mut ws, &Input::single(&ids))
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .data
+        .to_vec();
+    let other: Vec<f32> = b
+        .run(&mut ws, &Input::single(&ids))
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .data
+        .to_vec();
+    let again: Vec<f32> = a
+        .run(&mut ws, &Input::single(&ids))
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .data
+        .to_vec();
     assert_eq!(first, again);
     assert_ne!(first, other);
 }

@@ -46,7 +46,10 @@ fn tier_or_skip(tier: Tier, test: &str) -> Option<Kernels> {
             Some(k)
         }
         None => {
-            eprintln!("[kernels] {test}: SKIPPED tier {} (not supported by this CPU/build)", tier.name());
+            eprintln!(
+                "[kernels] {test}: SKIPPED tier {} (not supported by this CPU/build)",
+                tier.name()
+            );
             None
         }
     }
@@ -88,7 +91,14 @@ impl OwnedQ {
         for s in &mut smooth[..k] {
             *s = 0.5 + rng.unit().abs() * 1.5;
         }
-        OwnedQ { n, k, packed, scales, row_sums, smooth }
+        OwnedQ {
+            n,
+            k,
+            packed,
+            scales,
+            row_sums,
+            smooth,
+        }
     }
     fn view(&self) -> QMatrix<'_> {
         QMatrix {
@@ -133,7 +143,8 @@ fn activations(rng: &mut Rng, m: usize, k: usize, ld: usize) -> Vec<f32> {
             7 => row.iter_mut().for_each(|v| *v = rng.unit() * 1e-38), // subnormal-ish
             _ => {
                 // values on exact rounding ties for a range of 255: integers
-                row.iter_mut().for_each(|v| *v = rng.int(-100, 155) as f32 + 0.5);
+                row.iter_mut()
+                    .for_each(|v| *v = rng.int(-100, 155) as f32 + 0.5);
             }
         }
     }
@@ -149,7 +160,9 @@ fn q_activations(rng: &mut Rng, m: usize, kpad: usize, ld: usize, k: usize) -> V
             1 => row[..k].fill(-128),
             2 => row[..k].fill(127),
             3 => row[..k].fill(0),
-            _ => row[..k].iter_mut().for_each(|v| *v = rng.int(-128, 127) as i8),
+            _ => row[..k]
+                .iter_mut()
+                .for_each(|v| *v = rng.int(-128, 127) as i8),
         }
         row[k..].fill(0); // quantize_rows zeroes the padding
     }
@@ -202,8 +215,18 @@ fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
     let kpad = k.div_ceil(4) * 4;
     let lda = kpad + 8;
     let a = q_activations(rng, m, kpad, lda, k);
-    let sa: Vec<f32> = (0..m).map(|i| if i % 7 == 6 { 0.0 } else { rng.unit().abs() * 0.05 + 1e-4 }).collect();
-    let za: Vec<i32> = (0..m).map(|i| if i % 3 == 0 { -128 } else { rng.int(-128, 127) }).collect();
+    let sa: Vec<f32> = (0..m)
+        .map(|i| {
+            if i % 7 == 6 {
+                0.0
+            } else {
+                rng.unit().abs() * 0.05 + 1e-4
+            }
+        })
+        .collect();
+    let za: Vec<i32> = (0..m)
+        .map(|i| if i % 3 == 0 { -128 } else { rng.int(-128, 127) })
+        .collect();
     let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
     let ldo = n + 5;
     let init: Vec<f32> = (0..m * ldo).map(|_| rng.unit() * 4.0).collect();
@@ -239,10 +262,25 @@ fn check_linear(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
         let (mut q, mut s, mut z) = (vec![0i8; m * ldq], vec![0.0; m], vec![0; m]);
         (kk.quantize_rows)(&x, k, m, &w.smooth[..k], &mut q, ldq, &mut s, &mut z);
         let mut out = vec![0.0f32; m * n];
-        (kk.gemm_q8)(&q, ldq, &s, &z, m, &w.view(), &bias, &mut out, n, Epilogue::Store);
+        (kk.gemm_q8)(
+            &q,
+            ldq,
+            &s,
+            &z,
+            m,
+            &w.view(),
+            &bias,
+            &mut out,
+            n,
+            Epilogue::Store,
+        );
         bits(&out)
     };
-    assert_eq!(run(kern), run(&Kernels::scalar()), "linear m={m} k={k} n={n}");
+    assert_eq!(
+        run(kern),
+        run(&Kernels::scalar()),
+        "linear m={m} k={k} n={n}"
+    );
 }
 
 /// The float entries: bit-exact today (every tier keeps them scalar).
@@ -268,7 +306,9 @@ fn check_float(kern: &Kernels, rng: &mut Rng) {
     let (seq, heads, d) = (5, 2, 8);
     let ld = 3 * heads * d;
     let qkv: Vec<f32> = (0..seq * ld).map(|_| rng.unit()).collect();
-    let mask: Vec<f32> = (0..seq).map(|j| if j == 3 { f32::MIN } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..seq)
+        .map(|j| if j == 3 { f32::MIN } else { 0.0 })
+        .collect();
     let args = AttentionArgs {
         qkv: &qkv,
         ld_qkv: ld,
@@ -289,7 +329,9 @@ fn check_float(kern: &Kernels, rng: &mut Rng) {
 
 /// The K values: around the 4-grouping, the 8/16/32/64 vector widths, and the
 /// ALBERT sizes.
-const KS: &[usize] = &[1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 130, 768];
+const KS: &[usize] = &[
+    1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 130, 768,
+];
 /// The N values: around the 16-row blocks and the 48-output tiles.
 const NS: &[usize] = &[1, 3, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 97];
 const MS: &[usize] = &[1, 2, 3, 4, 5, 7, 8, 9, 33];
@@ -302,7 +344,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn quantize_rows_bit_exact() {
-                let Some(k) = tier_or_skip($tier, "quantize_rows_bit_exact") else { return };
+                let Some(k) = tier_or_skip($tier, "quantize_rows_bit_exact") else {
+                    return;
+                };
                 let mut rng = Rng(1);
                 for &kk in KS.iter().chain(&[1000, 3072]) {
                     for &m in &[1, 7, 33] {
@@ -314,7 +358,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn gemm_q8_small_shapes_bit_exact() {
-                let Some(k) = tier_or_skip($tier, "gemm_q8_small_shapes_bit_exact") else { return };
+                let Some(k) = tier_or_skip($tier, "gemm_q8_small_shapes_bit_exact") else {
+                    return;
+                };
                 let mut rng = Rng(2);
                 for &kk in KS {
                     for &n in NS {
@@ -329,7 +375,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn gemm_q8_albert_shapes_bit_exact() {
-                let Some(k) = tier_or_skip($tier, "gemm_q8_albert_shapes_bit_exact") else { return };
+                let Some(k) = tier_or_skip($tier, "gemm_q8_albert_shapes_bit_exact") else {
+                    return;
+                };
                 let mut rng = Rng(3);
                 for &(m, kk, n) in &[
                     (1, 768, 768),
@@ -346,7 +394,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn linear_bit_exact() {
-                let Some(k) = tier_or_skip($tier, "linear_bit_exact") else { return };
+                let Some(k) = tier_or_skip($tier, "linear_bit_exact") else {
+                    return;
+                };
                 let mut rng = Rng(4);
                 for &(m, kk, n) in &[(1, 5, 3), (7, 128, 48), (33, 768, 33), (128, 312, 65)] {
                     check_linear(&k, &mut rng, m, kk, n);
@@ -355,13 +405,17 @@ macro_rules! kernel_suite {
 
             #[test]
             fn float_entries() {
-                let Some(k) = tier_or_skip($tier, "float_entries") else { return };
+                let Some(k) = tier_or_skip($tier, "float_entries") else {
+                    return;
+                };
                 check_float(&k, &mut Rng(5));
             }
 
             #[test]
             fn table_reports_its_tier() {
-                let Some(k) = tier_or_skip($tier, "table_reports_its_tier") else { return };
+                let Some(k) = tier_or_skip($tier, "table_reports_its_tier") else {
+                    return;
+                };
                 assert_eq!(k.tier, $tier);
             }
         }
@@ -385,7 +439,10 @@ fn tiers_run_and_skipped() {
         .filter(|t| Kernels::for_tier(*t).is_none())
         .map(|t| t.name())
         .collect();
-    eprintln!("[kernels] tiers run: {ran:?}; skipped: {skipped:?}; detect() -> {}", Kernels::best().tier.name());
+    eprintln!(
+        "[kernels] tiers run: {ran:?}; skipped: {skipped:?}; detect() -> {}",
+        Kernels::best().tier.name()
+    );
     if cfg!(target_arch = "aarch64") {
         assert!(ran.contains(&"neon"), "NEON is baseline on aarch64");
     }
@@ -393,5 +450,12 @@ fn tiers_run_and_skipped() {
     if std::is_x86_feature_detected!("avx2") {
         assert!(ran.contains(&"avx2"));
     }
-    assert_eq!(Kernels::best().tier, *Kernels::available().map(|k| k.tier).collect::<Vec<_>>().last().unwrap());
+    assert_eq!(
+        Kernels::best().tier,
+        *Kernels::available()
+            .map(|k| k.tier)
+            .collect::<Vec<_>>()
+            .last()
+            .unwrap()
+    );
 }

@@ -41,7 +41,14 @@ fn allocations() -> usize {
 
 #[test]
 fn run_allocates_nothing_for_any_head_or_precision() {
-    let ckpts = ["tiny-base/base", "tiny-base/seqcls2", "tiny-base/tokcls5", "tiny-base/qa", "tiny-base/mlm", "tiny-groups/seqcls2"];
+    let ckpts = [
+        "tiny-base/base",
+        "tiny-base/seqcls2",
+        "tiny-base/tokcls5",
+        "tiny-base/qa",
+        "tiny-base/mlm",
+        "tiny-groups/seqcls2",
+    ];
     let ids: Vec<u32> = (0..24u32).map(|i| 2 + (i * 37) % 7000).collect();
     let mask: Vec<u32> = (0..48).map(|i| u32::from(i % 24 < 20)).collect();
     let types: Vec<u32> = (0..48).map(|i| u32::from(i % 24 >= 12)).collect();
@@ -53,14 +60,25 @@ fn run_allocates_nothing_for_any_head_or_precision() {
             let mut ws = model.new_workspace(24, 2);
             let inputs = [
                 Input::single(&ids),
-                Input { batch: 2, seq: 24, input_ids: &batch_ids, attention_mask: Some(&mask), token_type_ids: Some(&types) },
+                Input {
+                    batch: 2,
+                    seq: 24,
+                    input_ids: &batch_ids,
+                    attention_mask: Some(&mask),
+                    token_type_ids: Some(&types),
+                },
             ];
             for input in &inputs {
                 let before = allocations();
                 let out = model.run(&mut ws, input).unwrap();
                 let n = out.iter().count();
                 let after = allocations();
-                assert_eq!(after - before, 0, "{ckpt} {precision:?}: run allocated {} times", after - before);
+                assert_eq!(
+                    after - before,
+                    0,
+                    "{ckpt} {precision:?}: run allocated {} times",
+                    after - before
+                );
                 assert!(n >= 1);
             }
             // An error path allocates nothing either.

@@ -42,7 +42,11 @@ fn col_norm(w: &Mat, c0: usize, c1: usize) -> f64 {
 }
 
 fn row_norm(w: &Mat, r0: usize, r1: usize) -> f64 {
-    w.data[r0 * w.cols..r1 * w.cols].iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt()
+    w.data[r0 * w.cols..r1 * w.cols]
+        .iter()
+        .map(|v| (*v as f64) * (*v as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Scores from the weights alone.
@@ -51,14 +55,29 @@ pub fn weight_importance(m: &Albert) -> Importance {
     let mut heads = Vec::new();
     let mut neurons = Vec::new();
     for l in &m.layers {
-        heads.push((0..m.arch.heads).map(|h| row_norm(&l.value.w, h * d, (h + 1) * d) * col_norm(&l.dense.w, h * d, (h + 1) * d)).collect());
-        neurons.push((0..m.arch.intermediate).map(|n| row_norm(&l.ffn.w, n, n + 1) * col_norm(&l.ffn_output.w, n, n + 1)).collect());
+        heads.push(
+            (0..m.arch.heads)
+                .map(|h| {
+                    row_norm(&l.value.w, h * d, (h + 1) * d)
+                        * col_norm(&l.dense.w, h * d, (h + 1) * d)
+                })
+                .collect(),
+        );
+        neurons.push(
+            (0..m.arch.intermediate)
+                .map(|n| row_norm(&l.ffn.w, n, n + 1) * col_norm(&l.ffn_output.w, n, n + 1))
+                .collect(),
+        );
     }
     Importance { heads, neurons }
 }
 
 /// Scores from activations on `samples` (run through the f32 model).
-pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl FnMut(usize)) -> Result<Importance> {
+pub fn activation_importance(
+    m: &Albert,
+    samples: &[Sample],
+    mut progress: impl FnMut(usize),
+) -> Result<Importance> {
     let packed = pack::pack(m, Precision::F32, None, None)?;
     let model = Model::from_vec(&packed.bytes).map_err(|e| anyhow!("internal: {e}"))?;
     let (d, nh, ni) = (m.arch.head_dim, m.arch.heads, m.arch.intermediate);
@@ -68,10 +87,22 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
     let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let mut ws = model.new_workspace(longest, 1);
     for (i, s) in samples.iter().enumerate() {
-        let input = Input { batch: 1, seq: s.ids.len(), input_ids: &s.ids, attention_mask: None, token_type_ids: Some(&s.types) };
+        let input = Input {
+            batch: 1,
+            seq: s.ids.len(),
+            input_ids: &s.ids,
+            attention_mask: None,
+            token_type_ids: Some(&s.types),
+        };
         model
             .run_traced(&mut ws, &input, &mut |t, x| {
-                if let Trace::LinearInput { role: Role { kind, layer }, rows: r, cols, ld } = t {
+                if let Trace::LinearInput {
+                    role: Role { kind, layer },
+                    rows: r,
+                    cols,
+                    ld,
+                } = t
+                {
                     let l = layer as usize;
                     match kind {
                         RoleKind::AttnOutWeight => {
@@ -85,7 +116,11 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
                                     let mut sq = 0f64;
                                     for o in 0..w.rows {
                                         let wr = &w.row(o)[h * d..(h + 1) * d];
-                                        let y: f64 = wr.iter().zip(ctx).map(|(a, b)| *a as f64 * *b as f64).sum();
+                                        let y: f64 = wr
+                                            .iter()
+                                            .zip(ctx)
+                                            .map(|(a, b)| *a as f64 * *b as f64)
+                                            .sum();
                                         sq += y * y;
                                     }
                                     *acc += sq.sqrt();
@@ -95,7 +130,9 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
                         }
                         RoleKind::FfnOutWeight => {
                             for row in 0..r {
-                                for (acc, v) in act_abs[l].iter_mut().zip(&x[row * ld..row * ld + cols]) {
+                                for (acc, v) in
+                                    act_abs[l].iter_mut().zip(&x[row * ld..row * ld + cols])
+                                {
                                     *acc += v.abs() as f64;
                                 }
                             }
@@ -107,11 +144,19 @@ pub fn activation_importance(m: &Albert, samples: &[Sample], mut progress: impl 
             .map_err(|e| anyhow!("calibration run failed: {e}"))?;
         progress(i + 1);
     }
-    let mut out = Importance { heads: Vec::new(), neurons: Vec::new() };
+    let mut out = Importance {
+        heads: Vec::new(),
+        neurons: Vec::new(),
+    };
     for (l, layer) in m.layers.iter().enumerate() {
         let n = rows[l].max(1) as f64;
-        out.heads.push((0..nh).map(|h| ctx_norm[l][h] / n).collect());
-        out.neurons.push((0..ni).map(|j| act_abs[l][j] / n * col_norm(&layer.ffn_output.w, j, j + 1)).collect());
+        out.heads
+            .push((0..nh).map(|h| ctx_norm[l][h] / n).collect());
+        out.neurons.push(
+            (0..ni)
+                .map(|j| act_abs[l][j] / n * col_norm(&layer.ffn_output.w, j, j + 1))
+                .collect(),
+        );
     }
     Ok(out)
 }
@@ -130,7 +175,11 @@ fn keep_rows(w: &Mat, rows: &[usize]) -> Mat {
     for &r in rows {
         data.extend_from_slice(w.row(r));
     }
-    Mat { rows: rows.len(), cols: w.cols, data }
+    Mat {
+        rows: rows.len(),
+        cols: w.cols,
+        data,
+    }
 }
 
 fn keep_cols(w: &Mat, cols: &[usize]) -> Mat {
@@ -139,11 +188,18 @@ fn keep_cols(w: &Mat, cols: &[usize]) -> Mat {
         let row = w.row(r);
         data.extend(cols.iter().map(|&c| row[c]));
     }
-    Mat { rows: w.rows, cols: cols.len(), data }
+    Mat {
+        rows: w.rows,
+        cols: cols.len(),
+        data,
+    }
 }
 
 fn keep_linear_rows(l: &Linear, rows: &[usize]) -> Linear {
-    Linear { w: keep_rows(&l.w, rows), b: rows.iter().map(|&r| l.b[r]).collect() }
+    Linear {
+        w: keep_rows(&l.w, rows),
+        b: rows.iter().map(|&r| l.b[r]).collect(),
+    }
 }
 
 /// Keeps, in every stored layer `i`, the heads `keep[i]` (the same count in
@@ -152,14 +208,20 @@ pub fn prune_heads(m: &mut Albert, keep: &[Vec<usize>]) -> Result<()> {
     let d = m.arch.head_dim;
     let n = keep.first().map_or(0, Vec::len);
     if keep.len() != m.layers.len() || keep.iter().any(|k| k.len() != n) {
-        bail!("head pruning must keep the same number of heads in each of the {} stored layers", m.layers.len());
+        bail!(
+            "head pruning must keep the same number of heads in each of the {} stored layers",
+            m.layers.len()
+        );
     }
     if n == 0 {
         bail!("cannot prune every attention head");
     }
     for (layer, heads) in m.layers.iter_mut().zip(keep) {
         if heads.iter().any(|&h| h >= m.arch.heads) || heads.windows(2).any(|w| w[0] >= w[1]) {
-            bail!("head indices must be distinct, sorted and below {}", m.arch.heads);
+            bail!(
+                "head indices must be distinct, sorted and below {}",
+                m.arch.heads
+            );
         }
         let rows: Vec<usize> = heads.iter().flat_map(|&h| h * d..(h + 1) * d).collect();
         layer.query = keep_linear_rows(&layer.query, &rows);
@@ -175,14 +237,22 @@ pub fn prune_heads(m: &mut Albert, keep: &[Vec<usize>]) -> Result<()> {
 pub fn prune_ffn(m: &mut Albert, keep: &[Vec<usize>]) -> Result<()> {
     let n = keep.first().map_or(0, Vec::len);
     if keep.len() != m.layers.len() || keep.iter().any(|k| k.len() != n) {
-        bail!("FFN pruning must keep the same number of neurons in each of the {} stored layers", m.layers.len());
+        bail!(
+            "FFN pruning must keep the same number of neurons in each of the {} stored layers",
+            m.layers.len()
+        );
     }
     if n == 0 {
         bail!("cannot prune every FFN neuron");
     }
     for (layer, neurons) in m.layers.iter_mut().zip(keep) {
-        if neurons.iter().any(|&j| j >= m.arch.intermediate) || neurons.windows(2).any(|w| w[0] >= w[1]) {
-            bail!("neuron indices must be distinct, sorted and below {}", m.arch.intermediate);
+        if neurons.iter().any(|&j| j >= m.arch.intermediate)
+            || neurons.windows(2).any(|w| w[0] >= w[1])
+        {
+            bail!(
+                "neuron indices must be distinct, sorted and below {}",
+                m.arch.intermediate
+            );
         }
         layer.ffn = keep_linear_rows(&layer.ffn, neurons);
         layer.ffn_output.w = keep_cols(&layer.ffn_output.w, neurons);
@@ -193,7 +263,12 @@ pub fn prune_ffn(m: &mut Albert, keep: &[Vec<usize>]) -> Result<()> {
 
 /// Removes the `remove` least important heads and the `fraction` least
 /// important FFN neurons of every stored layer.
-pub fn apply(m: &mut Albert, imp: &Importance, remove_heads: usize, ffn_fraction: f64) -> Result<()> {
+pub fn apply(
+    m: &mut Albert,
+    imp: &Importance,
+    remove_heads: usize,
+    ffn_fraction: f64,
+) -> Result<()> {
     if remove_heads >= m.arch.heads {
         bail!("cannot remove {remove_heads} of {} heads", m.arch.heads);
     }
@@ -201,12 +276,20 @@ pub fn apply(m: &mut Albert, imp: &Importance, remove_heads: usize, ffn_fraction
         bail!("--prune-ffn must be in [0, 1)");
     }
     if remove_heads > 0 {
-        let keep: Vec<Vec<usize>> = imp.heads.iter().map(|s| top(s, m.arch.heads - remove_heads)).collect();
+        let keep: Vec<Vec<usize>> = imp
+            .heads
+            .iter()
+            .map(|s| top(s, m.arch.heads - remove_heads))
+            .collect();
         prune_heads(m, &keep)?;
     }
     let drop = (m.arch.intermediate as f64 * ffn_fraction).round() as usize;
     if drop > 0 {
-        let keep: Vec<Vec<usize>> = imp.neurons.iter().map(|s| top(s, m.arch.intermediate - drop)).collect();
+        let keep: Vec<Vec<usize>> = imp
+            .neurons
+            .iter()
+            .map(|s| top(s, m.arch.intermediate - drop))
+            .collect();
         prune_ffn(m, &keep)?;
     }
     Ok(())

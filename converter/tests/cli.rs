@@ -4,8 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(p.join("fixtures").is_dir(), "fixtures not found at {} (set ALBERT_EDGE_SHARED)", p.display());
+    let p = std::env::var_os("ALBERT_EDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    assert!(
+        p.join("fixtures").is_dir(),
+        "fixtures not found at {} (set ALBERT_EDGE_SHARED)",
+        p.display()
+    );
     p
 }
 
@@ -17,11 +23,22 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn convert(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_albert-convert")).arg(input).arg("-o").arg(out).args(extra).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_albert-convert"))
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 fn copy_checkpoint(from: &Path, to: &Path) {
-    for f in ["config.json", "model.safetensors", "spiece.model", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "spiece.model",
+        "tokenizer_config.json",
+    ] {
         if from.join(f).exists() {
             std::fs::copy(from.join(f), to.join(f)).unwrap();
         }
@@ -35,14 +52,27 @@ fn converts_with_summary_and_leaves_no_temporary_files() {
     let r = convert(&shared().join("fixtures/tiny-base/mlm"), &out, &[]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let text = String::from_utf8_lossy(&r.stdout);
-    for needle in ["parameters", "file size", "workspace", "int8 weight error", "layer.ffn.weight"] {
+    for needle in [
+        "parameters",
+        "file size",
+        "workspace",
+        "int8 weight error",
+        "layer.ffn.weight",
+    ] {
         assert!(text.contains(needle), "summary lacks {needle}: {text}");
     }
     let model = albert_edge::Model::open(&out).unwrap();
     assert_eq!(model.config().head, albert_edge::HeadKind::MaskedLm);
-    let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
-    let r = convert(&shared().join("fixtures/tiny-base/mlm"), &d.join("f.albert"), &["--precision", "f32", "--quiet"]);
+    let r = convert(
+        &shared().join("fixtures/tiny-base/mlm"),
+        &d.join("f.albert"),
+        &["--precision", "f32", "--quiet"],
+    );
     assert!(r.status.success());
     assert!(r.stdout.is_empty());
 }
@@ -63,27 +93,49 @@ fn refuses(edit: impl Fn(&Path), needle: &str) {
 
 fn edit_config(ck: &Path, f: impl Fn(&mut serde_json::Value)) {
     let p = ck.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(&p, v.to_string()).unwrap();
 }
 
 #[test]
 fn refuses_what_it_cannot_run_exactly_naming_the_cause() {
-    refuses(|ck| edit_config(ck, |v| v["model_type"] = "bert".into()), "model_type");
-    refuses(|ck| edit_config(ck, |v| v["hidden_act"] = "swish".into()), "hidden_act");
-    refuses(|ck| edit_config(ck, |v| v["hidden_size"] = 50.into()), "hidden_size");
+    refuses(
+        |ck| edit_config(ck, |v| v["model_type"] = "bert".into()),
+        "model_type",
+    );
+    refuses(
+        |ck| edit_config(ck, |v| v["hidden_act"] = "swish".into()),
+        "hidden_act",
+    );
+    refuses(
+        |ck| edit_config(ck, |v| v["hidden_size"] = 50.into()),
+        "hidden_size",
+    );
     // A config that no longer matches the tensors names the first mismatching tensor.
-    refuses(|ck| edit_config(ck, |v| v["hidden_size"] = 48.into()), "embedding_hidden_mapping_in.weight");
-    refuses(|ck| std::fs::write(ck.join("model.safetensors"), b"garbage").unwrap(), "safetensors");
-    refuses(|ck| std::fs::remove_file(ck.join("config.json")).unwrap(), "config.json");
+    refuses(
+        |ck| edit_config(ck, |v| v["hidden_size"] = 48.into()),
+        "embedding_hidden_mapping_in.weight",
+    );
+    refuses(
+        |ck| std::fs::write(ck.join("model.safetensors"), b"garbage").unwrap(),
+        "safetensors",
+    );
+    refuses(
+        |ck| std::fs::remove_file(ck.join("config.json")).unwrap(),
+        "config.json",
+    );
     // A missing tensor is named.
     refuses(
         |ck| {
             let bytes = std::fs::read(ck.join("model.safetensors")).unwrap();
             let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
-                st.tensors().into_iter().filter(|(n, _)| !n.ends_with("attention.key.weight")).collect();
+            let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+                .tensors()
+                .into_iter()
+                .filter(|(n, _)| !n.ends_with("attention.key.weight"))
+                .collect();
             let out = safetensors::serialize(kept, None).unwrap();
             std::fs::write(ck.join("model.safetensors"), out).unwrap();
         },
@@ -95,7 +147,11 @@ fn refuses_what_it_cannot_run_exactly_naming_the_cause() {
 fn a_failed_write_leaves_the_old_file_untouched() {
     let d = tmpdir("ro");
     let out = d.join("missing-dir/m.albert");
-    let r = convert(&shared().join("fixtures/tiny-base/seqcls2"), &out, &["--quiet"]);
+    let r = convert(
+        &shared().join("fixtures/tiny-base/seqcls2"),
+        &out,
+        &["--quiet"],
+    );
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("temporary file"));
 }

@@ -5,8 +5,14 @@ use albert_edge::{Input, Model, Precision};
 use std::path::PathBuf;
 
 fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(p.join("fixtures").is_dir(), "fixtures not found at {} (set ALBERT_EDGE_SHARED)", p.display());
+    let p = std::env::var_os("ALBERT_EDGE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    assert!(
+        p.join("fixtures").is_dir(),
+        "fixtures not found at {} (set ALBERT_EDGE_SHARED)",
+        p.display()
+    );
     p
 }
 
@@ -19,11 +25,21 @@ fn logits(m: &albert_convert::model::Albert, ids: &[u32]) -> Vec<f32> {
     let bytes = pack::pack(m, Precision::F32, None, None).unwrap().bytes;
     let model = Model::from_vec(&bytes).unwrap();
     let mut ws = model.new_workspace(ids.len(), 1);
-    model.run(&mut ws, &Input::single(ids)).unwrap().get("logits").unwrap().data.to_vec()
+    model
+        .run(&mut ws, &Input::single(ids))
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .data
+        .to_vec()
 }
 
 fn dist(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 #[test]
@@ -32,7 +48,10 @@ fn pruning_nothing_is_bit_identical() {
     let mut p = m.clone();
     let imp = prune::weight_importance(&m);
     prune::apply(&mut p, &imp, 0, 0.0).unwrap();
-    assert_eq!(pack::pack(&m, Precision::Int8, None, None).unwrap().bytes, pack::pack(&p, Precision::Int8, None, None).unwrap().bytes);
+    assert_eq!(
+        pack::pack(&m, Precision::Int8, None, None).unwrap().bytes,
+        pack::pack(&p, Precision::Int8, None, None).unwrap().bytes
+    );
 }
 
 /// Importance from calibration on the reference sentences; the cost of removing
@@ -41,17 +60,44 @@ fn pruning_nothing_is_bit_identical() {
 fn least_important_head_costs_less_than_most_important() {
     let ckpt = "tiny-base/seqcls2";
     let m = albert(ckpt);
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shared().join("fixtures").join(ckpt).join("reference.json")).unwrap()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shared().join("fixtures").join(ckpt).join("reference.json"))
+            .unwrap(),
+    )
+    .unwrap();
     let mut samples = Vec::new();
     for case in reference["cases"].as_array().unwrap() {
-        let shape: Vec<usize> = case["input_ids"]["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        let ids: Vec<u32> = case["input_ids"]["data"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let mask: Vec<u32> = case["attention_mask"]["data"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let types: Vec<u32> = case["token_type_ids"]["data"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let shape: Vec<usize> = case["input_ids"]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let ids: Vec<u32> = case["input_ids"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let mask: Vec<u32> = case["attention_mask"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let types: Vec<u32> = case["token_type_ids"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         for b in 0..shape[0] {
             let row = b * shape[1]..(b + 1) * shape[1];
             let n = mask[row.clone()].iter().filter(|&&v| v != 0).count();
-            samples.push(calibrate::Sample { ids: ids[row.clone()][..n].to_vec(), types: types[row][..n].to_vec() });
+            samples.push(calibrate::Sample {
+                ids: ids[row.clone()][..n].to_vec(),
+                types: types[row][..n].to_vec(),
+            });
         }
     }
     let imp = prune::activation_importance(&m, &samples, |_| {}).unwrap();
@@ -93,7 +139,17 @@ fn pruned_models_shrink_and_still_run() {
     assert_eq!(model.config().num_heads, 3);
     assert!(report.workspace_bytes_max_seq > 0);
     let mut ws = model.new_workspace(5, 1);
-    let out = model.run(&mut ws, &Input::single(&[2, 10, 11, 12, 3])).unwrap();
-    assert!(out.get("logits").unwrap().data.iter().all(|v| v.is_finite()));
-    assert!(prune::apply(&mut p.clone(), &imp, 4, 0.0).is_err(), "removing every head must be refused");
+    let out = model
+        .run(&mut ws, &Input::single(&[2, 10, 11, 12, 3]))
+        .unwrap();
+    assert!(out
+        .get("logits")
+        .unwrap()
+        .data
+        .iter()
+        .all(|v| v.is_finite()));
+    assert!(
+        prune::apply(&mut p.clone(), &imp, 4, 0.0).is_err(),
+        "removing every head must be refused"
+    );
 }

@@ -24,7 +24,6 @@
 //!   its handle (and the copy, for `albert_model_from_bytes_copy` / `_read`);
 //!   `albert_tokenize` allocates a scratch buffer for the call.
 
-
 use crate::format::{HeadKind, LoadError};
 use crate::tokenizer::{TokenizeError, Tokenizer, TokenizerError};
 use crate::{Input, Model, RunError, Workspace};
@@ -160,7 +159,9 @@ impl AlbertResult {
             R::WorkspaceTooSmall => "workspace too small for this input",
             R::MaxLenTooSmall => "max_len too small for the special tokens",
             R::ScratchTooSmall => "tokenizer scratch too small",
-            R::LookaheadExceeded => "a normalization rule exceeds the tokenizer's look-ahead window",
+            R::LookaheadExceeded => {
+                "a normalization rule exceeds the tokenizer's look-ahead window"
+            }
             R::Panic => "internal error: a panic was caught at the C boundary",
         }
     }
@@ -439,12 +440,11 @@ fn output_name(name: &'static str) -> &'static CStr {
 /// The library version, a static NUL-terminated string such as `"0.1.0"`.
 #[no_mangle]
 pub extern "C" fn albert_version() -> *const c_char {
-    const V: &CStr = match CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    const V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     V.as_ptr()
 }
 
@@ -676,7 +676,10 @@ pub unsafe extern "C" fn albert_model_workspace_len(
     guard(|| {
         check_null!(model, out_len);
         if max_seq == 0 || batch == 0 {
-            return fail(AlbertResult::InvalidArgument, "max_seq and batch must be at least 1");
+            return fail(
+                AlbertResult::InvalidArgument,
+                "max_seq and batch must be at least 1",
+            );
         }
         // SAFETY: checked non-NULL; live by contract.
         let m = unsafe { model_ref(model) };
@@ -739,7 +742,10 @@ pub unsafe extern "C" fn albert_model_label(
         if label.len() >= len {
             return fail(
                 AlbertResult::BufferTooSmall,
-                std::format!("label {index} needs {} bytes with its NUL, buffer has {len}", label.len() + 1),
+                std::format!(
+                    "label {index} needs {} bytes with its NUL, buffer has {len}",
+                    label.len() + 1
+                ),
             );
         }
         // SAFETY: `buf` is valid for `len` bytes by contract and `len` exceeds the
@@ -771,7 +777,10 @@ pub unsafe extern "C" fn albert_workspace_new(
     guard(|| {
         check_null!(out);
         if len == 0 || len > isize::MAX as usize - 64 {
-            return fail(AlbertResult::InvalidArgument, std::format!("bad workspace size {len}"));
+            return fail(
+                AlbertResult::InvalidArgument,
+                std::format!("bad workspace size {len}"),
+            );
         }
         let ws = Workspace::new(len);
         // SAFETY: checked non-NULL; valid for a write by contract.
@@ -796,7 +805,10 @@ pub unsafe extern "C" fn albert_workspace_from_buffer(
     guard(|| {
         check_null!(buf, out);
         if len > isize::MAX as usize {
-            return fail(AlbertResult::InvalidArgument, "workspace length exceeds isize::MAX");
+            return fail(
+                AlbertResult::InvalidArgument,
+                "workspace length exceeds isize::MAX",
+            );
         }
         // SAFETY: the caller hands over exclusive use of `len` writable bytes
         // until the workspace is freed, which the `'static` borrow stands for
@@ -853,8 +865,12 @@ pub unsafe extern "C" fn albert_workspace_free(ws: *mut AlbertWorkspace) {
 unsafe fn str_arg<'s>(p: *const c_char, what: &'static str) -> Result<&'s str, AlbertResult> {
     // SAFETY: forwarded from this function's contract.
     let c = unsafe { CStr::from_ptr(p) };
-    c.to_str()
-        .map_err(|_| fail(AlbertResult::InvalidUtf8, std::format!("`{what}` is not valid UTF-8")))
+    c.to_str().map_err(|_| {
+        fail(
+            AlbertResult::InvalidUtf8,
+            std::format!("`{what}` is not valid UTF-8"),
+        )
+    })
 }
 
 /// Tokenizes `text` (and `pair`, may be NULL) with the model's embedded
@@ -904,7 +920,10 @@ pub unsafe extern "C" fn albert_tokenize(
             }
         };
         if ids.cast_const() == type_ids.cast_const() && capacity > 0 {
-            return fail(AlbertResult::InvalidArgument, "`ids` and `type_ids` must not overlap");
+            return fail(
+                AlbertResult::InvalidArgument,
+                "`ids` and `type_ids` must not overlap",
+            );
         }
         // SAFETY: both pointers are non-NULL and valid for `capacity` u32 writes by
         // contract; they are distinct (checked above) and, by contract, do not
@@ -965,7 +984,10 @@ pub unsafe extern "C" fn albert_run(
         if batch == 0 || seq == 0 {
             return fail_plain(AlbertResult::EmptyInput);
         }
-        let Some(t) = batch.checked_mul(seq).filter(|t| *t <= isize::MAX as usize / 4) else {
+        let Some(t) = batch
+            .checked_mul(seq)
+            .filter(|t| *t <= isize::MAX as usize / 4)
+        else {
             return fail(AlbertResult::InvalidArgument, "batch * seq overflows");
         };
         // SAFETY: each non-NULL array pointer (this one and the two below) is
@@ -1036,7 +1058,10 @@ pub unsafe extern "C" fn albert_workspace_output_count(
     })
 }
 
-fn find_output(w: &AlbertWorkspace, pick: impl Fn(usize, &StoredOutput) -> bool) -> Result<StoredOutput, AlbertResult> {
+fn find_output(
+    w: &AlbertWorkspace,
+    pick: impl Fn(usize, &StoredOutput) -> bool,
+) -> Result<StoredOutput, AlbertResult> {
     if w.outputs.iter().all(Option::is_none) {
         return Err(fail_plain(AlbertResult::NoOutputs));
     }
@@ -1173,6 +1198,9 @@ mod tests {
         assert_eq!(s.to_bytes(), b"suc");
         assert_eq!(buf[4], 0x55);
         // SAFETY: NULL with length 0 is allowed.
-        assert_eq!(unsafe { albert_result_message(12345, core::ptr::null_mut(), 0) }, 19);
+        assert_eq!(
+            unsafe { albert_result_message(12345, core::ptr::null_mut(), 0) },
+            19
+        );
     }
 }

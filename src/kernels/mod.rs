@@ -62,11 +62,11 @@
 //! it only from the compile-time `target_feature`s. NEON is part of the aarch64
 //! baseline, so the `neon` tier is always available there.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
-#[cfg(target_arch = "aarch64")]
-pub mod aarch64;
 
 /// Instruction-set tier of a kernel table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,10 @@ impl Kernels {
 /// what their `// SAFETY:` comments rely on. Every product is checked, so a
 /// caller cannot make it pass by overflow.
 #[allow(clippy::too_many_arguments)]
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) fn check_gemm_q8(
     a: &[i8],
     lda: usize,
@@ -282,7 +285,10 @@ pub(crate) fn check_gemm_q8(
     if m == 0 || w.n == 0 {
         return;
     }
-    let row = w.k_groups.checked_mul(Q8_K_GROUP).expect("gemm_q8: k_groups overflows");
+    let row = w
+        .k_groups
+        .checked_mul(Q8_K_GROUP)
+        .expect("gemm_q8: k_groups overflows");
     let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
     let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
     let padded_n = n_blocks * Q8_N_BLOCK;
@@ -291,22 +297,37 @@ pub(crate) fn check_gemm_q8(
         .and_then(|v| v.checked_mul(Q8_N_BLOCK))
         .expect("gemm_q8: packed size overflows");
     assert!(lda >= row, "gemm_q8: lda < k_groups * 4");
-    assert!(need(lda, row).is_some_and(|v| a.len() >= v), "gemm_q8: activations too short");
-    assert!(a_scales.len() >= m && a_zps.len() >= m, "gemm_q8: scales too short");
-    assert!(w.packed.len() >= packed, "gemm_q8: packed weights too short");
+    assert!(
+        need(lda, row).is_some_and(|v| a.len() >= v),
+        "gemm_q8: activations too short"
+    );
+    assert!(
+        a_scales.len() >= m && a_zps.len() >= m,
+        "gemm_q8: scales too short"
+    );
+    assert!(
+        w.packed.len() >= packed,
+        "gemm_q8: packed weights too short"
+    );
     assert!(
         w.scales.len() >= padded_n && w.row_sums.len() >= padded_n,
         "gemm_q8: weight scales / row sums too short"
     );
     assert!(bias.len() >= w.n, "gemm_q8: bias too short");
-    assert!(need(ldo, w.n).is_some_and(|v| out.len() >= v), "gemm_q8: output too short");
+    assert!(
+        need(ldo, w.n).is_some_and(|v| out.len() >= v),
+        "gemm_q8: output too short"
+    );
 }
 
 /// One quantized value, exactly as [`scalar::quantize_row`] computes it:
 /// `clamp(rhe(y * inv) + zp, -128, 127)` with `y = v * s` (NaN gives 0, like
 /// the scalar `as i8` cast). The SIMD tiers use it for their tails.
 #[inline]
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) fn quantize_value(v: f32, s: f32, inv: f32, zp: f32) -> i8 {
     let r = scalar::round_half_even((v * s) * inv) + zp;
     r.clamp(-128.0, 127.0) as i8
@@ -317,7 +338,10 @@ pub(crate) fn quantize_value(v: f32, s: f32, inv: f32, zp: f32) -> i8 {
 /// `None` for a row that quantizes to all zeros, else `(scale, inv, zp)` with
 /// `zp` still in f32.
 #[inline]
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) fn quant_params(lo: f32, hi: f32) -> Option<(f32, f32, f32)> {
     let range = hi - lo;
     if !(range > 0.0 && range.is_finite()) {

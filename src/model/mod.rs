@@ -295,7 +295,8 @@ impl<'a> Model<'a> {
 
     /// The tokenizer, when the file has one (validated at load).
     pub fn tokenizer(&self) -> Option<crate::tokenizer::Tokenizer<'_>> {
-        self.tokenizer_section().and_then(|s| crate::tokenizer::Tokenizer::from_section(s).ok())
+        self.tokenizer_section()
+            .and_then(|s| crate::tokenizer::Tokenizer::from_section(s).ok())
     }
 
     /// The raw tokenizer section, when the file has one.
@@ -426,6 +427,11 @@ impl<'a> Model<'a> {
         )?;
         let needed = plan.bytes().unwrap_or(usize::MAX);
         let got = ws.len();
+        // `workspace_len` is the exact requirement for a buffer at any alignment
+        // (it includes the slack for aligning it), so it is checked as such.
+        if got < needed {
+            return Err(RunError::WorkspaceTooSmall { needed, got });
+        }
         let floats = ws.floats();
         let mut r =
             Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;

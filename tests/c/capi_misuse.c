@@ -174,16 +174,18 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 64; i++) { ids[i] = 5 + i % 8; types[i] = 0; }
   ids[0] = 2;
   ids[7] = 3;
-  /* workspace_len includes 64 bytes of slack for aligning any buffer, so a
-     64-byte aligned buffer one byte short of (need - 64) is too small. */
-  unsigned char *small = aligned_alloc(64, need);
+  /* workspace_len is the exact requirement for a buffer at any alignment. */
+  unsigned char *small = aligned_alloc(64, need + 64);
   EXPECT(albert_workspace_from_buffer(small, need - 65, &ws), ALBERT_OK);
   EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_WORKSPACE_TOO_SMALL);
   albert_last_error_message(buf, sizeof buf);
   printf("too-small workspace message: %s\n", buf);
   albert_workspace_free(ws);
-  /* The exact size works from a misaligned start (the slack covers it). */
+  /* One byte short fails from any start; the exact size works from any start. */
   EXPECT(albert_workspace_from_buffer(small + 1, need - 1, &ws), ALBERT_OK);
+  EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_WORKSPACE_TOO_SMALL);
+  albert_workspace_free(ws);
+  EXPECT(albert_workspace_from_buffer(small + 1, need, &ws), ALBERT_OK);
   EXPECT(albert_run(m, ws, ids, NULL, NULL, 1, 8), ALBERT_OK);
   albert_workspace_free(ws);
   EXPECT(albert_workspace_from_buffer(small, need - 65, &ws), ALBERT_OK);

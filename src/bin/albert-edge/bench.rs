@@ -32,7 +32,12 @@ pub struct BenchArgs {
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -44,7 +49,15 @@ pub fn bench(m: &Model<'_>, a: &BenchArgs) -> Result<(), String> {
         return Err("--seq and --runs must be at least 1".into());
     }
     let v = m.config().vocab_size;
-    let ids: Vec<u32> = (0..a.seq as u32).map(|i| if i == 0 { 2.min(v - 1) } else { (5 + i * 131) % v }).collect();
+    let ids: Vec<u32> = (0..a.seq as u32)
+        .map(|i| {
+            if i == 0 {
+                2.min(v - 1)
+            } else {
+                (5 + i * 131) % v
+            }
+        })
+        .collect();
     let mut ws = m.new_workspace(a.seq, 1);
     let input = Input::single(&ids);
     for _ in 0..a.warmup {

@@ -35,11 +35,18 @@ pub struct Row {
 
 /// Reads a GLUE-style TSV.
 pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or_else(|| format!("{}: empty file", path.display()))?.split('\t').map(str::trim).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| format!("{}: empty file", path.display()))?
+        .split('\t')
+        .map(str::trim)
+        .collect();
     let col = |names: &[&str]| header.iter().position(|h| names.contains(h));
-    let a = col(&["sentence", "sentence1", "question", "text"]).ok_or_else(|| format!("{}: no `sentence` column in the header", path.display()))?;
+    let a = col(&["sentence", "sentence1", "question", "text"])
+        .ok_or_else(|| format!("{}: no `sentence` column in the header", path.display()))?;
     let b = col(&["sentence2", "question2", "hypothesis", "text_pair"]);
     let l = col(&["label"]);
     let mut rows = Vec::new();
@@ -48,12 +55,31 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
-        let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| format!("{}: line {}: missing column {}", path.display(), i + 2, c + 1));
+        let get = |c: usize| {
+            f.get(c).map(|s| s.to_string()).ok_or_else(|| {
+                format!(
+                    "{}: line {}: missing column {}",
+                    path.display(),
+                    i + 2,
+                    c + 1
+                )
+            })
+        };
         let label = match l {
-            Some(c) => Some(get(c)?.trim().parse::<usize>().map_err(|_| format!("{}: line {}: label is not a class index", path.display(), i + 2))?),
+            Some(c) => Some(get(c)?.trim().parse::<usize>().map_err(|_| {
+                format!(
+                    "{}: line {}: label is not a class index",
+                    path.display(),
+                    i + 2
+                )
+            })?),
             None => None,
         };
-        rows.push(Row { a: get(a)?, b: b.map(get).transpose()?, label });
+        rows.push(Row {
+            a: get(a)?,
+            b: b.map(get).transpose()?,
+            label,
+        });
     }
     Ok(rows)
 }
@@ -66,8 +92,18 @@ fn predict(m: &Model<'_>, rows: &[Row], pb: &ProgressBar) -> Result<(Vec<usize>,
         let e = encode(m, &r.a, r.b.as_deref(), Some(max))?;
         let (outs, ms) = run_encoding(m, &e)?;
         total_ms += ms;
-        let logits = &outs.iter().find(|o| o.0 == "logits").ok_or("the model has no logits output")?.2;
-        preds.push(logits.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |x| x.0));
+        let logits = &outs
+            .iter()
+            .find(|o| o.0 == "logits")
+            .ok_or("the model has no logits output")?
+            .2;
+        preds.push(
+            logits
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .map_or(0, |x| x.0),
+        );
         pb.inc(1);
     }
     Ok((preds, total_ms / rows.len().max(1) as f64))
@@ -76,15 +112,24 @@ fn predict(m: &Model<'_>, rows: &[Row], pb: &ProgressBar) -> Result<(Vec<usize>,
 pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
     let m = crate::load(&a.model, tier)?;
     if m.config().head != HeadKind::SequenceClassification {
-        return Err(format!("`eval` needs a sequence-classification model; this one is {}", m.config().head.name()));
+        return Err(format!(
+            "`eval` needs a sequence-classification model; this one is {}",
+            m.config().head.name()
+        ));
     }
     let mut rows = read_tsv(&a.data)?;
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
     let l = m.config().num_labels as usize;
-    let pb = if a.json { ProgressBar::hidden() } else { ProgressBar::new(rows.len() as u64) };
-    pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"));
+    let pb = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(rows.len() as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
+    );
     let (preds, mean_ms) = predict(&m, &rows, &pb)?;
     let cmp = match &a.compare {
         Some(p) => {
@@ -94,23 +139,36 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         None => None,
     };
     pb.finish_and_clear();
-    let labelled: Vec<(usize, usize)> = rows.iter().zip(&preds).filter_map(|(r, &p)| r.label.map(|y| (y, p))).collect();
+    let labelled: Vec<(usize, usize)> = rows
+        .iter()
+        .zip(&preds)
+        .filter_map(|(r, &p)| r.label.map(|y| (y, p)))
+        .collect();
     let correct = labelled.iter().filter(|(y, p)| y == p).count();
-    let accuracy = if labelled.is_empty() { None } else { Some(correct as f64 / labelled.len() as f64) };
+    let accuracy = if labelled.is_empty() {
+        None
+    } else {
+        Some(correct as f64 / labelled.len() as f64)
+    };
     let mut confusion = vec![vec![0usize; l]; l];
     for &(y, p) in &labelled {
         if y < l && p < l {
             confusion[y][p] += 1;
         }
     }
-    let label = |i: usize| m.label(i).map_or_else(|| format!("LABEL_{i}"), str::to_string);
+    let label = |i: usize| {
+        m.label(i)
+            .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+    };
     let per_class: serde_json::Map<String, serde_json::Value> = (0..l)
         .map(|c| {
             let n = confusion[c].iter().sum::<usize>();
             (label(c), json!({"n": n, "correct": confusion[c][c], "predicted": confusion.iter().map(|r| r[c]).sum::<usize>()}))
         })
         .collect();
-    let agreement = cmp.as_ref().map(|o| o.iter().zip(&preds).filter(|(a, b)| a == b).count() as f64 / preds.len().max(1) as f64);
+    let agreement = cmp.as_ref().map(|o| {
+        o.iter().zip(&preds).filter(|(a, b)| a == b).count() as f64 / preds.len().max(1) as f64
+    });
     if a.json {
         println!(
             "{}",
@@ -124,12 +182,27 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         }
         for c in 0..l {
             let n = confusion[c].iter().sum::<usize>();
-            println!("  {:<16} {}/{} correct, predicted {} times", label(c), confusion[c][c], n, confusion.iter().map(|r| r[c]).sum::<usize>());
+            println!(
+                "  {:<16} {}/{} correct, predicted {} times",
+                label(c),
+                confusion[c][c],
+                n,
+                confusion.iter().map(|r| r[c]).sum::<usize>()
+            );
         }
         if let Some(ag) = agreement {
-            println!("agreement with {}: {:.4}", a.compare.as_ref().map_or(String::new(), |p| p.display().to_string()), ag);
+            println!(
+                "agreement with {}: {:.4}",
+                a.compare
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                ag
+            );
         }
-        println!("mean latency {mean_ms:.3} ms per sentence ({})", m.kernels().tier.name());
+        println!(
+            "mean latency {mean_ms:.3} ms per sentence ({})",
+            m.kernels().tier.name()
+        );
     }
     Ok(())
 }

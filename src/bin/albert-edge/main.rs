@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "albert-edge", version, about = "Run ALBERT models converted by albert-convert")]
+#[command(
+    name = "albert-edge",
+    version,
+    about = "Run ALBERT models converted by albert-convert"
+)]
 struct Cli {
     /// Force a kernel tier (scalar, avx2, avx512vnni, neon, neon-dot); default: the best this CPU supports.
     #[arg(long, global = true)]
@@ -75,7 +79,8 @@ pub fn load(path: &PathBuf, tier: &Option<String>) -> Result<Model<'static>, Str
     let mut model = Model::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(t) = tier {
         let tier = Tier::from_name(t).ok_or_else(|| format!("unknown tier {t:?}"))?;
-        let k = Kernels::for_tier(tier).ok_or_else(|| format!("tier {t} is not supported on this CPU"))?;
+        let k = Kernels::for_tier(tier)
+            .ok_or_else(|| format!("tier {t} is not supported on this CPU"))?;
         model.set_kernels(k);
     }
     Ok(model)
@@ -87,7 +92,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Info { model, json } => info(&load(model, tier)?, *json),
         Cmd::Run { model, input } => {
             let m = load(model, tier)?;
-            let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let text = std::fs::read_to_string(input)
+                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
             let case = json_io::parse_case(&text)?;
             let mut ws = m.new_workspace(case.seq, case.batch);
             let inp = Input {
@@ -100,7 +106,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = m.run(&mut ws, &inp).map_err(|e| e.to_string())?;
             let mut outputs = serde_json::Map::new();
             for o in out.iter() {
-                outputs.insert(o.name.to_string(), json!({"shape": o.shape(), "dtype": "f32", "data": o.data}));
+                outputs.insert(
+                    o.name.to_string(),
+                    json!({"shape": o.shape(), "dtype": "f32", "data": o.data}),
+                );
             }
             println!("{}", json!({ "outputs": outputs }));
             Ok(())
@@ -151,12 +160,25 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
     println!("parameters        {}", m.parameter_count());
     println!("file size         {} bytes", m.bytes().len());
     println!("kernel tier       {}", m.kernels().tier.name());
-    println!("tokenizer         {}", if m.tokenizer().is_some() { "embedded" } else { "none (run on token ids)" });
+    println!(
+        "tokenizer         {}",
+        if m.tokenizer().is_some() {
+            "embedded"
+        } else {
+            "none (run on token ids)"
+        }
+    );
     println!(
         "shape             vocab {} | E {} | H {} | heads {} x {} | FFN {} | layers {} ({} group(s) x {} inner) | {}",
         c.vocab_size, c.embedding_size, c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size, c.num_layers, c.num_groups, c.inner_group_num, c.activation.name()
     );
-    println!("max positions     {} (token types {})", c.max_positions, c.type_vocab_size);
-    println!("workspace         {ws128} bytes at 128 tokens, {ws_max} bytes at {} tokens", c.max_positions);
+    println!(
+        "max positions     {} (token types {})",
+        c.max_positions, c.type_vocab_size
+    );
+    println!(
+        "workspace         {ws128} bytes at 128 tokens, {ws_max} bytes at {} tokens",
+        c.max_positions
+    );
     Ok(())
 }

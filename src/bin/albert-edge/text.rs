@@ -109,34 +109,70 @@ pub struct TagArgs {
 }
 
 /// Tokenizes with the model's tokenizer.
-pub fn encode(m: &Model<'_>, a: &str, b: Option<&str>, max_len: Option<usize>) -> Result<Encoding, String> {
-    let tok = m.tokenizer().ok_or("this model file has no tokenizer (convert it with spiece.model)")?;
+pub fn encode(
+    m: &Model<'_>,
+    a: &str,
+    b: Option<&str>,
+    max_len: Option<usize>,
+) -> Result<Encoding, String> {
+    let tok = m
+        .tokenizer()
+        .ok_or("this model file has no tokenizer (convert it with spiece.model)")?;
     Ok(tok.encode_pair(a, b, max_len))
 }
 
 /// Encodes with truncation to the model's position table.
-fn encode_for_model(m: &Model<'_>, a: &str, b: Option<&str>, max_len: Option<usize>) -> Result<Encoding, String> {
+fn encode_for_model(
+    m: &Model<'_>,
+    a: &str,
+    b: Option<&str>,
+    max_len: Option<usize>,
+) -> Result<Encoding, String> {
     let limit = m.config().max_positions as usize;
     encode(m, a, b, Some(max_len.unwrap_or(limit).min(limit)))
 }
 
 /// Runs one encoded sequence; returns the outputs as owned vectors and the time taken.
-pub fn run_encoding(m: &Model<'_>, e: &Encoding) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
+pub fn run_encoding(
+    m: &Model<'_>,
+    e: &Encoding,
+) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
     let mut ws = m.new_workspace(e.ids.len(), 1);
-    let input = Input { batch: 1, seq: e.ids.len(), input_ids: &e.ids, attention_mask: None, token_type_ids: Some(&e.type_ids) };
+    let input = Input {
+        batch: 1,
+        seq: e.ids.len(),
+        input_ids: &e.ids,
+        attention_mask: None,
+        token_type_ids: Some(&e.type_ids),
+    };
     let t0 = Instant::now();
     let out = m.run(&mut ws, &input).map_err(|e| e.to_string())?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    Ok((out.iter().map(|o| (o.name, o.shape().to_vec(), o.data.to_vec())).collect(), ms))
+    Ok((
+        out.iter()
+            .map(|o| (o.name, o.shape().to_vec(), o.data.to_vec()))
+            .collect(),
+        ms,
+    ))
 }
 
-fn output<'o>(outs: &'o [(&'static str, Vec<usize>, Vec<f32>)], name: &str) -> Result<&'o [f32], String> {
-    outs.iter().find(|o| o.0 == name).map(|o| o.2.as_slice()).ok_or_else(|| format!("the model has no {name} output"))
+fn output<'o>(
+    outs: &'o [(&'static str, Vec<usize>, Vec<f32>)],
+    name: &str,
+) -> Result<&'o [f32], String> {
+    outs.iter()
+        .find(|o| o.0 == name)
+        .map(|o| o.2.as_slice())
+        .ok_or_else(|| format!("the model has no {name} output"))
 }
 
 fn need_head(m: &Model<'_>, head: HeadKind, cmd: &str) -> Result<(), String> {
     if m.config().head != head {
-        return Err(format!("`{cmd}` needs a {} model; this one is {}", head.name(), m.config().head.name()));
+        return Err(format!(
+            "`{cmd}` needs a {} model; this one is {}",
+            head.name(),
+            m.config().head.name()
+        ));
     }
     Ok(())
 }
@@ -155,7 +191,8 @@ fn encoding_json(e: &Encoding) -> Value {
 
 pub fn tokenize(m: &Model<'_>, a: &TokenizeArgs) -> Result<(), String> {
     if let Some(path) = &a.jsonl {
-        let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let f = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
         for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -163,12 +200,22 @@ pub fn tokenize(m: &Model<'_>, a: &TokenizeArgs) -> Result<(), String> {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(&line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-            let text = v.get("text").and_then(Value::as_str).ok_or_else(|| format!("{}: line {}: no \"text\" string", path.display(), i + 1))?;
+            let v: Value = serde_json::from_str(&line)
+                .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+            let text = v
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{}: line {}: no \"text\" string", path.display(), i + 1))?;
             let pair = match v.get("text_pair") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => return Err(format!("{}: line {}: \"text_pair\" must be a string", path.display(), i + 1)),
+                Some(_) => {
+                    return Err(format!(
+                        "{}: line {}: \"text_pair\" must be a string",
+                        path.display(),
+                        i + 1
+                    ))
+                }
             };
             let e = encode(m, text, pair, a.max_len)?;
             use std::io::Write;
@@ -195,17 +242,36 @@ pub fn classify(m: &Model<'_>, a: &ClassifyArgs) -> Result<(), String> {
     let (outs, ms) = run_encoding(m, &e)?;
     let logits = output(&outs, "logits")?;
     let p = softmax(logits);
-    let best = p.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |x| x.0);
-    let label = |i: usize| m.label(i).map_or_else(|| format!("LABEL_{i}"), str::to_string);
+    let best = p
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .map_or(0, |x| x.0);
+    let label = |i: usize| {
+        m.label(i)
+            .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+    };
     if a.json {
-        let probs: serde_json::Map<String, Value> = p.iter().enumerate().map(|(i, v)| (label(i), json!(v))).collect();
-        println!("{}", json!({"label": label(best), "label_id": best, "probabilities": probs, "logits": logits, "tokens": e.ids.len(), "time_ms": ms}));
+        let probs: serde_json::Map<String, Value> = p
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (label(i), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({"label": label(best), "label_id": best, "probabilities": probs, "logits": logits, "tokens": e.ids.len(), "time_ms": ms})
+        );
     } else {
         println!("{}  ({:.1}%)", label(best), 100.0 * p[best]);
         for (i, v) in p.iter().enumerate() {
             println!("  {:<16} {:.4}", label(i), v);
         }
-        println!("{} tokens, {:.2} ms ({} kernels)", e.ids.len(), ms, m.kernels().tier.name());
+        println!(
+            "{} tokens, {:.2} ms ({} kernels)",
+            e.ids.len(),
+            ms,
+            m.kernels().tier.name()
+        );
     }
     Ok(())
 }
@@ -215,22 +281,43 @@ pub fn embed(m: &Model<'_>, a: &EmbedArgs) -> Result<(), String> {
     let e = encode_for_model(m, &a.text, None, None)?;
     let (outs, ms) = run_encoding(m, &e)?;
     let h = m.config().hidden_size as usize;
-    let pooling = a.pooling.clone().unwrap_or_else(|| if m.config().has_pooler { "pooler".into() } else { "cls".into() });
+    let pooling = a.pooling.clone().unwrap_or_else(|| {
+        if m.config().has_pooler {
+            "pooler".into()
+        } else {
+            "cls".into()
+        }
+    });
     let v: Vec<f32> = match pooling.as_str() {
         "pooler" => output(&outs, "pooler_output")?.to_vec(),
         "cls" => output(&outs, "last_hidden_state")?[..h].to_vec(),
         "mean" => {
             let hs = output(&outs, "last_hidden_state")?;
             let n = hs.len() / h;
-            (0..h).map(|c| (0..n).map(|t| hs[t * h + c]).sum::<f32>() / n as f32).collect()
+            (0..h)
+                .map(|c| (0..n).map(|t| hs[t * h + c]).sum::<f32>() / n as f32)
+                .collect()
         }
         other => return Err(format!("unknown pooling {other:?} (pooler, cls, mean)")),
     };
     if a.json {
-        println!("{}", json!({"pooling": pooling, "embedding": v, "tokens": e.ids.len(), "time_ms": ms}));
+        println!(
+            "{}",
+            json!({"pooling": pooling, "embedding": v, "tokens": e.ids.len(), "time_ms": ms})
+        );
     } else {
-        println!("{} values ({pooling} pooling, {} tokens, {ms:.2} ms)", v.len(), e.ids.len());
-        println!("{}", v.iter().map(|x| format!("{x:.5}")).collect::<Vec<_>>().join(" "));
+        println!(
+            "{} values ({pooling} pooling, {} tokens, {ms:.2} ms)",
+            v.len(),
+            e.ids.len()
+        );
+        println!(
+            "{}",
+            v.iter()
+                .map(|x| format!("{x:.5}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     Ok(())
 }
@@ -267,7 +354,11 @@ pub fn fill_mask(m: &Model<'_>, a: &FillMaskArgs) -> Result<(), String> {
         for mk in &masks {
             println!("[MASK] at token {}:", mk["position"]);
             for c in mk["candidates"].as_array().into_iter().flatten() {
-                println!("  {:<20} {:.4}", c["piece"].as_str().unwrap_or(""), c["probability"].as_f64().unwrap_or(0.0));
+                println!(
+                    "  {:<20} {:.4}",
+                    c["piece"].as_str().unwrap_or(""),
+                    c["probability"].as_f64().unwrap_or(0.0)
+                );
             }
         }
     }
@@ -286,10 +377,15 @@ pub fn qa(m: &Model<'_>, a: &QaArgs) -> Result<(), String> {
     let (start, end) = (output(&outs, "start_logits")?, output(&outs, "end_logits")?);
     // Candidate positions: the context tokens (type 1), without the final [SEP].
     let n = e.ids.len();
-    let ctx: Vec<usize> = (0..n.saturating_sub(1)).filter(|&i| e.type_ids[i] == 1).collect();
+    let ctx: Vec<usize> = (0..n.saturating_sub(1))
+        .filter(|&i| e.type_ids[i] == 1)
+        .collect();
     let mut best: Option<(usize, usize, f32)> = None;
     for &s in &ctx {
-        for &t in ctx.iter().filter(|&&t| t >= s && t < s + a.max_answer_len.max(1)) {
+        for &t in ctx
+            .iter()
+            .filter(|&&t| t >= s && t < s + a.max_answer_len.max(1))
+        {
             let score = start[s] + end[t];
             if best.is_none_or(|b| score > b.2) {
                 best = Some((s, t, score));
@@ -299,7 +395,10 @@ pub fn qa(m: &Model<'_>, a: &QaArgs) -> Result<(), String> {
     let (s, t, score) = best.ok_or("the context is empty after tokenization")?;
     let answer = detokenize(&e.pieces[s..=t]);
     if a.json {
-        println!("{}", json!({"answer": answer, "start_token": s, "end_token": t, "score": score, "time_ms": ms}));
+        println!(
+            "{}",
+            json!({"answer": answer, "start_token": s, "end_token": t, "score": score, "time_ms": ms})
+        );
     } else {
         println!("{answer}");
         println!("(tokens {s}..={t}, score {score:.3}, {ms:.2} ms)");
@@ -319,15 +418,25 @@ pub fn tag(m: &Model<'_>, a: &TagArgs) -> Result<(), String> {
             continue; // [CLS] and [SEP]
         }
         let p = softmax(&logits[i * l..(i + 1) * l]);
-        let best = p.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |x| x.0);
-        let label = m.label(best).map_or_else(|| format!("LABEL_{best}"), str::to_string);
+        let best = p
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map_or(0, |x| x.0);
+        let label = m
+            .label(best)
+            .map_or_else(|| format!("LABEL_{best}"), str::to_string);
         rows.push(json!({"piece": piece, "label": label, "probability": p[best]}));
     }
     if a.json {
         println!("{}", json!({"tokens": rows, "time_ms": ms}));
     } else {
         for r in &rows {
-            println!("{:<20} {}", r["piece"].as_str().unwrap_or(""), r["label"].as_str().unwrap_or(""));
+            println!(
+                "{:<20} {}",
+                r["piece"].as_str().unwrap_or(""),
+                r["label"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())

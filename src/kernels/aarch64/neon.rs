@@ -38,7 +38,9 @@
 
 use super::epilogue_lanes;
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
-use crate::kernels::{check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier};
+use crate::kernels::{
+    check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier,
+};
 use core::arch::aarch64::*;
 
 /// Token rows per GEMM tile.
@@ -103,7 +105,10 @@ fn quantize_i8_4x4_neon(
     zps: &mut [i32],
 ) {
     let k = smooth.len();
-    assert!(ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP, "quantize_rows: ldq too small");
+    assert!(
+        ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP,
+        "quantize_rows: ldq too small"
+    );
     for i in 0..m {
         let xr = &x[i * ldx..i * ldx + k];
         let qr = &mut q[i * ldq..i * ldq + ldq];
@@ -133,8 +138,14 @@ pub(crate) unsafe fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f
         c += 4;
     }
     let (mut lo, mut hi) = (
-        vgetq_lane_f32::<0>(lo).min(vgetq_lane_f32::<1>(lo)).min(vgetq_lane_f32::<2>(lo)).min(vgetq_lane_f32::<3>(lo)),
-        vgetq_lane_f32::<0>(hi).max(vgetq_lane_f32::<1>(hi)).max(vgetq_lane_f32::<2>(hi)).max(vgetq_lane_f32::<3>(hi)),
+        vgetq_lane_f32::<0>(lo)
+            .min(vgetq_lane_f32::<1>(lo))
+            .min(vgetq_lane_f32::<2>(lo))
+            .min(vgetq_lane_f32::<3>(lo)),
+        vgetq_lane_f32::<0>(hi)
+            .max(vgetq_lane_f32::<1>(hi))
+            .max(vgetq_lane_f32::<2>(hi))
+            .max(vgetq_lane_f32::<3>(hi)),
     );
     for (v, s) in x[c..].iter().zip(&smooth[c..]) {
         let y = v * s;
@@ -246,7 +257,16 @@ unsafe fn gemm(
                 // SAFETY: row < m; the outputs of n-block nb in this row are in
                 // bounds (check_gemm_q8).
                 unsafe {
-                    store16(acc, a_scales[row], a_zps[row], w, nb, bias, outp.add(row * ldo), ep)
+                    store16(
+                        acc,
+                        a_scales[row],
+                        a_zps[row],
+                        w,
+                        nb,
+                        bias,
+                        outp.add(row * ldo),
+                        ep,
+                    )
                 };
             }
             i += rows;
@@ -263,7 +283,12 @@ unsafe fn gemm(
 /// readable.
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize) -> [[int32x4_t; 4]; R] {
+unsafe fn tile<const R: usize>(
+    a: *const i8,
+    lda: usize,
+    w: *const i8,
+    kg: usize,
+) -> [[int32x4_t; 4]; R] {
     let mut acc = [[vdupq_n_s32(0); 8]; R];
     let mut g = 0;
     while g + 2 <= kg {
@@ -271,8 +296,18 @@ unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize
         let (w0, w1) = unsafe {
             let p = w.add(g * 64);
             (
-                [vld1q_s8(p), vld1q_s8(p.add(16)), vld1q_s8(p.add(32)), vld1q_s8(p.add(48))],
-                [vld1q_s8(p.add(64)), vld1q_s8(p.add(80)), vld1q_s8(p.add(96)), vld1q_s8(p.add(112))],
+                [
+                    vld1q_s8(p),
+                    vld1q_s8(p.add(16)),
+                    vld1q_s8(p.add(32)),
+                    vld1q_s8(p.add(48)),
+                ],
+                [
+                    vld1q_s8(p.add(64)),
+                    vld1q_s8(p.add(80)),
+                    vld1q_s8(p.add(96)),
+                    vld1q_s8(p.add(112)),
+                ],
             )
         };
         for (r, acc) in acc.iter_mut().enumerate() {
@@ -285,7 +320,11 @@ unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize
                 )
             };
             for j in 0..4 {
-                let lo = vmlal_s8(vmull_s8(vget_low_s8(w0[j]), vget_low_s8(a0)), vget_low_s8(w1[j]), vget_low_s8(a1));
+                let lo = vmlal_s8(
+                    vmull_s8(vget_low_s8(w0[j]), vget_low_s8(a0)),
+                    vget_low_s8(w1[j]),
+                    vget_low_s8(a1),
+                );
                 let hi = vmlal_high_s8(vmull_high_s8(w0[j], a0), w1[j], a1);
                 acc[2 * j] = vpadalq_s16(acc[2 * j], lo);
                 acc[2 * j + 1] = vpadalq_s16(acc[2 * j + 1], hi);
@@ -297,11 +336,18 @@ unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize
         // SAFETY: g < kg: 64 readable bytes at w + g * 64.
         let w0 = unsafe {
             let p = w.add(g * 64);
-            [vld1q_s8(p), vld1q_s8(p.add(16)), vld1q_s8(p.add(32)), vld1q_s8(p.add(48))]
+            [
+                vld1q_s8(p),
+                vld1q_s8(p.add(16)),
+                vld1q_s8(p.add(32)),
+                vld1q_s8(p.add(48)),
+            ]
         };
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: r < R, g < kg: 4 readable bytes.
-            let a0 = unsafe { vreinterpretq_s8_s32(vld1q_dup_s32(a.add(r * lda + g * 4) as *const i32)) };
+            let a0 = unsafe {
+                vreinterpretq_s8_s32(vld1q_dup_s32(a.add(r * lda + g * 4) as *const i32))
+            };
             for j in 0..4 {
                 acc[2 * j] = vpadalq_s16(acc[2 * j], vmull_s8(vget_low_s8(w0[j]), vget_low_s8(a0)));
                 acc[2 * j + 1] = vpadalq_s16(acc[2 * j + 1], vmull_high_s8(w0[j], a0));
@@ -343,7 +389,12 @@ pub(crate) unsafe fn store16(
         }
         let count = (w.n - r0).min(4);
         // SAFETY: r0 + 4 <= the padded length of scales and row sums.
-        let (rs, sw) = unsafe { (vld1q_s32(w.row_sums.as_ptr().add(r0)), vld1q_f32(w.scales.as_ptr().add(r0))) };
+        let (rs, sw) = unsafe {
+            (
+                vld1q_s32(w.row_sums.as_ptr().add(r0)),
+                vld1q_f32(w.scales.as_ptr().add(r0)),
+            )
+        };
         let acc = vsubq_s32(acc, vmulq_n_s32(rs, za));
         let s = vmulq_f32(vdupq_n_f32(sa), sw);
         let y = vmulq_f32(vcvtq_f32_s32(acc), s);
@@ -363,7 +414,9 @@ pub(crate) unsafe fn store16(
             // SAFETY: 4 outputs at `o` are writable.
             Epilogue::Store if count == 4 => unsafe { vst1q_f32(o, y) },
             // SAFETY: 4 outputs at `o` are readable and writable.
-            Epilogue::Accumulate if count == 4 => unsafe { vst1q_f32(o, vaddq_f32(vld1q_f32(o), y)) },
+            Epilogue::Accumulate if count == 4 => unsafe {
+                vst1q_f32(o, vaddq_f32(vld1q_f32(o), y))
+            },
             _ => {
                 let mut t = [0.0f32; 4];
                 // SAFETY: a 4-float array.

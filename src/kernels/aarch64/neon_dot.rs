@@ -150,7 +150,16 @@ unsafe fn gemm(
                 // SAFETY: row < m; the outputs of n-block nb in this row are in
                 // bounds (check_gemm_q8); NEON is available.
                 unsafe {
-                    super::neon::store16(acc, a_scales[row], a_zps[row], w, nb, bias, outp.add(row * ldo), ep)
+                    super::neon::store16(
+                        acc,
+                        a_scales[row],
+                        a_zps[row],
+                        w,
+                        nb,
+                        bias,
+                        outp.add(row * ldo),
+                        ep,
+                    )
                 };
             }
             i += rows;
@@ -207,7 +216,12 @@ sdot_lane!(sdot3, "3");
 /// `w .. w + kg * 64` readable.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize) -> [[int32x4_t; 4]; R] {
+unsafe fn tile<const R: usize>(
+    a: *const i8,
+    lda: usize,
+    w: *const i8,
+    kg: usize,
+) -> [[int32x4_t; 4]; R] {
     let mut acc = [[vdupq_n_s32(0); 4]; R];
     // Loads the 4 weight registers of k-group g.
     macro_rules! wload {
@@ -215,7 +229,12 @@ unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize
             // SAFETY: every use has $g < kg: 64 readable bytes.
             unsafe {
                 let p = w.add($g * 64);
-                [vld1q_s8(p), vld1q_s8(p.add(16)), vld1q_s8(p.add(32)), vld1q_s8(p.add(48))]
+                [
+                    vld1q_s8(p),
+                    vld1q_s8(p.add(16)),
+                    vld1q_s8(p.add(32)),
+                    vld1q_s8(p.add(48)),
+                ]
             }
         }};
     }
@@ -260,7 +279,9 @@ unsafe fn tile<const R: usize>(a: *const i8, lda: usize, w: *const i8, kg: usize
         let wv = wload!(g);
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: r < R, g < kg: 4 readable bytes.
-            let av = unsafe { vreinterpretq_s8_s32(vld1q_dup_s32(a.add(r * lda + g * 4) as *const i32)) };
+            let av = unsafe {
+                vreinterpretq_s8_s32(vld1q_dup_s32(a.add(r * lda + g * 4) as *const i32))
+            };
             for j in 0..4 {
                 // SAFETY: dotprod is available.
                 acc[j] = unsafe { sdot0(acc[j], wv[j], av) };

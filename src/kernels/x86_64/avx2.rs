@@ -42,7 +42,9 @@
 
 use super::epilogue_lanes;
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
-use crate::kernels::{check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier};
+use crate::kernels::{
+    check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier,
+};
 use core::arch::x86_64::*;
 
 /// Token rows per GEMM tile. 2 x 2 n-blocks (8 accumulators, 4 weight
@@ -157,7 +159,10 @@ pub(crate) unsafe fn quantize_rows(
     zps: &mut [i32],
 ) {
     let k = smooth.len();
-    assert!(ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP, "quantize_rows: ldq too small");
+    assert!(
+        ldq >= k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP,
+        "quantize_rows: ldq too small"
+    );
     for i in 0..m {
         let xr = &x[i * ldx..i * ldx + k];
         let qr = &mut q[i * ldq..i * ldq + ldq];
@@ -259,12 +264,16 @@ unsafe fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
 unsafe fn quant8(x: *const f32, s: *const f32, inv: __m256, zp: __m256) -> __m256i {
     // SAFETY: 8 floats readable at each (our contract).
     let y = unsafe { _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(s)) };
-    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(y, inv));
+    let r =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(y, inv));
     let r = _mm256_add_ps(r, zp);
     // NaN -> +0.0 (the ordered-compare mask is all zeros for NaN), as the
     // scalar `NaN as i8` gives 0.
     let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
-    let r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0));
+    let r = _mm256_min_ps(
+        _mm256_max_ps(r, _mm256_set1_ps(-128.0)),
+        _mm256_set1_ps(127.0),
+    );
     _mm256_cvttps_epi32(r)
 }
 

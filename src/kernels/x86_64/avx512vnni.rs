@@ -178,9 +178,8 @@ unsafe fn gemm(
             let ap = unsafe { a.as_ptr().add(i * lda) };
             // SAFETY: rows i..i+rows have kg * 4 readable bytes, n-blocks
             // nb..nb+nbs have `block` readable bytes each; features available.
-            let acc: [[__m512i; NB]; MR] = unsafe {
-                tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg), [8 7 6 5 4 3 2 1])
-            };
+            let acc: [[__m512i; NB]; MR] =
+                unsafe { tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg), [8 7 6 5 4 3 2 1]) };
             for (t, acc) in acc.iter().enumerate().take(rows) {
                 let row = i + t;
                 for (b, &acc) in acc.iter().enumerate().take(nbs) {
@@ -273,7 +272,11 @@ unsafe fn store16(
 ) {
     let r0 = nb * Q8_N_BLOCK;
     let count = (w.n - r0).min(16);
-    let mask: __mmask16 = if count == 16 { 0xffff } else { (1u16 << count) - 1 };
+    let mask: __mmask16 = if count == 16 {
+        0xffff
+    } else {
+        (1u16 << count) - 1
+    };
     // SAFETY: r0 + 16 <= the padded length of scales and row sums.
     let (rs, sw) = unsafe {
         (
