@@ -22,8 +22,9 @@ rustup target add "$TARGET"
 
 for cpu in cortex-a72 cortex-a76; do
     echo "== aarch64 tests under qemu -cpu $cpu"
-    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
-        cargo test -p albert-edge --release --target "$TARGET"
+    export ALBERT_EDGE_TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$ALBERT_EDGE_TEST_RUNNER" \
+        cargo test -p albert-edge --release --target "$TARGET" --no-fail-fast
     # Show which kernel tiers ran (the suite prints them; a missing NEON tier fails it).
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
         cargo test -p albert-edge --release --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \

@@ -67,7 +67,7 @@ impl<const N: usize> AlignedBytes<[u8; N]> {
 /// Embeds a model file in the binary (in flash on a microcontroller),
 /// 64-byte aligned, as a `&'static AlignedBytes<[u8]>`:
 ///
-/// ```ignore
+/// ```text
 /// static MODEL: &albert_edge::aligned::AlignedBytes<[u8]> =
 ///     albert_edge::include_model!("../model.albert");
 ///
@@ -75,7 +75,8 @@ impl<const N: usize> AlignedBytes<[u8; N]> {
 /// ```
 ///
 /// The path is resolved like `include_bytes!`'s: relative to the file that
-/// invokes the macro.
+/// invokes the macro. `firmware-examples/no-std-cortex-m` uses it and is built
+/// and run by `tests/cross_cli.rs`.
 #[macro_export]
 macro_rules! include_model {
     ($path:expr) => {{

@@ -6,8 +6,19 @@ use albert_edge::{Input, Model, Precision};
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The CLI, run through `$ALBERT_EDGE_TEST_RUNNER` (e.g. `qemu-aarch64 -L ...`)
+/// when the tests themselves run under emulation.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_albert-edge"))
+    let exe = env!("CARGO_BIN_EXE_albert-edge");
+    match std::env::var("ALBERT_EDGE_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    }
 }
 
 fn temp(name: &str) -> PathBuf {
