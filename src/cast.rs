@@ -56,3 +56,18 @@ pub fn f32s_as_i32s_mut(b: &mut [f32]) -> &mut [i32] {
     // is valid for both; the result borrows `b` mutably for its whole length.
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<i32>(), b.len()) }
 }
+
+/// Extends the lifetime of a view into a model's own storage.
+///
+/// # Safety
+///
+/// The caller must guarantee that the bytes stay valid and unchanged for as
+/// long as the returned slice is used: `Model` stores such views next to the
+/// storage they point into (a borrowed slice, an mmap or a heap buffer, none of
+/// which moves when the `Model` moves), and only hands them out re-borrowed for
+/// the lifetime of `&self`.
+pub(crate) unsafe fn extend_lifetime(b: &[u8]) -> &'static [u8] {
+    // SAFETY: same pointer and length; validity for the extended lifetime is the
+    // caller's obligation (see above).
+    unsafe { core::slice::from_raw_parts(b.as_ptr(), b.len()) }
+}

@@ -190,6 +190,8 @@ pub struct Model<'a> {
     file: ParsedFile,
     globals: Globals,
     kernels: Kernels,
+    /// Views into `bytes` (see the SAFETY note in `from_storage`).
+    tokenizer: Option<crate::tokenizer::Tokenizer<'static>>,
 }
 
 impl fmt::Debug for Model<'_> {
@@ -255,11 +257,31 @@ impl<'a> Model<'a> {
                 None
             },
         };
+        let tokenizer = match file.tokenizer.clone() {
+            Some(r) => {
+                // SAFETY: the view points into `bytes`, which is stored in the same
+                // `Model` and never moves or changes while it lives (a borrowed
+                // slice, an mmap, or a heap buffer that is never reallocated); the
+                // tokenizer is only handed out re-borrowed for `&self`.
+                let section = unsafe { cast::extend_lifetime(&b[r]) };
+                let tok = crate::tokenizer::Tokenizer::from_section(section)
+                    .map_err(LoadError::Tokenizer)?;
+                if tok.vocab_size() != cfg.vocab_size as usize {
+                    return Err(LoadError::BadSection {
+                        section: "tokenizer",
+                        reason: "vocabulary size differs from the config",
+                    });
+                }
+                Some(tok)
+            }
+            None => None,
+        };
         Ok(Model {
             bytes,
             file,
             globals,
             kernels: Kernels::detect(),
+            tokenizer,
         })
     }
 
@@ -293,10 +315,9 @@ impl<'a> Model<'a> {
         self.file.label(self.bytes(), i)
     }
 
-    /// The tokenizer, when the file has one (validated at load).
+    /// The tokenizer, when the file has one (validated once, at load).
     pub fn tokenizer(&self) -> Option<crate::tokenizer::Tokenizer<'_>> {
-        self.tokenizer_section()
-            .and_then(|s| crate::tokenizer::Tokenizer::from_section(s).ok())
+        self.tokenizer
     }
 
     /// The raw tokenizer section, when the file has one.
