@@ -156,6 +156,10 @@ impl Aligned {
         let all: &mut [u8] = bytemuck_bytes_mut(&mut self.blocks);
         &mut all[skip..skip + len]
     }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let skip = self.skip();
+        self.bytes_mut_at(skip)
+    }
     pub fn bytes(&self) -> &[u8] {
         let all: &[u8] = bytemuck_bytes(&self.blocks);
         &all[self.skip()..self.skip() + self.len]
