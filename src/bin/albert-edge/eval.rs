@@ -1,6 +1,6 @@
 //! `albert-edge eval`: accuracy of a sequence classifier on a TSV file.
 
-use crate::text::{encode, run_encoding};
+use crate::text::{encode, run_encoding_in};
 use albert_edge::{HeadKind, Model};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -88,9 +88,15 @@ fn predict(m: &Model<'_>, rows: &[Row], pb: &ProgressBar) -> Result<(Vec<usize>,
     let max = m.config().max_positions as usize;
     let mut preds = Vec::with_capacity(rows.len());
     let mut total_ms = 0.0;
+    // One workspace for the whole file, grown only when a longer row comes.
+    let (mut cap, mut ws) = (0usize, m.new_workspace(1, 1));
     for r in rows {
         let e = encode(m, &r.a, r.b.as_deref(), Some(max))?;
-        let (outs, ms) = run_encoding(m, &e)?;
+        if e.ids.len() > cap {
+            cap = e.ids.len();
+            ws = m.new_workspace(cap, 1);
+        }
+        let (outs, ms) = run_encoding_in(m, &e, &mut ws)?;
         total_ms += ms;
         let logits = &outs
             .iter()

@@ -1,7 +1,7 @@
 //! Text-in commands: tokenize, classify, embed, fill-mask, qa, tag.
 
 use albert_edge::tokenizer::Encoding;
-use albert_edge::{HeadKind, Input, Model};
+use albert_edge::{HeadKind, Input, Model, Workspace};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -132,12 +132,21 @@ fn encode_for_model(
     encode(m, a, b, Some(max_len.unwrap_or(limit).min(limit)))
 }
 
-/// Runs one encoded sequence; returns the outputs as owned vectors and the time taken.
+/// Runs one encoded sequence with a fresh workspace.
 pub fn run_encoding(
     m: &Model<'_>,
     e: &Encoding,
 ) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
-    let mut ws = m.new_workspace(e.ids.len(), 1);
+    run_encoding_in(m, e, &mut m.new_workspace(e.ids.len(), 1))
+}
+
+/// Runs one encoded sequence in `ws`; returns the outputs as owned vectors and
+/// the time taken by `run`.
+pub fn run_encoding_in(
+    m: &Model<'_>,
+    e: &Encoding,
+    ws: &mut Workspace<'_>,
+) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
     let input = Input {
         batch: 1,
         seq: e.ids.len(),
@@ -146,7 +155,7 @@ pub fn run_encoding(
         token_type_ids: Some(&e.type_ids),
     };
     let t0 = Instant::now();
-    let out = m.run(&mut ws, &input).map_err(|e| e.to_string())?;
+    let out = m.run(ws, &input).map_err(|e| e.to_string())?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok((
         out.iter()
