@@ -313,6 +313,8 @@ fn check_float(kern: &Kernels, rng: &mut Rng) {
         qkv: &qkv,
         ld_qkv: ld,
         seq,
+        q_begin: 0,
+        q_end: seq,
         heads,
         head_dim: d,
         scale: 1.0 / (d as f32).sqrt(),

@@ -166,8 +166,13 @@ pub struct AttentionArgs<'a> {
     pub qkv: &'a [f32],
     /// Row stride of `qkv`.
     pub ld_qkv: usize,
-    /// Tokens in this sequence.
+    /// Tokens in this sequence (keys and values).
     pub seq: usize,
+    /// First query row this call computes (`q_begin..q_end`, within `0..seq`);
+    /// lets threads split one sequence by query rows.
+    pub q_begin: usize,
+    /// One past the last query row this call computes.
+    pub q_end: usize,
     /// Heads.
     pub heads: usize,
     /// Size of one head.
@@ -176,7 +181,8 @@ pub struct AttentionArgs<'a> {
     pub scale: f32,
     /// Additive bias per key position: 0 or `f32::MIN` for masked keys.
     pub mask_bias: &'a [f32],
-    /// Row stride of the output context `[seq][ld_ctx]`.
+    /// Row stride of the output context `[q_end - q_begin][ld_ctx]` (its row 0
+    /// is query row `q_begin`).
     pub ld_ctx: usize,
 }
 

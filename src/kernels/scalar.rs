@@ -209,14 +209,14 @@ pub fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) 
     let (s, d, a) = (args.seq, args.head_dim, args.heads * args.head_dim);
     let scores = &mut scores[..s];
     for h in 0..args.heads {
-        for i in 0..s {
+        for (r, i) in (args.q_begin..args.q_end).enumerate() {
             let q = &args.qkv[i * args.ld_qkv + h * d..i * args.ld_qkv + (h + 1) * d];
             for (j, sc) in scores.iter_mut().enumerate() {
                 let k = &args.qkv[j * args.ld_qkv + a + h * d..j * args.ld_qkv + a + (h + 1) * d];
                 *sc = dot_f32(q, k) * args.scale + args.mask_bias[j];
             }
             softmax(scores);
-            let out = &mut ctx[i * args.ld_ctx + h * d..i * args.ld_ctx + (h + 1) * d];
+            let out = &mut ctx[r * args.ld_ctx + h * d..r * args.ld_ctx + (h + 1) * d];
             out.fill(0.0);
             for (j, &p) in scores.iter().enumerate() {
                 let v = &args.qkv

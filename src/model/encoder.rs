@@ -57,6 +57,8 @@ pub(super) fn forward(
                     qkv: &r.qkv[bi * s * 3 * a..(bi + 1) * s * 3 * a],
                     ld_qkv: 3 * a,
                     seq: s,
+                    q_begin: 0,
+                    q_end: s,
                     heads: cfg.num_heads as usize,
                     head_dim: cfg.head_dim as usize,
                     scale,
