@@ -74,6 +74,37 @@ fn staticlib() -> &'static (PathBuf, Vec<String>) {
     })
 }
 
+/// Builds `libalbert_edge.so` (once, in its own target folder) and returns its folder.
+fn cdylib_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = tmp().join("capi-dylib-target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(ROOT)
+            .env("CARGO_TARGET_DIR", &target)
+            .args([
+                "rustc",
+                "--lib",
+                "--release",
+                "--no-default-features",
+                "--features",
+                "capi",
+                "--crate-type",
+                "cdylib",
+            ])
+            .output()
+            .expect("run cargo");
+        check(&out, "building the shared library");
+        let dir = target.join("release");
+        assert!(
+            dir.join("libalbert_edge.so").is_file(),
+            "libalbert_edge.so missing"
+        );
+        dir
+    })
+}
+
 fn cc() -> String {
     std::env::var("CC").unwrap_or_else(|_| "cc".into())
 }
@@ -112,6 +143,33 @@ fn build_c(src: &str, exe: &str) -> PathBuf {
         .output()
         .expect("run the C compiler");
     check(&out, &format!("compiling {src}"));
+    exe
+}
+
+/// Compiles one C file and links it against the shared library (with an rpath).
+fn build_c_dynamic(src: &str, exe: &str) -> PathBuf {
+    let dir = cdylib_dir();
+    let exe = tmp().join(exe);
+    let out = Command::new(cc())
+        .args([
+            "-std=c11",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
+        .arg(format!("-I{ROOT}/include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(Path::new(ROOT).join(src))
+        .arg(format!("-L{}", dir.display()))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .arg("-lalbert_edge")
+        .arg("-lm")
+        .output()
+        .expect("run the C compiler");
+    check(&out, &format!("compiling {src} against the shared library"));
     exe
 }
 
@@ -361,4 +419,65 @@ fn c_classify_matches_the_rust_api() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error 200"));
+}
+
+/// The header's functions, by name (every `albert_*(` declaration).
+fn header_functions() -> Vec<String> {
+    let header = std::fs::read_to_string(Path::new(ROOT).join("include/albert_edge.h")).unwrap();
+    let mut names: Vec<String> = header
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("albert_"))
+        .filter(|w| header.contains(&format!("{w}(")))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn shared_library_exports_the_header_and_classifies_like_the_static_one() {
+    let dir = cdylib_dir();
+    // Every function of the header is exported by the .so.
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(dir.join("libalbert_edge.so"))
+        .output()
+        .expect("run nm");
+    check(&nm, "nm -D");
+    let exported = String::from_utf8_lossy(&nm.stdout).into_owned();
+    let functions = header_functions();
+    assert!(
+        functions.len() >= 10,
+        "parsed too few functions: {functions:?}"
+    );
+    for f in &functions {
+        assert!(
+            exported
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(f.as_str())),
+            "{f} is declared in the header but not exported by libalbert_edge.so"
+        );
+    }
+    // The C example linked dynamically gives the statically linked build's answers, bit for bit.
+    let dynamic = build_c_dynamic("firmware-examples/c-classify/main.c", "c-classify-dynamic");
+    let stat = build_c("firmware-examples/c-classify/main.c", "c-classify-static");
+    let ldd = Command::new("ldd").arg(&dynamic).output().expect("run ldd");
+    assert!(
+        String::from_utf8_lossy(&ldd.stdout).contains("libalbert_edge.so"),
+        "the dynamic build does not load libalbert_edge.so"
+    );
+    let path = sst2_model();
+    for text in ["a gorgeous, witty movie.", "a dull, tedious mess."] {
+        let (d, s) = (
+            classify_c(&dynamic, path, text),
+            classify_c(&stat, path, text),
+        );
+        assert_eq!(d.label, s.label, "{text}");
+        assert_eq!(
+            d.logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            s.logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{text}"
+        );
+    }
 }

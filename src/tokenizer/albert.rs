@@ -22,7 +22,7 @@
 //! only way to reach this is a character whose NFKD is `Σ` but that has no lowercase mapping
 //! itself (the mathematical capital sigmas U+1D6BA etc.); those become `σ` here.
 
-use unicode_normalization::char::{canonical_combining_class, decompose_compatible};
+use super::nfkd::strip_accents;
 
 /// Python `str.isspace()` for one char: Rust's `White_Space` plus U+001C..=U+001F (which
 /// Python counts as whitespace because their bidi class is B/S).
@@ -172,12 +172,10 @@ impl Iterator for Preprocess<'_> {
             if self.s.strip_accents {
                 let mut buf = ['\0'; 24];
                 let mut n = 0;
-                decompose_compatible(c, |d| {
-                    if canonical_combining_class(d) == 0 {
-                        if let Some(slot) = buf.get_mut(n) {
-                            *slot = d;
-                            n += 1;
-                        }
+                strip_accents(c, |d| {
+                    if let Some(slot) = buf.get_mut(n) {
+                        *slot = d;
+                        n += 1;
                     }
                 });
                 for &d in buf.get(..n).unwrap_or(&[]) {

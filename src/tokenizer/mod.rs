@@ -27,6 +27,7 @@ mod albert;
 mod charsmap;
 mod encode;
 pub mod layout;
+mod nfkd;
 
 use charsmap::Charsmap;
 use layout::{field, piece_type, NO_ID, TRIE_FREE};

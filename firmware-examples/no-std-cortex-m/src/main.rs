@@ -83,28 +83,6 @@ fn classify(ws_bytes: &mut [u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A heap that is always empty.
-///
-/// The runtime never allocates, but its tokenizer's Unicode-normalization
-/// dependency (`unicode-normalization`) declares `extern crate alloc`
-/// unconditionally, and rustc requires a `#[global_allocator]` in any binary
-/// that links `alloc`. This one refuses every request, so an allocation would
-/// end in `handle_alloc_error` -> the panic handler -> a failing exit: the
-/// example completing is itself a check that nothing allocated.
-struct NoHeap;
-
-// SAFETY: `alloc` always returns null, which `GlobalAlloc` allows (it means
-// failure); `dealloc` is never reached because no allocation ever succeeds.
-unsafe impl core::alloc::GlobalAlloc for NoHeap {
-    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
-        core::ptr::null_mut()
-    }
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
-}
-
-#[global_allocator]
-static HEAP: NoHeap = NoHeap;
-
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("panic: {}", info);
