@@ -9,6 +9,12 @@
 //! and the runtime multiplies activations by `1 / s_c` before quantizing them
 //! (the matrix's `smooth` vector). The product is unchanged in exact arithmetic.
 //!
+//! The same pass accumulates each linear layer's input second moments
+//! `sum x x^T` (over every application of the shared block), with which the
+//! converter rounds the int8 weights by GPTQ (Frantar et al., 2023; see
+//! `quantize::quantize_gptq`) instead of to nearest: the int8 values then keep
+//! `W x` close on real inputs rather than each weight close to itself.
+//!
 //! `max|x_c|` comes from running the f32 model: on calibration sentences when
 //! the user gives them, otherwise on synthetic token sequences (random ids,
 //! several lengths, both token types), which already expose the structural
@@ -27,9 +33,17 @@ pub struct ActStats {
     pub max_abs: BTreeMap<u32, Vec<f32>>,
     /// Role code -> (per-input-channel sum, rows observed), for the mean input.
     pub sum: BTreeMap<u32, (Vec<f64>, usize)>,
+    /// Role code -> (`sum x x^T` over observed input rows, upper triangle of `[k][k]`,
+    /// rows observed), for GPTQ rounding ([`crate::quantize::quantize_gptq`]). At most
+    /// [`MAX_XTX_ROWS`] rows per role are accumulated.
+    pub xtx: BTreeMap<u32, (Vec<f64>, usize)>,
     /// Sequences observed.
     pub sequences: usize,
 }
+
+/// Input rows per linear layer that feed its second-moment matrix (enough for a
+/// well-conditioned estimate, bounded cost on long calibration files).
+pub const MAX_XTX_ROWS: usize = 4096;
 
 /// One calibration sequence: ids and token types.
 #[derive(Debug, Clone)]
@@ -121,6 +135,25 @@ pub fn collect(
                         }
                     }
                     sum.1 += rows;
+                    let xtx = stats
+                        .xtx
+                        .entry(role.code())
+                        .or_insert_with(|| (vec![0.0; cols * cols], 0));
+                    for r in 0..rows.min(MAX_XTX_ROWS.saturating_sub(xtx.1)) {
+                        let x = &x[r * ld..r * ld + cols];
+                        for (i, &xi) in x.iter().enumerate() {
+                            if xi == 0.0 {
+                                continue;
+                            }
+                            let xi = xi as f64;
+                            for (h, &xj) in
+                                xtx.0[i * cols + i..(i + 1) * cols].iter_mut().zip(&x[i..])
+                            {
+                                *h += xi * xj as f64;
+                            }
+                        }
+                        xtx.1 += 1;
+                    }
                 }
             })
             .map_err(|e| anyhow!("calibration run failed: {e}"))?;

@@ -117,7 +117,20 @@ pub fn pack(
                     *v *= f;
                 }
             }
-            let mut q = quantize::quantize(&ws);
+            // GPTQ rounding against the smoothed inputs `x / s` when calibration saw them.
+            let mut q = match stats.and_then(|st| st.xtx.get(&role.code())) {
+                Some((xtx, rows)) if *rows > 0 => {
+                    let k = w.cols;
+                    let mut h = xtx.clone();
+                    for i in 0..k {
+                        for j in i..k {
+                            h[i * k + j] /= (s[i] as f64) * (s[j] as f64);
+                        }
+                    }
+                    quantize::quantize_gptq(&ws, &h)
+                }
+                _ => quantize::quantize(&ws),
+            };
             q.smooth = s.iter().map(|f| 1.0 / f).collect();
             let name = if role.kind.is_layer() {
                 format!("{} [layer {}]", role.kind.name(), role.layer)

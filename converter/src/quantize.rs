@@ -58,6 +58,128 @@ pub fn quantize(m: &Mat) -> QRows {
     }
 }
 
+/// GPTQ (Frantar et al., 2023): quantizes the columns of `m` one at a time, in order,
+/// and after each column moves its rounding error onto the columns not yet quantized,
+/// weighted by the inverse of `h = sum x x^T` (the inputs' second moments, `[k][k]`,
+/// only the upper triangle is read), so that `deq(Q) x` stays close to `W x` on the
+/// calibration inputs rather than each weight close to itself. Scales are the same
+/// per-row `max|w| / 127` as [`quantize`] (so the int8 arithmetic is unchanged); values
+/// pushed past the range are clamped. Falls back to [`quantize`] when `h` is unusable
+/// (wrong size, not finite, or not positive definite after dampening).
+pub fn quantize_gptq(m: &Mat, h: &[f64]) -> QRows {
+    let k = m.cols;
+    let Some(u) = gptq_factor(h, k) else {
+        return quantize(m);
+    };
+    let mut out = quantize(m);
+    // Rows are independent given `u`; process them in blocks so `u` is streamed once
+    // per block rather than once per row.
+    const BLOCK: usize = 16;
+    let mut w = vec![0f32; BLOCK * k];
+    for r0 in (0..m.rows).step_by(BLOCK) {
+        let rows = BLOCK.min(m.rows - r0);
+        w[..rows * k].copy_from_slice(&m.data[r0 * k..(r0 + rows) * k]);
+        let mut err = [0f32; BLOCK];
+        for i in 0..k {
+            let ui = &u[i * k..(i + 1) * k];
+            for b in 0..rows {
+                let scale = out.scales[r0 + b];
+                let v = w[b * k + i];
+                let q = if scale > 0.0 {
+                    (v / scale).round_ties_even().clamp(-127.0, 127.0)
+                } else {
+                    0.0
+                };
+                out.q[(r0 + b) * k + i] = q as i8;
+                err[b] = (v - q * scale) / ui[i];
+            }
+            for b in 0..rows {
+                let e = err[b];
+                if e != 0.0 {
+                    for (x, &f) in w[b * k + i + 1..(b + 1) * k].iter_mut().zip(&ui[i + 1..]) {
+                        *x -= e * f;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The upper Cholesky factor `U` of `(h + λI)^-1` (`U^T U`), row-major `[k][k]` in f32,
+/// with `λ` 1% of the mean diagonal; channels that never fired get a unit diagonal.
+///
+/// With `P` the order-reversing permutation and `P H P = L L^T`, `H^-1 = V^T V` for the
+/// upper triangular `V = P L^-1 P`, which is therefore `U`: one Cholesky and one
+/// triangular inverse, no explicit `H^-1`.
+fn gptq_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
+    if k == 0 || h.len() != k * k || h.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let sym = |i: usize, j: usize| if i <= j { h[i * k + j] } else { h[j * k + i] };
+    let mean_diag = (0..k).map(|i| sym(i, i)).sum::<f64>() / k as f64;
+    if mean_diag <= 0.0 {
+        return None;
+    }
+    // a = P (H + λI) P.
+    let mut a = vec![0f64; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            a[i * k + j] = sym(k - 1 - i, k - 1 - j);
+        }
+        let d = &mut a[i * k + i];
+        if *d <= 0.0 {
+            *d = 1.0;
+        }
+        *d += 0.01 * mean_diag;
+    }
+    cholesky_lower(&mut a, k)?;
+    // Column j of L^-1 by forward substitution, stored as row j of `inv_t`.
+    let mut inv_t = vec![0f64; k * k];
+    for j in 0..k {
+        let x = &mut inv_t[j * k..(j + 1) * k];
+        for i in j..k {
+            let row = &a[i * k..i * k + i];
+            let mut s = if i == j { 1.0 } else { 0.0 };
+            for (l, xv) in row[j..].iter().zip(&x[j..i]) {
+                s -= l * xv;
+            }
+            x[i] = s / a[i * k + i];
+        }
+    }
+    // U[i][j] = (L^-1)[k-1-i][k-1-j] = inv_t[k-1-j][k-1-i].
+    let mut u = vec![0f32; k * k];
+    for i in 0..k {
+        for j in i..k {
+            u[i * k + j] = inv_t[(k - 1 - j) * k + (k - 1 - i)] as f32;
+        }
+    }
+    Some(u)
+}
+
+/// In-place Cholesky `a = L L^T`, `L` in the lower triangle; `None` if not positive definite.
+fn cholesky_lower(a: &mut [f64], k: usize) -> Option<()> {
+    for j in 0..k {
+        let mut d = a[j * k + j];
+        for t in 0..j {
+            d -= a[j * k + t] * a[j * k + t];
+        }
+        if !(d > 0.0) || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * k + j] = d;
+        for i in j + 1..k {
+            let mut s = a[i * k + j];
+            for t in 0..j {
+                s -= a[i * k + t] * a[j * k + t];
+            }
+            a[i * k + j] = s / d;
+        }
+    }
+    Some(())
+}
+
 /// Measures the error of `q` against the original `m` (undoing the smoothing:
 /// the effective weight is `q * scale[r] * smooth[c]`).
 pub fn error(name: String, m: &Mat, q: &QRows) -> QuantError {
@@ -100,5 +222,101 @@ mod tests {
         assert_eq!(&q.q[8..12], &[127, 0, 2, -127]); // 0.5 -> 0, 1.5 -> 2
         let e = error("m".into(), &m, &q);
         assert!(e.max_abs <= 1.0 && e.relative_rms < 0.01);
+    }
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    /// Correlated inputs (a few shared factors plus noise) and their `sum x x^T`.
+    fn inputs(k: usize, n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut st = seed;
+        let basis: Vec<Vec<f64>> = (0..4)
+            .map(|_| (0..k).map(|_| lcg(&mut st)).collect())
+            .collect();
+        let xs: Vec<Vec<f64>> = (0..n)
+            .map(|_| {
+                let c: Vec<f64> = (0..4).map(|_| lcg(&mut st) * 3.0).collect();
+                (0..k)
+                    .map(|i| (0..4).map(|f| c[f] * basis[f][i]).sum::<f64>() + 0.3 * lcg(&mut st))
+                    .collect()
+            })
+            .collect();
+        let mut h = vec![0f64; k * k];
+        for x in &xs {
+            for i in 0..k {
+                for j in 0..k {
+                    h[i * k + j] += x[i] * x[j];
+                }
+            }
+        }
+        (xs, h)
+    }
+
+    #[test]
+    fn gptq_factor_is_the_upper_cholesky_factor_of_the_inverse() {
+        let k = 7;
+        let (_, h) = inputs(k, 40, 3);
+        let u = gptq_factor(&h, k).unwrap();
+        // U^T U (H + λI) = I.
+        let mean = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k as f64;
+        for i in 0..k {
+            for j in 0..k {
+                let mut s = 0.0;
+                for t in 0..k {
+                    let utu: f64 = (0..k)
+                        .map(|r| u[r * k + i] as f64 * u[r * k + t] as f64)
+                        .sum();
+                    let hd = h[t * k + j] + if t == j { 0.01 * mean } else { 0.0 };
+                    s += utu * hd;
+                }
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((s - want).abs() < 1e-4, "({i},{j}): {s}");
+            }
+            for j in 0..i {
+                assert_eq!(u[i * k + j], 0.0);
+            }
+            assert!(u[i * k + i] > 0.0);
+        }
+    }
+
+    #[test]
+    fn gptq_lowers_the_output_error_on_its_inputs() {
+        let (k, n) = (48, 10);
+        let (xs, h) = inputs(k, 200, 9);
+        let mut st = 5u64;
+        let m = Mat {
+            rows: n,
+            cols: k,
+            data: (0..n * k).map(|_| lcg(&mut st) as f32).collect(),
+        };
+        let out_err = |q: &QRows| {
+            let mut e = 0.0;
+            for x in &xs {
+                for r in 0..n {
+                    let mut d = 0.0;
+                    for c in 0..k {
+                        let deq = q.q[r * k + c] as f64 * q.scales[r] as f64;
+                        d += (deq - m.data[r * k + c] as f64) * x[c];
+                    }
+                    e += d * d;
+                }
+            }
+            e
+        };
+        let (rtn, gptq) = (quantize(&m), quantize_gptq(&m, &h));
+        assert_eq!(
+            rtn.scales, gptq.scales,
+            "same scales, only the rounding differs"
+        );
+        assert!(gptq.q.iter().all(|&v| (-127..=127).contains(&v)));
+        let (a, b) = (out_err(&rtn), out_err(&gptq));
+        assert!(b < 0.7 * a, "GPTQ output error {b} vs round-to-nearest {a}");
+        // Unusable second moments fall back to round-to-nearest.
+        assert_eq!(quantize_gptq(&m, &[f64::NAN; 4]), rtn);
+        assert_eq!(quantize_gptq(&m, &vec![0.0; k * k]), rtn);
     }
 }
