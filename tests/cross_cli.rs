@@ -105,6 +105,7 @@ fn cli_on_arm_linux_under_qemu_matches_the_host() {
         .arg(&model)
         .env("CARGO", cargo())
         .env("CARGO_TARGET_DIR", tmp().join("cross-target"))
+        .env("HOST_BIN", env!("CARGO_BIN_EXE_albert-edge"))
         .output()
         .expect("run cross-run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);

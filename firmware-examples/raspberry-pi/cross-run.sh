@@ -7,7 +7,8 @@
 #   firmware-examples/raspberry-pi/cross-run.sh [MODEL.albert] [INPUT.json]
 #
 # Defaults: models/sst2-tiny.albert and example-input.json beside this script.
-# Needs what .ci/cross-setup.sh installs. CARGO_TARGET_DIR is honoured.
+# Needs what .ci/cross-setup.sh installs. CARGO_TARGET_DIR is honoured; HOST_BIN
+# names an already built host CLI (otherwise it is built).
 #
 # Emulated boards: Pi 4 (-cpu cortex-a72: NEON, no dot product), Pi 5
 # (-cpu cortex-a76: NEON + sdot), and 32-bit Raspberry Pi OS (-cpu cortex-a7).
@@ -44,8 +45,14 @@ BOARDS=(
 )
 
 cd "$ROOT"
-echo "== building the host CLI"
-"$CARGO" build --release --bin albert-edge --quiet
+# HOST_BIN: an already built host albert-edge (the test suite passes its own).
+if [ -n "${HOST_BIN:-}" ]; then
+    host="$HOST_BIN"
+else
+    echo "== building the host CLI"
+    "$CARGO" build --release --bin albert-edge --quiet
+    host="$TARGET_DIR/release/albert-edge"
+fi
 for t in "${TRIPLES[@]}"; do
     echo "== cross-building for $t"
     "$CARGO" build --release --bin albert-edge --target "$t" --quiet
@@ -53,7 +60,6 @@ done
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-host="$TARGET_DIR/release/albert-edge"
 strip_tier() { sed 's/"tier":"[^"]*",\?//'; }
 
 "$host" info --json "$MODEL" | strip_tier >"$TMP/host.info"
