@@ -1,0 +1,303 @@
+//! Multi-threaded runs (`Model::run_with` on a `ThreadPool`): bit-identical to
+//! the single-threaded `run` for any thread count, allocation-free once the
+//! pool exists, and a panicking job neither deadlocks nor breaks the pool.
+//!
+//! The allocation count is global (pool workers are other threads), so every
+//! test in this file holds `SERIAL` and they run one at a time.
+
+mod common;
+
+use albert_edge::{Input, Kernels, Model, Precision, RunError, ThreadPool};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One checkpoint per head, plus layer groups and E == H.
+const CKPTS: &[&str] = &[
+    "tiny-base/base",
+    "tiny-base/seqcls2",
+    "tiny-base/tokcls5",
+    "tiny-base/qa",
+    "tiny-base/mlm",
+    "tiny-groups/seqcls2",
+    "tiny-e-eq-h/base",
+];
+
+/// An input: `(batch, seq, ids, mask, token types)`.
+type Case = (usize, usize, Vec<u32>, Option<Vec<u32>>, Option<Vec<u32>>);
+
+/// seq 1, 7, 33 (batch 1) and a padded pair batch of 2 x 33.
+fn cases() -> Vec<Case> {
+    let ids = |n: usize, salt: u32| -> Vec<u32> {
+        (0..n as u32)
+            .map(|i| {
+                if i == 0 {
+                    2
+                } else {
+                    5 + (i * 131 + salt) % 7990
+                }
+            })
+            .collect()
+    };
+    let mut v: Vec<Case> = [1usize, 7, 33]
+        .into_iter()
+        .map(|s| (1, s, ids(s, 0), None, None))
+        .collect();
+    let s = 33;
+    let batch_ids: Vec<u32> = ids(s, 0).into_iter().chain(ids(s, 17)).collect();
+    let mask: Vec<u32> = (0..2 * s).map(|i| u32::from(i < s || i % s < 20)).collect();
+    let types: Vec<u32> = (0..2 * s).map(|i| u32::from(i % s >= 12)).collect();
+    v.push((2, s, batch_ids, Some(mask), Some(types)));
+    v
+}
+
+fn input(c: &Case) -> Input<'_> {
+    Input {
+        batch: c.0,
+        seq: c.1,
+        input_ids: &c.2,
+        attention_mask: c.3.as_deref(),
+        token_type_ids: c.4.as_deref(),
+    }
+}
+
+/// Every output's name and bit pattern.
+fn bits(out: &albert_edge::Outputs<'_>) -> Vec<(&'static str, Vec<u32>)> {
+    out.iter()
+        .map(|o| (o.name, o.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn outputs_are_bit_identical_for_1_to_4_threads() {
+    let _g = serial();
+    let pools: Vec<ThreadPool> = (1..=4).map(|n| ThreadPool::new(n).unwrap()).collect();
+    let cases = cases();
+    let mut checked = 0;
+    for ckpt in CKPTS {
+        for precision in [Precision::F32, Precision::Int8] {
+            let bytes = common::convert_fixture(ckpt, precision);
+            let mut model = Model::from_vec(&bytes).unwrap();
+            for kernels in Kernels::available() {
+                model.set_kernels(kernels);
+                let tier = kernels.tier.name();
+                for case in &cases {
+                    let inp = input(case);
+                    let mut ws = model.new_workspace(case.1, case.0);
+                    let want = bits(&model.run(&mut ws, &inp).unwrap());
+                    assert!(!want.is_empty());
+                    for pool in &pools {
+                        let n = pool.threads();
+                        let mut ws = model.new_workspace_threads(case.1, case.0, n);
+                        let got = bits(&model.run_with(pool, &mut ws, &inp).unwrap());
+                        assert!(
+                            got == want,
+                            "{ckpt} {precision:?} {tier} batch {} seq {}: {n} threads differ from run",
+                            case.0,
+                            case.1
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "compared {checked} threaded runs; tiers: {:?}",
+        Kernels::available()
+            .map(|k| k.tier.name())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn threaded_run_allocates_nothing_once_the_pool_exists() {
+    let _g = serial();
+    let cases = cases();
+    for ckpt in ["tiny-base/seqcls2", "tiny-base/mlm"] {
+        for precision in [Precision::F32, Precision::Int8] {
+            let bytes = common::convert_fixture(ckpt, precision);
+            let model = Model::from_vec(&bytes).unwrap();
+            for threads in [2, 3] {
+                let pool = ThreadPool::new(threads).unwrap();
+                let mut ws = model.new_workspace_threads(33, 2, threads);
+                for case in &cases {
+                    let inp = input(case);
+                    // Twice: the first run on a fresh pool must not allocate either.
+                    for _ in 0..2 {
+                        let before = ALLOCS.load(Ordering::SeqCst);
+                        let out = model.run_with(&pool, &mut ws, &inp).unwrap();
+                        let n = out.iter().count();
+                        let after = ALLOCS.load(Ordering::SeqCst);
+                        assert_eq!(
+                            after - before,
+                            0,
+                            "{ckpt} {precision:?} {threads} threads seq {}: run_with allocated",
+                            case.1
+                        );
+                        assert!(n >= 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn workspace_for_fewer_threads_is_a_clear_error() {
+    let _g = serial();
+    let bytes = common::convert_fixture("tiny-base/seqcls2", Precision::Int8);
+    let model = Model::from_vec(&bytes).unwrap();
+    assert_eq!(
+        model.workspace_len_threads(33, 2, 1),
+        model.workspace_len(33, 2)
+    );
+    assert_eq!(
+        model.workspace_len_threads(33, 2, 0),
+        model.workspace_len(33, 2)
+    );
+    let need2 = model.workspace_len_threads(33, 1, 2);
+    assert!(need2 > model.workspace_len(33, 1));
+    let pool = ThreadPool::new(2).unwrap();
+    let ids: Vec<u32> = (0..33).map(|i| 2 + i).collect();
+    let mut ws = model.new_workspace(33, 1);
+    let err = model
+        .run_with(&pool, &mut ws, &Input::single(&ids))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RunError::WorkspaceTooSmall {
+            needed: need2,
+            got: ws.len()
+        }
+    );
+    // Exactly `workspace_len_threads` bytes (at any alignment) is enough.
+    let mut buf = vec![0u8; need2 + 1];
+    for off in [0, 1] {
+        let mut ws = albert_edge::Workspace::from_bytes(&mut buf[off..off + need2]);
+        assert!(model.run_with(&pool, &mut ws, &Input::single(&ids)).is_ok());
+    }
+    // Bad input is the same error as on one thread.
+    let mut ws = model.new_workspace_threads(33, 1, 2);
+    assert!(matches!(
+        model.run_with(&pool, &mut ws, &Input::single(&[9_999_999])),
+        Err(RunError::TokenOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn broadcast_runs_every_index_once_and_survives_panics() {
+    let _g = serial();
+    let pool = ThreadPool::new(3).unwrap();
+    assert_eq!(pool.threads(), 3);
+    let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+    pool.broadcast(&|i| {
+        hits[i].fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+
+    // A worker's panic reaches the caller once every thread has finished ...
+    let finished = AtomicUsize::new(0);
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        pool.broadcast(&|i| {
+            if i == 2 {
+                panic!("job panics on a worker");
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(finished.load(Ordering::SeqCst), 2);
+    // ... and so does the calling thread's own; the workers still finish.
+    let finished = AtomicUsize::new(0);
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        pool.broadcast(&|i| {
+            if i == 0 {
+                panic!("job panics on the caller");
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(finished.load(Ordering::SeqCst), 2);
+
+    // The pool still works afterwards.
+    let mut items = [0u32; 10];
+    pool.for_each_mut(&mut items, &|v| *v += 1);
+    assert_eq!(items, [1; 10]);
+    let total = AtomicUsize::new(0);
+    pool.broadcast(&|i| {
+        total.fetch_add(i + 1, Ordering::SeqCst);
+    });
+    assert_eq!(total.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn one_pool_shared_by_concurrent_runs() {
+    let _g = serial();
+    let bytes = common::convert_fixture("tiny-base/seqcls2", Precision::Int8);
+    let model = Model::from_vec(&bytes).unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    let cases = cases();
+    let want: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            let mut ws = model.new_workspace(c.1, c.0);
+            bits(&model.run(&mut ws, &input(c)).unwrap())
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let mut ws = model.new_workspace_threads(33, 2, 2);
+                for _ in 0..5 {
+                    for (c, w) in cases.iter().zip(&want) {
+                        let got = bits(&model.run_with(&pool, &mut ws, &input(c)).unwrap());
+                        assert!(&got == w);
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn dropping_an_idle_or_fresh_pool_joins_its_workers() {
+    let _g = serial();
+    for n in [0, 1, 2, 5] {
+        let pool = ThreadPool::new(n).unwrap();
+        assert_eq!(pool.threads(), n.max(1));
+        drop(pool);
+    }
+}
