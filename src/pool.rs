@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 /// Iterations a worker polls for the next job before it parks.
-const SPIN_ITERS: u32 = 20_000;
+const SPIN_ITERS: u32 = 4_000;
 
 /// A job as the workers see it: its borrow's lifetime is erased (see the
 /// SAFETY comment in [`ThreadPool::broadcast`]).

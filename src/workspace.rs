@@ -13,7 +13,8 @@
 //! scales and zero points, all `[T][..]`) or read-only while it is shared (q|k|v
 //! during attention); only the attention scratch (scores and the mask bias) is
 //! per chunk, so a plan for `c` chunks holds `c` copies of it
-//! ([`Plan::with_threads`], `Model::workspace_len_threads`).
+//! ([`Plan::with_threads`], [`chunks_for_threads`],
+//! `Model::workspace_len_threads`).
 
 use crate::cast;
 use crate::format::{HeadKind, ModelConfig, ALIGN};
@@ -21,9 +22,25 @@ use crate::format::{HeadKind, ModelConfig, ALIGN};
 /// Rows the attention kernel may score at once (scratch is `ATTN_ROWS * seq` floats).
 pub const ATTN_ROWS: usize = 8;
 
-/// Most chunks one run is split into (threads beyond this get no share of a
-/// run; the per-chunk attention scratch is planned for at most this many).
+/// Most chunks one phase of a run is split into (the per-chunk attention
+/// scratch is planned for at most this many).
 pub const MAX_CHUNKS: usize = 64;
+
+/// Chunks per thread in a multi-threaded run. Threads take the next unclaimed
+/// chunk, so with several chunks each a thread that the operating system
+/// pauses (a busy machine) holds up at most one small chunk while the others
+/// take over the rest.
+pub const CHUNKS_PER_THREAD: usize = 4;
+
+/// Chunks (and attention scratch copies) for a run on `threads` threads:
+/// 1 for one thread, else `threads * CHUNKS_PER_THREAD` up to [`MAX_CHUNKS`].
+pub fn chunks_for_threads(threads: usize) -> usize {
+    if threads <= 1 {
+        1
+    } else {
+        threads.saturating_mul(CHUNKS_PER_THREAD).min(MAX_CHUNKS)
+    }
+}
 
 /// Caller-owned scratch memory. One per concurrent inference; reusable across
 /// runs and across models (each run checks the size it needs).
@@ -140,14 +157,14 @@ impl Plan {
     }
 
     /// The plan for a run split over `threads` threads: attention scratch for
-    /// `clamp(threads, 1, MAX_CHUNKS)` chunks, everything else as [`Plan::new`].
+    /// [`chunks_for_threads`]`(threads)` chunks, everything else as [`Plan::new`].
     pub fn with_threads(
         cfg: &ModelConfig,
         batch: usize,
         seq: usize,
         threads: usize,
     ) -> Option<Plan> {
-        let chunks = threads.clamp(1, MAX_CHUNKS);
+        let chunks = chunks_for_threads(threads);
         let scores_chunk = r16(seq.checked_mul(ATTN_ROWS)?)?;
         let mask_chunk = r16(seq)?;
         let t = batch.checked_mul(seq)?;

@@ -24,7 +24,11 @@
 //! rows in blocks sees the same blocks.
 
 use super::Trace;
-use crate::workspace::{QScratch, Regions, ATTN_ROWS, MAX_CHUNKS};
+use crate::workspace::{chunks_for_threads, QScratch, Regions, ATTN_ROWS, MAX_CHUNKS};
+
+/// Fewest rows a row chunk gets when there are more chunks than threads (so
+/// GEMM kernels still see whole row tiles).
+const MIN_CHUNK_ROWS: usize = 8;
 
 /// Row strides of the row-indexed regions.
 #[derive(Clone, Copy)]
@@ -87,13 +91,18 @@ impl Exec<'_> {
         }
     }
 
-    /// Chunks per phase (at most [`MAX_CHUNKS`]).
-    pub fn chunks(&self) -> usize {
+    /// Threads taking part.
+    pub fn threads(&self) -> usize {
         #[cfg(feature = "std")]
         if let Some(p) = self.pool {
-            return p.threads().min(MAX_CHUNKS);
+            return p.threads();
         }
         1
+    }
+
+    /// Most chunks per phase (the attention scratch copies in the plan).
+    pub fn chunks(&self) -> usize {
+        chunks_for_threads(self.threads())
     }
 
     /// Runs `f` on every item, on the pool when there is one.
@@ -107,8 +116,9 @@ impl Exec<'_> {
     }
 
     /// A row phase over the first `t` rows: `f` on one chunk of all rows with
-    /// the caller's `trace` when serial, else on `min(chunks, t)` chunks in
-    /// parallel without tracing.
+    /// the caller's `trace` when serial, else on up to [`Exec::chunks`] chunks
+    /// (at least one per thread, else at least [`MIN_CHUNK_ROWS`] rows each)
+    /// in parallel without tracing.
     pub fn rows(
         &self,
         r: &mut Regions<'_>,
@@ -117,7 +127,10 @@ impl Exec<'_> {
         trace: &mut dyn FnMut(Trace, &[f32]),
         f: &RowFn<'_>,
     ) {
-        let n = self.chunks().min(t);
+        let n = self
+            .chunks()
+            .min(t.div_ceil(MIN_CHUNK_ROWS).max(self.threads()))
+            .min(t);
         let mut items = split_rows(r, t, n.max(1), d);
         if n <= 1 {
             if let Some(c) = items[0].as_mut() {

@@ -345,10 +345,10 @@ impl<'a> Model<'a> {
     }
 
     /// Exact workspace bytes for [`Model::run_with`] on a pool of `threads`
-    /// threads: [`Model::workspace_len`] plus one more copy of the attention
-    /// scratch (`9 * max_seq` floats, rounded up) per extra thread, up to
-    /// [`crate::workspace::MAX_CHUNKS`]. Equal to `workspace_len` for 0 or 1
-    /// thread. Returns `usize::MAX` if the size overflows.
+    /// threads: [`Model::workspace_len`] plus more copies of the attention
+    /// scratch (`9 * max_seq` floats, rounded up; one per chunk, see
+    /// [`crate::workspace::chunks_for_threads`]). Equal to `workspace_len`
+    /// for 0 or 1 thread. Returns `usize::MAX` if the size overflows.
     pub fn workspace_len_threads(&self, max_seq: usize, batch: usize, threads: usize) -> usize {
         Plan::with_threads(self.config(), batch, max_seq, threads)
             .and_then(|p| p.bytes())
@@ -507,12 +507,11 @@ impl<'a> Model<'a> {
         trace: &mut dyn FnMut(Trace, &[f32]),
     ) -> Result<Outputs<'w>, RunError> {
         self.check_input(input)?;
-        let plan = Plan::with_threads(self.config(), input.batch, input.seq, exec.chunks()).ok_or(
-            RunError::WorkspaceTooSmall {
+        let plan = Plan::with_threads(self.config(), input.batch, input.seq, exec.threads())
+            .ok_or(RunError::WorkspaceTooSmall {
                 needed: usize::MAX,
                 got: ws.len(),
-            },
-        )?;
+            })?;
         let needed = plan.bytes().unwrap_or(usize::MAX);
         let got = ws.len();
         // `workspace_len` is the exact requirement for a buffer at any alignment
