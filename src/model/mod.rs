@@ -630,7 +630,7 @@ impl Model<'static> {
 
     /// Copies `data` into an aligned buffer and validates it.
     pub fn from_vec(data: &[u8]) -> Result<Model<'static>, LoadError> {
-        if data.len() % format::ALIGN != 0 {
+        if !data.len().is_multiple_of(format::ALIGN) {
             // Valid files are a whole number of 64-byte blocks.
             return Err(LoadError::Truncated {
                 needed: format::align_up(data.len() as u64).unwrap_or(u64::MAX),
