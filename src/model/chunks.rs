@@ -37,6 +37,10 @@ pub(super) struct Dims {
     pub a: usize,
     pub i: usize,
     pub e: usize,
+    /// Row stride of the token-level head output (0: no output rows).
+    pub o: usize,
+    /// Where the token-level head output starts in the `out` region.
+    pub out_at: usize,
 }
 
 /// Rows `begin..end` (flat token indices) of every row-indexed region.
@@ -48,6 +52,8 @@ pub(super) struct RowChunk<'w> {
     pub ctx: &'w mut [f32],
     pub ffn: &'w mut [f32],
     pub emb: &'w mut [f32],
+    /// Token-level head output rows (empty unless `Dims::o > 0`).
+    pub out: &'w mut [f32],
     pub qs: QScratch<'w>,
 }
 
@@ -220,6 +226,7 @@ fn split_rows<'r>(
     let mut ctx = &mut r.ctx[..t * d.a];
     let mut ffn = &mut r.ffn[..t * d.i];
     let mut emb = &mut r.emb[..t * d.e];
+    let mut out = &mut r.out[d.out_at..d.out_at + t * d.o];
     let mut q = &mut r.qs.q[..t * ldq];
     let mut scales = &mut r.qs.scales[..t];
     let mut zps = &mut r.qs.zps[..t];
@@ -235,6 +242,7 @@ fn split_rows<'r>(
             ctx: take_rows(&mut ctx, rows * d.a),
             ffn: take_rows(&mut ffn, rows * d.i),
             emb: take_rows(&mut emb, rows * d.e),
+            out: take_rows(&mut out, rows * d.o),
             qs: QScratch {
                 q: take_rows(&mut q, rows * ldq),
                 ld: ldq,

@@ -36,6 +36,8 @@ pub(super) fn forward(
         a: cfg.attention_dim(),
         i: cfg.intermediate_size as usize,
         e: cfg.embedding_size as usize,
+        o: 0,
+        out_at: 0,
     };
     let calls = cfg.num_layers as usize * cfg.inner_group_num as usize;
     let layer_of = |call: usize| {

@@ -523,7 +523,7 @@ impl<'a> Model<'a> {
         let mut r =
             Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;
         encoder::forward(self, input, &mut r, &plan, exec, trace);
-        Ok(heads::forward(self, input, r, trace))
+        Ok(heads::forward(self, input, r, exec, trace))
     }
 
     fn check_input(&self, input: &Input<'_>) -> Result<(), RunError> {
