@@ -301,3 +301,89 @@ fn dropping_an_idle_or_fresh_pool_joins_its_workers() {
         drop(pool);
     }
 }
+
+/// The CLI, run through `$ALBERT_EDGE_TEST_RUNNER` when the tests run under emulation.
+fn cli() -> std::process::Command {
+    let exe = env!("CARGO_BIN_EXE_albert-edge");
+    match std::env::var("ALBERT_EDGE_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = std::process::Command::new(parts.next().unwrap());
+            c.args(parts).arg(exe);
+            c
+        }
+        _ => std::process::Command::new(exe),
+    }
+}
+
+fn cli_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = cli().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cli_threads_flag_gives_the_same_output_and_is_reported_by_bench() {
+    let _g = serial();
+    let dir = std::env::temp_dir().join(format!("albert-edge-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("mlm.albert");
+    std::fs::write(
+        &model,
+        common::convert_fixture("tiny-base/mlm", Precision::Int8),
+    )
+    .unwrap();
+    let (_, reference) = common::reference("tiny-base/mlm");
+    let input = dir.join("case.json");
+    let case = &reference["cases"][1];
+    std::fs::write(&input, serde_json::to_string(case).unwrap()).unwrap();
+    let run = |threads: &str| {
+        cli_ok(&[
+            "run".as_ref(),
+            model.as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--threads".as_ref(),
+            threads.as_ref(),
+        ])
+    };
+    let one = run("1");
+    assert!(one.contains("\"logits\""));
+    for t in ["2", "3", "0"] {
+        assert_eq!(run(t), one, "--threads {t}");
+    }
+    let bench = |threads: &str| -> serde_json::Value {
+        let out = cli_ok(&[
+            "bench".as_ref(),
+            model.as_os_str(),
+            "--seq".as_ref(),
+            "20".as_ref(),
+            "--runs".as_ref(),
+            "2".as_ref(),
+            "--warmup".as_ref(),
+            "0".as_ref(),
+            "--threads".as_ref(),
+            threads.as_ref(),
+            "--json".as_ref(),
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    assert_eq!(bench("2")["threads"], 2);
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(bench("0")["threads"], all as u64);
+    for key in [
+        "median_ms",
+        "p90_ms",
+        "runs",
+        "threads",
+        "tier",
+        "peak_rss_bytes",
+    ] {
+        assert!(!bench("1")[key].is_null(), "{key}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
