@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 /// Iterations a worker polls for the next job before it parks.
-const SPIN_ITERS: u32 = 4_000;
+const SPIN_ITERS: u32 = if cfg!(miri) { 10 } else { 4_000 };
 
 /// A job as the workers see it: its borrow's lifetime is erased (see the
 /// SAFETY comment in [`ThreadPool::broadcast`]).
@@ -303,4 +303,52 @@ fn finished(sh: &Shared) {
 /// [`std::thread::available_parallelism`], or 1 when unknown.
 pub fn available_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri (`cargo +nightly miri test --lib pool`), which
+    //! checks the lifetime-erased job and the shared element pointer.
+    use super::*;
+
+    #[test]
+    fn broadcast_and_for_each_mut_cover_everything_once() {
+        let pool = ThreadPool::new(3).unwrap();
+        let hits: [AtomicUsize; 3] = Default::default();
+        for _ in 0..3 {
+            pool.broadcast(&|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 3));
+        let mut items = [0usize; 7];
+        pool.for_each_mut(&mut items, &|v| *v += 1);
+        pool.for_each_mut(&mut items, &|v| *v += 1);
+        assert_eq!(items, [2; 7]);
+    }
+
+    #[test]
+    fn panics_reach_the_caller_and_the_pool_survives() {
+        let pool = ThreadPool::new(2).unwrap();
+        for bad in [0, 1] {
+            let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                pool.broadcast(&|i| assert_ne!(i, bad, "job panics"));
+            }));
+            assert!(r.is_err());
+        }
+        let mut items = [1u8; 4];
+        pool.for_each_mut(&mut items, &|v| *v *= 3);
+        assert_eq!(items, [3; 4]);
+    }
+
+    #[test]
+    fn a_one_thread_pool_runs_on_the_caller() {
+        let pool = ThreadPool::new(0).unwrap();
+        assert_eq!(pool.threads(), 1);
+        let me = std::thread::current().id();
+        pool.broadcast(&|i| {
+            assert_eq!(i, 0);
+            assert_eq!(std::thread::current().id(), me);
+        });
+    }
 }
