@@ -27,9 +27,28 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Iterations a worker polls for the next job before it parks.
-const SPIN_ITERS: u32 = if cfg!(miri) { 10 } else { 4_000 };
+/// How long a thread polls (for the next job, or for the workers to finish)
+/// before it blocks. Measured in time, not iterations: a spin-loop hint costs
+/// from a few cycles (Arm `yield`) to ~100 (recent x86 `pause`).
+const SPIN: Duration = Duration::from_micros(if cfg!(miri) { 1 } else { 100 });
+
+/// Polls `cond` until it is false or [`SPIN`] has passed.
+fn spin_while(cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    loop {
+        for _ in 0..32 {
+            if !cond() {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return;
+        }
+    }
+}
 
 /// A job as the workers see it: its borrow's lifetime is erased (see the
 /// SAFETY comment in [`ThreadPool::broadcast`]).
@@ -180,11 +199,7 @@ impl ThreadPool {
     /// reports whether any of them panicked.
     fn wait_for_workers(&self) -> bool {
         let sh = &*self.shared;
-        let mut spins = 0u32;
-        while sh.pending.load(Ordering::Acquire) != 0 && spins < SPIN_ITERS {
-            core::hint::spin_loop();
-            spins += 1;
-        }
+        spin_while(|| sh.pending.load(Ordering::Acquire) != 0);
         let mut st = lock(&sh.state);
         while sh.pending.load(Ordering::Acquire) != 0 {
             st = sh.done.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -262,11 +277,7 @@ fn worker(sh: &Shared, index: usize) {
     finished(sh);
     loop {
         // Poll briefly: the next job of a run usually follows within microseconds.
-        let mut spins = 0u32;
-        while sh.generation.load(Ordering::Acquire) == seen && spins < SPIN_ITERS {
-            core::hint::spin_loop();
-            spins += 1;
-        }
+        spin_while(|| sh.generation.load(Ordering::Acquire) == seen);
         let job = {
             let mut st = lock(&sh.state);
             while st.generation == seen && !st.shutdown {
