@@ -202,11 +202,17 @@ fn workspace_for_fewer_threads_is_a_clear_error() {
             got: ws.len()
         }
     );
-    // Exactly `workspace_len_threads` bytes (at any alignment) is enough.
+    // Exactly `workspace_len_threads` bytes (at any alignment) is enough; one
+    // byte less is not.
     let mut buf = vec![0u8; need2 + 1];
     for off in [0, 1] {
         let mut ws = albert_edge::Workspace::from_bytes(&mut buf[off..off + need2]);
         assert!(model.run_with(&pool, &mut ws, &Input::single(&ids)).is_ok());
+        let mut ws = albert_edge::Workspace::from_bytes(&mut buf[off..off + need2 - 1]);
+        assert!(matches!(
+            model.run_with(&pool, &mut ws, &Input::single(&ids)),
+            Err(RunError::WorkspaceTooSmall { .. })
+        ));
     }
     // Bad input is the same error as on one thread.
     let mut ws = model.new_workspace_threads(33, 1, 2);
