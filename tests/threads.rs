@@ -393,3 +393,101 @@ fn cli_threads_flag_gives_the_same_output_and_is_reported_by_bench() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Small deterministic generator for kernel inputs.
+fn lcg_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The contract threaded runs rely on, per kernel tier: a row's result does
+/// not depend on the other rows passed in the same call (float GEMM), and a
+/// query row's attention output does not depend on where the query range
+/// starts, for ranges split at multiples of `ATTN_ROWS` (how chunks split it).
+/// The integer kernels get this from matching the scalar reference bit for bit
+/// (`tests/kernels.rs`).
+#[test]
+fn kernels_give_the_same_rows_whatever_the_split() {
+    use albert_edge::kernels::{AttentionArgs, Epilogue};
+    use albert_edge::workspace::ATTN_ROWS;
+    let _g = serial();
+    for kern in Kernels::available() {
+        let tier = kern.tier.name();
+        let (k, n) = (37, 35);
+        let w = lcg_values(n * k, 1);
+        let bias = lcg_values(n, 2);
+        for m in 1..=13 {
+            let a = lcg_values(m * k, 3 + m as u64);
+            let full = {
+                let mut out = vec![0.25f32; m * n];
+                (kern.gemm_f32)(&a, k, m, &w, n, k, &bias, &mut out, n, Epilogue::Accumulate);
+                out
+            };
+            for split in 1..m {
+                let mut out = vec![0.25f32; m * n];
+                let (lo, hi) = out.split_at_mut(split * n);
+                (kern.gemm_f32)(&a, k, split, &w, n, k, &bias, lo, n, Epilogue::Accumulate);
+                (kern.gemm_f32)(
+                    &a[split * k..],
+                    k,
+                    m - split,
+                    &w,
+                    n,
+                    k,
+                    &bias,
+                    hi,
+                    n,
+                    Epilogue::Accumulate,
+                );
+                assert!(
+                    bits_of(&out) == bits_of(&full),
+                    "{tier} gemm_f32: {m} rows split at {split}"
+                );
+            }
+        }
+        let (seq, heads, d) = (3 * ATTN_ROWS - 3, 3, 12);
+        let ld = 3 * heads * d;
+        let qkv = lcg_values(seq * ld, 9);
+        let mask: Vec<f32> = (0..seq)
+            .map(|j| if j % 5 == 4 { f32::MIN } else { 0.0 })
+            .collect();
+        let attend = |q_begin: usize, q_end: usize| {
+            let args = AttentionArgs {
+                qkv: &qkv,
+                ld_qkv: ld,
+                seq,
+                q_begin,
+                q_end,
+                heads,
+                head_dim: d,
+                scale: 1.0 / (d as f32).sqrt(),
+                mask_bias: &mask,
+                ld_ctx: heads * d,
+            };
+            let mut scores = vec![0.0f32; ATTN_ROWS * seq];
+            let mut ctx = vec![0.0f32; (q_end - q_begin) * heads * d];
+            (kern.attention)(&args, &mut scores, &mut ctx);
+            ctx
+        };
+        let full = attend(0, seq);
+        let mut parts = Vec::new();
+        for b in (0..seq).step_by(ATTN_ROWS) {
+            parts.extend(attend(b, (b + ATTN_ROWS).min(seq)));
+        }
+        assert!(
+            bits_of(&parts) == bits_of(&full),
+            "{tier} attention: query rows split at multiples of {ATTN_ROWS}"
+        );
+    }
+}
+
+fn bits_of(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
