@@ -1,11 +1,13 @@
-//! End-to-end `Model::run` and load-time benchmarks on the albert-base-shaped
-//! SST-2 model (`../shared/models/sst2-base`), f32 and int8, batch 1,
-//! sequence lengths 8, 32 and 128.
+//! End-to-end `Model::run` / `Model::run_with` and load-time benchmarks on the
+//! albert-base-shaped SST-2 model (`../shared/models/sst2-base`, converted here),
+//! f32 and int8, batch 1, sequence lengths 8, 32 and 128, on 1 and 2 threads
+//! (ids `1t/<seq>` use `run`, `2t/<seq>` use `run_with` on a 2-thread pool).
 //!
-//! `cargo bench --bench run` (set `ALBERT_EDGE_SHARED` if `../shared` is elsewhere).
+//! `cargo bench --bench run` (set `ALBERT_EDGE_SHARED` if `../shared` is elsewhere;
+//! filter with e.g. `cargo bench --bench run -- int8/avx2/2t`).
 
 use albert_convert::{convert, load};
-use albert_edge::{Input, Model, Precision};
+use albert_edge::{Input, Model, Precision, ThreadPool};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ fn model_bytes(precision: Precision) -> Vec<u8> {
 }
 
 fn bench_run(c: &mut Criterion) {
+    let pool = ThreadPool::new(2).expect("2-thread pool");
     for precision in [Precision::Int8, Precision::F32] {
         let bytes = model_bytes(precision);
         let model = Model::from_vec(&bytes).unwrap();
@@ -32,17 +35,25 @@ fn bench_run(c: &mut Criterion) {
             model.kernels().tier.name()
         ));
         g.sample_size(10);
-        for seq in [8usize, 32, 128] {
-            let ids: Vec<u32> = (0..seq as u32)
-                .map(|i| if i == 0 { 2 } else { 5 + (i * 131) % 7990 })
-                .collect();
-            let mut ws = model.new_workspace(seq, 1);
-            g.bench_with_input(BenchmarkId::from_parameter(seq), &seq, |b, _| {
-                b.iter(|| {
-                    let out = model.run(&mut ws, &Input::single(black_box(&ids))).unwrap();
-                    black_box(out.get("logits").unwrap().data[0]);
-                })
-            });
+        for threads in [1usize, 2] {
+            for seq in [8usize, 32, 128] {
+                let ids: Vec<u32> = (0..seq as u32)
+                    .map(|i| if i == 0 { 2 } else { 5 + (i * 131) % 7990 })
+                    .collect();
+                let mut ws = model.new_workspace_threads(seq, 1, threads);
+                let id = BenchmarkId::new(format!("{threads}t"), seq);
+                g.bench_with_input(id, &seq, |b, _| {
+                    b.iter(|| {
+                        let input = Input::single(black_box(&ids));
+                        let out = if threads == 1 {
+                            model.run(&mut ws, &input)
+                        } else {
+                            model.run_with(&pool, &mut ws, &input)
+                        };
+                        black_box(out.unwrap().get("logits").unwrap().data[0]);
+                    })
+                });
+            }
         }
         g.finish();
     }

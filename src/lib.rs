@@ -30,10 +30,14 @@ mod cast;
 pub mod format;
 pub mod kernels;
 mod model;
+#[cfg(feature = "std")]
+pub mod pool;
 pub mod tokenizer;
 pub mod workspace;
 
 pub use format::{Activation, HeadKind, LoadError, ModelConfig, Precision};
 pub use kernels::{Kernels, Tier};
 pub use model::{Input, Model, Output, Outputs, RunError, Trace};
+#[cfg(feature = "std")]
+pub use pool::ThreadPool;
 pub use workspace::Workspace;

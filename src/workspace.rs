@@ -6,12 +6,41 @@
 //! allocates. `Model::workspace_len(max_seq, batch)` gives the exact size needed
 //! for inputs up to that shape (64 bytes of it are slack for aligning an
 //! arbitrary buffer).
+//!
+//! A multi-threaded run (`Model::run_with`) splits the work into row chunks.
+//! Every region is either partitioned by token rows (hidden states, q|k|v,
+//! context, FFN activations, embeddings, the quantized activations with their
+//! scales and zero points, all `[T][..]`) or read-only while it is shared (q|k|v
+//! during attention); only the attention scratch (scores and the mask bias) is
+//! per chunk, so a plan for `c` chunks holds `c` copies of it
+//! ([`Plan::with_threads`], [`chunks_for_threads`],
+//! `Model::workspace_len_threads`).
 
 use crate::cast;
 use crate::format::{HeadKind, ModelConfig, ALIGN};
 
 /// Rows the attention kernel may score at once (scratch is `ATTN_ROWS * seq` floats).
 pub const ATTN_ROWS: usize = 8;
+
+/// Most chunks one phase of a run is split into (the per-chunk attention
+/// scratch is planned for at most this many).
+pub const MAX_CHUNKS: usize = 64;
+
+/// Chunks per thread in a multi-threaded run. Threads take the next unclaimed
+/// chunk, so with several chunks each a thread that the operating system
+/// pauses (a busy machine) holds up at most one small chunk while the others
+/// take over the rest.
+pub const CHUNKS_PER_THREAD: usize = 4;
+
+/// Chunks (and attention scratch copies) for a run on `threads` threads:
+/// 1 for one thread, else `threads * CHUNKS_PER_THREAD` up to [`MAX_CHUNKS`].
+pub fn chunks_for_threads(threads: usize) -> usize {
+    if threads <= 1 {
+        1
+    } else {
+        threads.saturating_mul(CHUNKS_PER_THREAD).min(MAX_CHUNKS)
+    }
+}
 
 /// Caller-owned scratch memory. One per concurrent inference; reusable across
 /// runs and across models (each run checks the size it needs).
@@ -95,10 +124,16 @@ pub struct Plan {
     pub ffn: usize,
     /// Embeddings / MLM transform `[T][E]`.
     pub emb: usize,
-    /// Attention scores.
+    /// Attention scores, `chunks` slices of `scores_chunk`.
     pub scores: usize,
-    /// Mask bias `[S]`.
+    /// Mask bias, `chunks` slices of `mask_chunk` (`[S]` each).
     pub mask: usize,
+    /// Attention scratch copies (1 for a single-threaded run).
+    pub chunks: usize,
+    /// Scores per chunk (`ATTN_ROWS * S`, rounded up to 16).
+    pub scores_chunk: usize,
+    /// Mask bias per chunk (`S`, rounded up to 16).
+    pub mask_chunk: usize,
     /// Quantized activations `[T][ldq]` bytes (stored in floats).
     pub xq: usize,
     /// Activation scales `[T]`.
@@ -118,6 +153,20 @@ fn r16(n: usize) -> Option<usize> {
 impl Plan {
     /// The plan for `batch` sequences of `seq` tokens, or `None` on overflow.
     pub fn new(cfg: &ModelConfig, batch: usize, seq: usize) -> Option<Plan> {
+        Plan::with_threads(cfg, batch, seq, 1)
+    }
+
+    /// The plan for a run split over `threads` threads: attention scratch for
+    /// [`chunks_for_threads`]`(threads)` chunks, everything else as [`Plan::new`].
+    pub fn with_threads(
+        cfg: &ModelConfig,
+        batch: usize,
+        seq: usize,
+        threads: usize,
+    ) -> Option<Plan> {
+        let chunks = chunks_for_threads(threads);
+        let scores_chunk = r16(seq.checked_mul(ATTN_ROWS)?)?;
+        let mask_chunk = r16(seq)?;
         let t = batch.checked_mul(seq)?;
         let (e, h, a, i) = (
             cfg.embedding_size as usize,
@@ -146,8 +195,11 @@ impl Plan {
             ctx: r16(t.checked_mul(a)?)?,
             ffn: r16(t.checked_mul(i)?)?,
             emb: r16(t.checked_mul(e)?)?,
-            scores: r16(seq.checked_mul(ATTN_ROWS)?)?,
-            mask: r16(seq)?,
+            scores: scores_chunk.checked_mul(chunks)?,
+            mask: mask_chunk.checked_mul(chunks)?,
+            chunks,
+            scores_chunk,
+            mask_chunk,
             xq: t.checked_mul(ldq)? / 4,
             xscales: r16(t)?,
             xzps: r16(t)?,

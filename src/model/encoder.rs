@@ -9,122 +9,199 @@
 //! Both residual adds are fused into the GEMM epilogue (`Epilogue::Accumulate`
 //! into the buffer that holds `h`), and LayerNorm then runs in place.
 
-use super::{Input, Model, Trace};
+use super::chunks::{AttnChunk, Dims, Exec, RowChunk};
+use super::{embeddings, Input, Model, Trace};
 use crate::format::RoleKind;
 use crate::kernels::{AttentionArgs, Epilogue};
-use crate::workspace::Regions;
+use crate::workspace::{Plan, Regions};
 
+/// Embeddings, then every layer call. Alternates row phases (everything but
+/// attention) and attention phases; see [`super::chunks`]. On a serial run
+/// the kernels are called in the same order as the plain loop
+/// (embeddings, then per layer: q|k|v, attention, output, LayerNorm, FFN, FFN
+/// output, LayerNorm), and `trace` sees every tensor whole.
 pub(super) fn forward(
     m: &Model<'_>,
     input: &Input<'_>,
     r: &mut Regions<'_>,
+    plan: &Plan,
+    exec: Exec<'_>,
     trace: &mut dyn FnMut(Trace, &[f32]),
 ) {
     let cfg = *m.config();
     let (b, s) = (input.batch, input.seq);
     let t = b * s;
-    let (h, a, i) = (
-        cfg.hidden_size as usize,
-        cfg.attention_dim(),
-        cfg.intermediate_size as usize,
-    );
-    let scale = libm::pow(cfg.head_dim as f64, -0.5) as f32;
-    let mut call = 0usize;
-    for step in 0..cfg.num_layers {
-        let group = cfg.group_of_step(step);
-        for inner in 0..cfg.inner_group_num {
-            let layer = group * cfg.inner_group_num + inner;
-            let w = |k: RoleKind| m.layer_tensor(k, layer);
-            let (qkv_w, qkv_b) = (w(RoleKind::QkvWeight), w(RoleKind::QkvBias));
-            m.linear(
-                &r.h[..t * h],
-                h,
-                t,
-                (&qkv_w, &qkv_b),
-                &mut r.qs,
-                r.qkv,
-                3 * a,
-                Epilogue::Store,
-                trace,
-            );
-            for bi in 0..b {
-                let mask = &mut r.mask[..s];
-                for (j, mb) in mask.iter_mut().enumerate() {
-                    let keep = input.attention_mask.is_none_or(|am| am[bi * s + j] != 0);
-                    *mb = if keep { 0.0 } else { f32::MIN };
-                }
-                let args = AttentionArgs {
-                    qkv: &r.qkv[bi * s * 3 * a..(bi + 1) * s * 3 * a],
-                    ld_qkv: 3 * a,
-                    seq: s,
-                    q_begin: 0,
-                    q_end: s,
-                    heads: cfg.num_heads as usize,
-                    head_dim: cfg.head_dim as usize,
-                    scale,
-                    mask_bias: mask,
-                    ld_ctx: a,
-                };
-                (m.kernels.attention)(&args, r.scores, &mut r.ctx[bi * s * a..(bi + 1) * s * a]);
-            }
-            let (o_w, o_b) = (w(RoleKind::AttnOutWeight), w(RoleKind::AttnOutBias));
-            m.linear(
-                &r.ctx[..t * a],
-                a,
-                t,
-                (&o_w, &o_b),
-                &mut r.qs,
-                r.h,
-                h,
-                Epilogue::Accumulate,
-                trace,
-            );
-            let (g1, b1) = (
-                m.f32s(&w(RoleKind::AttnLnGamma)),
-                m.f32s(&w(RoleKind::AttnLnBeta)),
-            );
-            for row in r.h[..t * h].chunks_exact_mut(h) {
-                (m.kernels.layer_norm)(row, g1, b1, cfg.layer_norm_eps);
-            }
-            if call == 0 {
-                trace(Trace::FirstAttentionOutput, &r.h[..t * h]);
-            }
-            let (f_w, f_b) = (w(RoleKind::FfnWeight), w(RoleKind::FfnBias));
-            m.linear(
-                &r.h[..t * h],
-                h,
-                t,
-                (&f_w, &f_b),
-                &mut r.qs,
-                r.ffn,
-                i,
-                Epilogue::Activate(cfg.activation),
-                trace,
-            );
-            if call == 0 {
-                trace(Trace::FirstFfnActivation, &r.ffn[..t * i]);
-            }
-            let (fo_w, fo_b) = (w(RoleKind::FfnOutWeight), w(RoleKind::FfnOutBias));
-            m.linear(
-                &r.ffn[..t * i],
-                i,
-                t,
-                (&fo_w, &fo_b),
-                &mut r.qs,
-                r.h,
-                h,
-                Epilogue::Accumulate,
-                trace,
-            );
-            let (g2, b2) = (
-                m.f32s(&w(RoleKind::OutLnGamma)),
-                m.f32s(&w(RoleKind::OutLnBeta)),
-            );
-            for row in r.h[..t * h].chunks_exact_mut(h) {
-                (m.kernels.layer_norm)(row, g2, b2, cfg.layer_norm_eps);
-            }
-            call += 1;
-            trace(Trace::HiddenState(call), &r.h[..t * h]);
+    let d = Dims {
+        h: cfg.hidden_size as usize,
+        a: cfg.attention_dim(),
+        i: cfg.intermediate_size as usize,
+        e: cfg.embedding_size as usize,
+        o: 0,
+        out_at: 0,
+    };
+    let calls = cfg.num_layers as usize * cfg.inner_group_num as usize;
+    let layer_of = |call: usize| {
+        let inner = cfg.inner_group_num as usize;
+        let group = cfg.group_of_step((call / inner) as u32);
+        group * cfg.inner_group_num + (call % inner) as u32
+    };
+    exec.rows(r, t, d, trace, &|c, trace| {
+        embeddings::forward(m, input, c, trace);
+        if calls > 0 {
+            qkv(m, layer_of(0), c, d, trace);
         }
+    });
+    for call in 0..calls {
+        let layer = layer_of(call);
+        let Regions {
+            qkv: qkv_all,
+            ctx,
+            scores,
+            mask,
+            ..
+        } = r;
+        let qkv_all: &[f32] = &qkv_all[..t * 3 * d.a];
+        exec.attention(
+            ctx,
+            scores,
+            mask,
+            (plan.scores_chunk, plan.mask_chunk),
+            b,
+            s,
+            d.a,
+            &|c| attention(m, input, qkv_all, c, d),
+        );
+        exec.rows(r, t, d, trace, &|c, trace| {
+            layer_tail(m, layer, call, c, d, trace);
+            if call + 1 < calls {
+                qkv(m, layer_of(call + 1), c, d, trace);
+            }
+        });
     }
+}
+
+/// The fused q|k|v projection of `layer` for the chunk's rows.
+fn qkv(
+    m: &Model<'_>,
+    layer: u32,
+    c: &mut RowChunk<'_>,
+    d: Dims,
+    trace: &mut dyn FnMut(Trace, &[f32]),
+) {
+    let w = |k: RoleKind| m.layer_tensor(k, layer);
+    let rows = c.rows();
+    m.linear(
+        &c.h[..rows * d.h],
+        d.h,
+        rows,
+        (&w(RoleKind::QkvWeight), &w(RoleKind::QkvBias)),
+        &mut c.qs,
+        c.qkv,
+        3 * d.a,
+        Epilogue::Store,
+        trace,
+    );
+}
+
+/// Attention for the chunk's query rows (each sequence of the batch it
+/// touches), reading all of `qkv`.
+fn attention(m: &Model<'_>, input: &Input<'_>, qkv: &[f32], c: &mut AttnChunk<'_>, d: Dims) {
+    let cfg = m.config();
+    let s = input.seq;
+    let scale = libm::pow(cfg.head_dim as f64, -0.5) as f32;
+    let mut row = c.begin;
+    while row < c.end {
+        let bi = row / s;
+        let (q_begin, q_end) = (row - bi * s, c.end.min((bi + 1) * s) - bi * s);
+        for (j, mb) in c.mask.iter_mut().enumerate() {
+            let keep = input.attention_mask.is_none_or(|am| am[bi * s + j] != 0);
+            *mb = if keep { 0.0 } else { f32::MIN };
+        }
+        let args = AttentionArgs {
+            qkv: &qkv[bi * s * 3 * d.a..(bi + 1) * s * 3 * d.a],
+            ld_qkv: 3 * d.a,
+            seq: s,
+            q_begin,
+            q_end,
+            heads: cfg.num_heads as usize,
+            head_dim: cfg.head_dim as usize,
+            scale,
+            mask_bias: c.mask,
+            ld_ctx: d.a,
+        };
+        let out = (row - c.begin) * d.a..(row - c.begin + q_end - q_begin) * d.a;
+        (m.kernels.attention)(&args, c.scores, &mut c.ctx[out]);
+        row += q_end - q_begin;
+    }
+}
+
+/// The rest of layer call `call` for the chunk's rows: attention output
+/// projection with the residual add, LayerNorm, FFN, FFN output with the
+/// residual add, LayerNorm.
+fn layer_tail(
+    m: &Model<'_>,
+    layer: u32,
+    call: usize,
+    c: &mut RowChunk<'_>,
+    d: Dims,
+    trace: &mut dyn FnMut(Trace, &[f32]),
+) {
+    let cfg = m.config();
+    let rows = c.rows();
+    let w = |k: RoleKind| m.layer_tensor(k, layer);
+    let (h, ffn) = (&mut c.h[..rows * d.h], &mut c.ffn[..rows * d.i]);
+    m.linear(
+        &c.ctx[..rows * d.a],
+        d.a,
+        rows,
+        (&w(RoleKind::AttnOutWeight), &w(RoleKind::AttnOutBias)),
+        &mut c.qs,
+        h,
+        d.h,
+        Epilogue::Accumulate,
+        trace,
+    );
+    let (g1, b1) = (
+        m.f32s(&w(RoleKind::AttnLnGamma)),
+        m.f32s(&w(RoleKind::AttnLnBeta)),
+    );
+    for row in h.chunks_exact_mut(d.h) {
+        (m.kernels.layer_norm)(row, g1, b1, cfg.layer_norm_eps);
+    }
+    if call == 0 {
+        trace(Trace::FirstAttentionOutput, h);
+    }
+    m.linear(
+        h,
+        d.h,
+        rows,
+        (&w(RoleKind::FfnWeight), &w(RoleKind::FfnBias)),
+        &mut c.qs,
+        ffn,
+        d.i,
+        Epilogue::Activate(cfg.activation),
+        trace,
+    );
+    if call == 0 {
+        trace(Trace::FirstFfnActivation, ffn);
+    }
+    m.linear(
+        ffn,
+        d.i,
+        rows,
+        (&w(RoleKind::FfnOutWeight), &w(RoleKind::FfnOutBias)),
+        &mut c.qs,
+        h,
+        d.h,
+        Epilogue::Accumulate,
+        trace,
+    );
+    let (g2, b2) = (
+        m.f32s(&w(RoleKind::OutLnGamma)),
+        m.f32s(&w(RoleKind::OutLnBeta)),
+    );
+    for row in h.chunks_exact_mut(d.h) {
+        (m.kernels.layer_norm)(row, g2, b2, cfg.layer_norm_eps);
+    }
+    trace(Trace::HiddenState(call + 1), h);
 }

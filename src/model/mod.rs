@@ -6,6 +6,7 @@
 //! transformers' group schedule, then the pooler and the task head. Each part
 //! lives in its own file, named after the Hugging Face module it reproduces.
 
+mod chunks;
 mod embeddings;
 mod encoder;
 mod heads;
@@ -343,10 +344,33 @@ impl<'a> Model<'a> {
             .unwrap_or(usize::MAX)
     }
 
+    /// Exact workspace bytes for [`Model::run_with`] on a pool of `threads`
+    /// threads: [`Model::workspace_len`] plus more copies of the attention
+    /// scratch (`9 * max_seq` floats, rounded up; one per chunk, see
+    /// [`crate::workspace::chunks_for_threads`]). Equal to `workspace_len`
+    /// for 0 or 1 thread. Returns `usize::MAX` if the size overflows.
+    pub fn workspace_len_threads(&self, max_seq: usize, batch: usize, threads: usize) -> usize {
+        Plan::with_threads(self.config(), batch, max_seq, threads)
+            .and_then(|p| p.bytes())
+            .unwrap_or(usize::MAX)
+    }
+
     /// Allocates a workspace for up to `batch` sequences of `max_seq` tokens.
     #[cfg(feature = "std")]
     pub fn new_workspace(&self, max_seq: usize, batch: usize) -> Workspace<'static> {
         Workspace::new(self.workspace_len(max_seq, batch))
+    }
+
+    /// Allocates a workspace for [`Model::run_with`] on a pool of `threads`
+    /// threads (see [`Model::workspace_len_threads`]).
+    #[cfg(feature = "std")]
+    pub fn new_workspace_threads(
+        &self,
+        max_seq: usize,
+        batch: usize,
+        threads: usize,
+    ) -> Workspace<'static> {
+        Workspace::new(self.workspace_len_threads(max_seq, batch, threads))
     }
 
     fn f32s(&self, t: &TensorEntry) -> &[f32] {
@@ -439,13 +463,55 @@ impl<'a> Model<'a> {
         input: &Input<'_>,
         trace: &mut dyn FnMut(Trace, &[f32]),
     ) -> Result<Outputs<'w>, RunError> {
+        self.run_exec(ws, input, chunks::Exec::serial(), trace)
+    }
+
+    /// Like [`Model::run`], with the work split over the threads of `pool`.
+    ///
+    /// The outputs are bit-identical to [`Model::run`]'s for any number of
+    /// threads (every value is computed by the same kernel call on the same
+    /// inputs; only which thread makes the call changes). Performs no heap
+    /// allocation and spawns no thread; `pool` can be shared by several
+    /// models and workspaces (concurrent runs on one pool take turns phase by
+    /// phase). `ws` needs [`Model::workspace_len_threads`]`(seq, batch,
+    /// pool.threads())` bytes: each thread needs its own attention scratch.
+    ///
+    /// The run alternates row-parallel phases (embeddings, linear layers,
+    /// LayerNorm: token rows split evenly between the threads) and an
+    /// attention phase (query rows split), two synchronizations per layer.
+    /// The heads after the encoder run on the calling thread.
+    ///
+    /// # Panics
+    ///
+    /// Only if a kernel panics on a worker thread (a bug; the pool stays
+    /// usable), after the other threads have finished.
+    #[cfg(feature = "std")]
+    pub fn run_with<'w>(
+        &self,
+        pool: &crate::pool::ThreadPool,
+        ws: &'w mut Workspace<'_>,
+        input: &Input<'_>,
+    ) -> Result<Outputs<'w>, RunError> {
+        let exec = chunks::Exec {
+            pool: Some(pool),
+            _lifetime: core::marker::PhantomData,
+        };
+        self.run_exec(ws, input, exec, &mut |_, _| {})
+    }
+
+    fn run_exec<'w>(
+        &self,
+        ws: &'w mut Workspace<'_>,
+        input: &Input<'_>,
+        exec: chunks::Exec<'_>,
+        trace: &mut dyn FnMut(Trace, &[f32]),
+    ) -> Result<Outputs<'w>, RunError> {
         self.check_input(input)?;
-        let plan = Plan::new(self.config(), input.batch, input.seq).ok_or(
-            RunError::WorkspaceTooSmall {
+        let plan = Plan::with_threads(self.config(), input.batch, input.seq, exec.threads())
+            .ok_or(RunError::WorkspaceTooSmall {
                 needed: usize::MAX,
                 got: ws.len(),
-            },
-        )?;
+            })?;
         let needed = plan.bytes().unwrap_or(usize::MAX);
         let got = ws.len();
         // `workspace_len` is the exact requirement for a buffer at any alignment
@@ -456,9 +522,8 @@ impl<'a> Model<'a> {
         let floats = ws.floats();
         let mut r =
             Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;
-        embeddings::forward(self, input, &mut r, trace);
-        encoder::forward(self, input, &mut r, trace);
-        Ok(heads::forward(self, input, r, trace))
+        encoder::forward(self, input, &mut r, &plan, exec, trace);
+        Ok(heads::forward(self, input, r, exec, trace))
     }
 
     fn check_input(&self, input: &Input<'_>) -> Result<(), RunError> {
@@ -565,7 +630,7 @@ impl Model<'static> {
 
     /// Copies `data` into an aligned buffer and validates it.
     pub fn from_vec(data: &[u8]) -> Result<Model<'static>, LoadError> {
-        if data.len() % format::ALIGN != 0 {
+        if !data.len().is_multiple_of(format::ALIGN) {
             // Valid files are a whole number of 64-byte blocks.
             return Err(LoadError::Truncated {
                 needed: format::align_up(data.len() as u64).unwrap_or(u64::MAX),

@@ -20,9 +20,6 @@ pub struct BenchArgs {
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Worker threads (only 1 is implemented so far).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
     /// One JSON line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -42,9 +39,6 @@ pub fn peak_rss_bytes() -> u64 {
 }
 
 pub fn bench(m: &Model<'_>, a: &BenchArgs) -> Result<(), String> {
-    if a.threads != 1 {
-        return Err("only --threads 1 is implemented so far".into());
-    }
     if a.seq == 0 || a.runs == 0 {
         return Err("--seq and --runs must be at least 1".into());
     }
@@ -58,15 +52,16 @@ pub fn bench(m: &Model<'_>, a: &BenchArgs) -> Result<(), String> {
             }
         })
         .collect();
-    let mut ws = m.new_workspace(a.seq, 1);
+    let threads = crate::threads();
+    let mut ws = crate::new_workspace(m, a.seq, 1);
     let input = Input::single(&ids);
     for _ in 0..a.warmup {
-        m.run(&mut ws, &input).map_err(|e| e.to_string())?;
+        crate::run_model(m, &mut ws, &input).map_err(|e| e.to_string())?;
     }
     let mut times = Vec::with_capacity(a.runs);
     for _ in 0..a.runs {
         let t0 = Instant::now();
-        let out = m.run(&mut ws, &input).map_err(|e| e.to_string())?;
+        let out = crate::run_model(m, &mut ws, &input).map_err(|e| e.to_string())?;
         std::hint::black_box(out.iter().count());
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
@@ -78,10 +73,10 @@ pub fn bench(m: &Model<'_>, a: &BenchArgs) -> Result<(), String> {
     if a.json {
         println!(
             "{}",
-            json!({"median_ms": median, "p90_ms": p90, "min_ms": times[0], "runs": a.runs, "seq": a.seq, "threads": a.threads, "tier": tier, "precision": m.config().precision.name(), "peak_rss_bytes": rss})
+            json!({"median_ms": median, "p90_ms": p90, "min_ms": times[0], "runs": a.runs, "seq": a.seq, "threads": threads, "tier": tier, "precision": m.config().precision.name(), "peak_rss_bytes": rss})
         );
     } else {
-        println!("seq {} | {} runs | median {median:.3} ms | p90 {p90:.3} ms | min {:.3} ms | {tier} | peak RSS {:.1} MB", a.seq, a.runs, times[0], rss as f64 / 1e6);
+        println!("seq {} | {} runs | {threads} thread(s) | median {median:.3} ms | p90 {p90:.3} ms | min {:.3} ms | {tier} | peak RSS {:.1} MB", a.seq, a.runs, times[0], rss as f64 / 1e6);
     }
     Ok(())
 }

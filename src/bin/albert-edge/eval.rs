@@ -89,12 +89,12 @@ fn predict(m: &Model<'_>, rows: &[Row], pb: &ProgressBar) -> Result<(Vec<usize>,
     let mut preds = Vec::with_capacity(rows.len());
     let mut total_ms = 0.0;
     // One workspace for the whole file, grown only when a longer row comes.
-    let (mut cap, mut ws) = (0usize, m.new_workspace(1, 1));
+    let (mut cap, mut ws) = (0usize, crate::new_workspace(m, 1, 1));
     for r in rows {
         let e = encode(m, &r.a, r.b.as_deref(), Some(max))?;
         if e.ids.len() > cap {
             cap = e.ids.len();
-            ws = m.new_workspace(cap, 1);
+            ws = crate::new_workspace(m, cap, 1);
         }
         let (outs, ms) = run_encoding_in(m, &e, &mut ws)?;
         total_ms += ms;

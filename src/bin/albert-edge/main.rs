@@ -7,11 +7,12 @@ mod eval;
 mod json_io;
 mod text;
 
-use albert_edge::{Input, Kernels, Model, Tier};
+use albert_edge::{Input, Kernels, Model, Outputs, RunError, ThreadPool, Tier, Workspace};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,10 @@ struct Cli {
     /// Force a kernel tier (scalar, avx2, avx512vnni, neon, neon-dot); default: the best this CPU supports.
     #[arg(long, global = true)]
     tier: Option<String>,
+    /// Threads for one inference (run, classify, embed, fill-mask, qa, tag, eval, bench): 1 = the
+    /// calling thread only, 0 = one per CPU. Results are bit-identical for any value.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,7 +91,49 @@ pub fn load(path: &PathBuf, tier: &Option<String>) -> Result<Model<'static>, Str
     Ok(model)
 }
 
+/// The pool behind `--threads` (absent for one thread), created once in `run`.
+static POOL: OnceLock<ThreadPool> = OnceLock::new();
+
+/// Creates the pool for `--threads n` (0 = one per CPU).
+fn start_pool(n: usize) -> Result<(), String> {
+    let n = if n == 0 {
+        albert_edge::pool::available_parallelism()
+    } else {
+        n
+    };
+    if n > 1 {
+        let pool = ThreadPool::new(n).map_err(|e| format!("cannot start {n} threads: {e}"))?;
+        let _ = POOL.set(pool);
+    }
+    Ok(())
+}
+
+/// Threads each inference uses (`--threads`, resolved).
+pub fn threads() -> usize {
+    POOL.get().map_or(1, ThreadPool::threads)
+}
+
+/// A workspace for `batch` x `seq` inputs run by [`run_model`].
+pub fn new_workspace(m: &Model<'_>, seq: usize, batch: usize) -> Workspace<'static> {
+    m.new_workspace_threads(seq, batch, threads())
+}
+
+/// `Model::run`, or `Model::run_with` on the `--threads` pool.
+pub fn run_model<'w>(
+    m: &Model<'_>,
+    ws: &'w mut Workspace<'_>,
+    input: &Input<'_>,
+) -> Result<Outputs<'w>, RunError> {
+    match POOL.get() {
+        Some(pool) => m.run_with(pool, ws, input),
+        None => m.run(ws, input),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
+    if !matches!(cli.cmd, Cmd::Info { .. } | Cmd::Tokenize(_)) {
+        start_pool(cli.threads)?;
+    }
     let tier = &cli.tier;
     match &cli.cmd {
         Cmd::Info { model, json } => info(&load(model, tier)?, *json),
@@ -95,7 +142,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let text = std::fs::read_to_string(input)
                 .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
             let case = json_io::parse_case(&text)?;
-            let mut ws = m.new_workspace(case.seq, case.batch);
+            let mut ws = new_workspace(&m, case.seq, case.batch);
             let inp = Input {
                 batch: case.batch,
                 seq: case.seq,
@@ -103,7 +150,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 attention_mask: case.attention_mask.as_deref(),
                 token_type_ids: case.token_type_ids.as_deref(),
             };
-            let out = m.run(&mut ws, &inp).map_err(|e| e.to_string())?;
+            let out = run_model(&m, &mut ws, &inp).map_err(|e| e.to_string())?;
             let mut outputs = serde_json::Map::new();
             for o in out.iter() {
                 outputs.insert(

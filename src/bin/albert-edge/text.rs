@@ -137,7 +137,7 @@ pub fn run_encoding(
     m: &Model<'_>,
     e: &Encoding,
 ) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
-    run_encoding_in(m, e, &mut m.new_workspace(e.ids.len(), 1))
+    run_encoding_in(m, e, &mut crate::new_workspace(m, e.ids.len(), 1))
 }
 
 /// Runs one encoded sequence in `ws`; returns the outputs as owned vectors and
@@ -155,7 +155,7 @@ pub fn run_encoding_in(
         token_type_ids: Some(&e.type_ids),
     };
     let t0 = Instant::now();
-    let out = m.run(ws, &input).map_err(|e| e.to_string())?;
+    let out = crate::run_model(m, ws, &input).map_err(|e| e.to_string())?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok((
         out.iter()
