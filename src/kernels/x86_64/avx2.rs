@@ -40,7 +40,7 @@
 //! `vroundps` (round half to even), `vaddps zp`, NaN lanes forced to 0 (the
 //! scalar `NaN as i8` is 0), clamp, `vcvttps2dq` and two saturating packs.
 
-use super::epilogue_lanes;
+use super::{avx2_float, epilogue_lanes};
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{
     check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier,
@@ -117,6 +117,8 @@ impl Avx2Kernels {
             tier: Tier::Avx2,
             quantize_rows: quantize_i8_8x4_avx2,
             gemm_q8: gemm_i8_i8_2x32c4_avx2,
+            layer_norm: super::avx2_float::layer_norm_avx2,
+            attention: super::avx2_float::attention_avx2,
             ..Kernels::scalar()
         }
     }
@@ -468,6 +470,12 @@ unsafe fn store_row(
             Epilogue::Accumulate if count == 8 => unsafe {
                 _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), y))
             },
+            // SAFETY: count == 8 outputs at `o` are writable; AVX2 is available.
+            Epilogue::Activate(a) if count == 8 => unsafe {
+                _mm256_storeu_ps(o, avx2_float::activate(y, a))
+            },
+            // SAFETY: as above.
+            Epilogue::Tanh if count == 8 => unsafe { _mm256_storeu_ps(o, avx2_float::tanh(y)) },
             _ => {
                 let mut t = [0.0f32; 8];
                 // SAFETY: an 8-float array.

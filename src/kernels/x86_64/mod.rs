@@ -15,6 +15,7 @@
 //! `target-cpu` that has them), like memchr without its `std` feature.
 
 pub mod avx2;
+pub(crate) mod avx2_float;
 // The AVX-512 intrinsics and `target_feature`s are stable since Rust 1.89, above
 // the crate's `rust-version` (1.85): building this tier needs 1.89.
 #[allow(clippy::incompatible_msrv)]
