@@ -431,7 +431,16 @@ fn check_epilogue_specials(kern: &Kernels, rng: &mut Rng) {
     let (k, n) = (8, 40);
     let w = OwnedQ::random(rng, n, k);
     let sas = [
-        0.0f32, 1.0e-30, 1.0e-3, 0.02, 0.2, 1.0, 30.0, 1.0e3, 1.0e30, f32::MAX,
+        0.0f32,
+        1.0e-30,
+        1.0e-3,
+        0.02,
+        0.2,
+        1.0,
+        30.0,
+        1.0e3,
+        1.0e30,
+        f32::MAX,
     ];
     let m = sas.len();
     let kpad = k.div_ceil(4) * 4;
@@ -616,7 +625,13 @@ fn tiers_run_and_skipped() {
 /// Sweeps `f` over `[lo, hi]` (plus exact endpoints) and returns the largest
 /// absolute and relative error against the f64 reference `r`, and where the
 /// largest relative error occurred.
-fn sweep(f: impl Fn(f32) -> f32, r: impl Fn(f64) -> f64, lo: f32, hi: f32, n: usize) -> (f64, f64, f32) {
+fn sweep(
+    f: impl Fn(f32) -> f32,
+    r: impl Fn(f64) -> f64,
+    lo: f32,
+    hi: f32,
+    n: usize,
+) -> (f64, f64, f32) {
     let (mut abs_err, mut rel_err, mut at) = (0.0f64, 0.0f64, lo);
     for i in 0..=n {
         let x = lo + (hi - lo) * (i as f32 / n as f32);
@@ -637,13 +652,22 @@ fn sweep(f: impl Fn(f32) -> f32, r: impl Fn(f64) -> f64, lo: f32, hi: f32, n: us
 fn float_math_accuracy() {
     let ulp = f32::EPSILON as f64; // relative size of one ulp at 1.0
     let (a, r, at) = sweep(scalar::exp, f64::exp, -87.0, 88.0, 2_000_000);
-    eprintln!("[kernels] exp on [-87, 88]: max rel err {:.3} ulp at {at} (abs {a:e})", r / ulp);
+    eprintln!(
+        "[kernels] exp on [-87, 88]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
     assert!(r < 2.0 * ulp);
     let (a, r, at) = sweep(scalar::tanh, f64::tanh, -10.0, 10.0, 2_000_000);
-    eprintln!("[kernels] tanh on [-10, 10]: max rel err {:.3} ulp at {at} (abs {a:e})", r / ulp);
+    eprintln!(
+        "[kernels] tanh on [-10, 10]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
     assert!(r < 3.0 * ulp);
     let (a, r, at) = sweep(scalar::erf, libm::erf, -6.0, 6.0, 2_000_000);
-    eprintln!("[kernels] erf on [-6, 6]: max rel err {:.3} ulp at {at} (abs {a:e})", r / ulp);
+    eprintln!(
+        "[kernels] erf on [-6, 6]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
     assert!(r < 5.0 * ulp && a < 1e-6);
     // References without cancellation: x * sigmoid(2u) and 0.5 x erfc(-x / sqrt 2).
     let gelu_tanh = |x: f64| {
@@ -657,11 +681,17 @@ fn float_math_accuracy() {
     eprintln!("[kernels] gelu_tanh on [-12, 12]: max abs err {a:e}");
     assert!(a < 1e-6);
     let (a, r, at) = sweep(scalar::gelu_tanh, gelu_tanh, -2.0, 12.0, 2_000_000);
-    eprintln!("[kernels] gelu_tanh on [-2, 12]: max rel err {:.3} ulp at {at} (abs {a:e})", r / ulp);
+    eprintln!(
+        "[kernels] gelu_tanh on [-2, 12]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
     assert!(r < 8.0 * ulp);
     let gelu_erf = |x: f64| 0.5 * x * libm::erfc(-x / core::f64::consts::SQRT_2);
     let (a, r, at) = sweep(scalar::gelu_erf, gelu_erf, 0.0, 12.0, 1_000_000);
-    eprintln!("[kernels] gelu_erf on [0, 12]: max rel err {:.3} ulp at {at} (abs {a:e})", r / ulp);
+    eprintln!(
+        "[kernels] gelu_erf on [0, 12]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
     assert!(r < 4.0 * ulp);
     let (a, _, _) = sweep(scalar::gelu_erf, gelu_erf, -12.0, 0.0, 1_000_000);
     eprintln!("[kernels] gelu_erf on [-12, 0]: max abs err {a:e}");

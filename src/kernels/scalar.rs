@@ -120,7 +120,7 @@ pub const EXP_HI: f32 = 88.0;
 pub const LOG2E: f32 = core::f32::consts::LOG2_E;
 /// `ln 2` split in two: a short high part (`n * LN2_HI` is exact for
 /// `|n| <= 127`) and the remainder.
-pub const LN2_HI: f32 = 0.693_359_375;
+pub const LN2_HI: f32 = 0.693_359_4; // = 0.693359375 exactly
 /// See [`LN2_HI`].
 pub const LN2_LO: f32 = -2.121_944_4e-4;
 /// The polynomial of [`exp`] on `[-ln2/2, ln2/2]`, highest degree first.
@@ -130,7 +130,7 @@ pub const EXP_P: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    5e-1,
 ];
 
 /// `e^x`: Cody-Waite range reduction `x = n ln2 + r`, a degree-7 polynomial in
@@ -164,10 +164,10 @@ pub fn exp(x: f32) -> f32 {
 /// The odd polynomial of [`tanh`] for `|x| < 0.625`, highest degree first.
 pub const TANH_P: [f32; 5] = [
     -5.704_988_7e-3,
-    2.063_908_9e-2,
+    2.063_909e-2,
     -5.373_971_6e-2,
     1.333_144_2e-1,
-    -3.333_328_2e-1,
+    -3.333_328e-1,
 ];
 
 /// `|x| < TANH_SMALL` uses the polynomial, the rest `1 - 2 / (e^{2|x|} + 1)`.
@@ -296,7 +296,7 @@ pub fn dot8(x: &[f32], y: &[f32]) -> f32 {
     let mut c = 0;
     while c < x.len() {
         for (l, a) in acc.iter_mut().enumerate() {
-            *a = *a + lane(x, c, l, 0.0) * lane(y, c, l, 0.0);
+            *a += lane(x, c, l, 0.0) * lane(y, c, l, 0.0);
         }
         c += 8;
     }
@@ -310,7 +310,7 @@ pub fn sum8(x: &[f32]) -> f32 {
     let mut c = 0;
     while c < x.len() {
         for (l, a) in acc.iter_mut().enumerate() {
-            *a = *a + lane(x, c, l, 0.0);
+            *a += lane(x, c, l, 0.0);
         }
         c += 8;
     }
@@ -430,7 +430,7 @@ pub fn layer_norm_stats(x: &[f32], eps: f32) -> (f32, f32) {
                 Some(&v) => (v - mean) * (v - mean),
                 None => 0.0,
             };
-            *a = *a + d;
+            *a += d;
         }
         c += 8;
     }
@@ -456,7 +456,7 @@ pub fn softmax(x: &mut [f32]) {
     }
     let inv = 1.0 / sum8(x);
     for v in x.iter_mut() {
-        *v = *v * inv;
+        *v *= inv;
     }
 }
 
@@ -482,7 +482,7 @@ pub fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) 
                 let v = &args.qkv
                     [j * args.ld_qkv + 2 * a + h * d..j * args.ld_qkv + 2 * a + (h + 1) * d];
                 for (o, &vv) in out.iter_mut().zip(v) {
-                    *o = *o + p * vv;
+                    *o += p * vv;
                 }
             }
         }

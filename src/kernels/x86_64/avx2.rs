@@ -28,8 +28,9 @@
 //!
 //! The float epilogue is the scalar one lane-wise: `cvtdq2ps`, then
 //! `(sa * sw)` and `y * that` and `+ bias` as separate `vmulps` / `vaddps`
-//! (Rust never contracts them into an FMA), `Store` / `Accumulate` vectorized,
-//! `Activate` / `Tanh` per element through the scalar libm functions.
+//! (Rust never contracts them into an FMA), then `Store` / `Accumulate` /
+//! `Activate` / `Tanh` on 8 lanes (the activations from `avx2_float`, the
+//! lane-wise image of the scalar reference; tails per element with it).
 //!
 //! # Quantization
 //!

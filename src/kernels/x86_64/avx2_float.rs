@@ -13,8 +13,8 @@
 
 use crate::format::Activation;
 use crate::kernels::scalar::{
-    ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E,
-    TANH_P, TANH_SMALL,
+    ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E, TANH_P,
+    TANH_SMALL,
 };
 use crate::kernels::AttentionArgs;
 use core::arch::x86_64::*;
@@ -42,10 +42,7 @@ pub(crate) unsafe fn exp(x: __m256) -> __m256 {
     for &k in &EXP_P[1..] {
         p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(k));
     }
-    let p = _mm256_add_ps(
-        _mm256_add_ps(_mm256_mul_ps(p, z), r),
-        _mm256_set1_ps(1.0),
-    );
+    let p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, z), r), _mm256_set1_ps(1.0));
     // n is an integer in -126..=127 (or NaN: then p is NaN and stays NaN).
     let e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
     let y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)));
@@ -66,7 +63,10 @@ pub(crate) unsafe fn tanh(x: __m256) -> __m256 {
     let ax = _mm256_andnot_ps(sign, x);
     // SAFETY: AVX2 is available (our contract).
     let e = unsafe { exp(_mm256_add_ps(ax, ax)) };
-    let big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+    let big = _mm256_sub_ps(
+        one,
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+    );
     let big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
     let s = _mm256_mul_ps(x, x);
     let mut p = _mm256_set1_ps(TANH_P[0]);
@@ -86,10 +86,7 @@ pub(crate) unsafe fn tanh(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn erf(x: __m256) -> __m256 {
-    let x = _mm256_max_ps(
-        _mm256_set1_ps(-4.0),
-        _mm256_min_ps(_mm256_set1_ps(4.0), x),
-    );
+    let x = _mm256_max_ps(_mm256_set1_ps(-4.0), _mm256_min_ps(_mm256_set1_ps(4.0), x));
     let x2 = _mm256_mul_ps(x, x);
     let mut p = _mm256_set1_ps(ERF_ALPHA[0]);
     for &k in &ERF_ALPHA[1..] {
@@ -127,10 +124,7 @@ pub(crate) unsafe fn activate(x: __m256, a: Activation) -> __m256 {
             let z = _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
             // SAFETY: AVX2 is available (our contract).
             let e = unsafe { erf(z) };
-            _mm256_mul_ps(
-                _mm256_mul_ps(_mm256_set1_ps(0.5), x),
-                _mm256_add_ps(one, e),
-            )
+            _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), _mm256_add_ps(one, e))
         }
         Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
     }
@@ -288,44 +282,10 @@ unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// Panics unless every access of an attention call is in bounds (what the
-/// raw-pointer loops below rely on). Returns `false` for an empty call.
-pub(crate) fn check_attention(args: &AttentionArgs<'_>, scores: &[f32], ctx: &[f32]) -> bool {
-    let (s, d, heads) = (args.seq, args.head_dim, args.heads);
-    assert!(
-        args.q_begin <= args.q_end && args.q_end <= s,
-        "attention: query range outside the sequence"
-    );
-    if s == 0 || d == 0 || heads == 0 || args.q_begin == args.q_end {
-        return false;
-    }
-    let a = heads.checked_mul(d).expect("attention: heads * head_dim overflows");
-    let row = a.checked_mul(3).expect("attention: 3 * heads * head_dim overflows");
-    assert!(args.ld_qkv >= row, "attention: ld_qkv < 3 * heads * head_dim");
-    let need = (s - 1)
-        .checked_mul(args.ld_qkv)
-        .and_then(|v| v.checked_add(row));
-    assert!(
-        need.is_some_and(|v| args.qkv.len() >= v),
-        "attention: qkv too short"
-    );
-    assert!(args.mask_bias.len() >= s, "attention: mask_bias too short");
-    assert!(scores.len() >= s, "attention: scores too short");
-    assert!(args.ld_ctx >= a, "attention: ld_ctx < heads * head_dim");
-    let need = (args.q_end - args.q_begin - 1)
-        .checked_mul(args.ld_ctx)
-        .and_then(|v| v.checked_add(a));
-    assert!(
-        need.is_some_and(|v| ctx.len() >= v),
-        "attention: ctx too short"
-    );
-    true
-}
-
 /// [`crate::kernels::AttentionFn`] for AVX2. Private to the crate: reachable
 /// only through [`super::avx2::Avx2Kernels::kernels`].
 pub(crate) fn attention_avx2(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
-    if !check_attention(args, scores, ctx) {
+    if !crate::kernels::check_attention(args, scores, ctx) {
         return;
     }
     // SAFETY: AVX2 is available (only reachable through an AVX2 table) and
@@ -335,10 +295,15 @@ pub(crate) fn attention_avx2(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: 
 
 /// # Safety
 ///
-/// AVX2; the arguments passed [`check_attention`] and it returned `true`.
+/// AVX2; the arguments passed `check_attention` and it returned `true`.
 #[target_feature(enable = "avx2")]
 unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
-    let (s, d, a, ld) = (args.seq, args.head_dim, args.heads * args.head_dim, args.ld_qkv);
+    let (s, d, a, ld) = (
+        args.seq,
+        args.head_dim,
+        args.heads * args.head_dim,
+        args.ld_qkv,
+    );
     let (full, rem) = (d / 8 * 8, d % 8);
     // SAFETY: AVX2 is available.
     let dmask = unsafe { tail_mask(rem.max(1)) };
@@ -347,7 +312,7 @@ unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32
     let scale = _mm256_set1_ps(args.scale);
     for h in 0..args.heads {
         for (r, i) in (args.q_begin..args.q_end).enumerate() {
-            // SAFETY (whole block): `check_attention` proved rows 0..s of
+            // SAFETY: (whole block) `check_attention` proved rows 0..s of
             // `qkv` hold 3 * A values, `scores` holds s values, `mask_bias`
             // s values and `ctx` row r holds A values; every offset below is
             // within those (head h, columns h*d .. h*d + d of q / k / v), the
@@ -455,7 +420,7 @@ unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32
 unsafe fn softmax(x: *mut f32, s: usize) {
     let (full, rem) = (s / 8 * 8, s % 8);
     let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-    // SAFETY (whole block): every access is below x + s (full + 8 <= s in the
+    // SAFETY: (whole block) every access is below x + s (full + 8 <= s in the
     // loops, masked lanes < rem for the tail); AVX2 is available.
     unsafe {
         let mask = tail_mask(rem.max(1));
