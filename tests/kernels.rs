@@ -4,8 +4,8 @@
 //!
 //! * `quantize_rows` and `gemm_q8` must match **bit for bit** (the int8 path is
 //!   specified by `kernels::scalar`; see the `kernels` module docs).
-//! * The float entries (`layer_norm`, `attention`, the activation epilogues;
-//!   `gemm_f32` is scalar everywhere) must match **bit for bit** too: the
+//! * The float entries (`gemm_f32`, `layer_norm`, `attention`, the activation
+//!   epilogues) must match **bit for bit** too: the
 //!   scalar reference is written as the fixed sequence of IEEE operations that
 //!   the SIMD tiers evaluate lane by lane (see `docs/kernels.md`). Attention is
 //!   checked on head sizes that are not multiples of 8, 1 / 7 / 33 / 128
@@ -290,17 +290,31 @@ fn check_linear(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
 
 /// The float entries: bit-exact today (every tier keeps them scalar).
 fn check_float(kern: &Kernels, rng: &mut Rng) {
-    let (m, k, n) = (7, 37, 19);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
-    let w: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
-    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
-    for ep in EPILOGUES {
-        let run = |f: albert_edge::kernels::GemmF32Fn| {
-            let mut out = vec![0.5f32; m * n];
-            f(&a, k, m, &w, n, k, &bias, &mut out, n, ep);
-            bits(&out)
-        };
-        assert_eq!(run(kern.gemm_f32), run(scalar::gemm_f32), "gemm_f32 {ep:?}");
+    for &(m, k, n) in &[
+        (7, 37, 19),
+        (1, 1, 1),
+        (2, 8, 4),
+        (3, 7, 5),
+        (5, 128, 33),
+        (2, 768, 9),
+    ] {
+        let lda = k + 2;
+        let a: Vec<f32> = (0..m * lda).map(|_| rng.unit()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+        let ldo = n + 1;
+        for ep in EPILOGUES {
+            let run = |f: albert_edge::kernels::GemmF32Fn| {
+                let mut out = vec![0.5f32; m * ldo];
+                f(&a, lda, m, &w, n, k, &bias, &mut out, ldo, ep);
+                bits(&out)
+            };
+            assert_eq!(
+                run(kern.gemm_f32),
+                run(scalar::gemm_f32),
+                "gemm_f32 m={m} k={k} n={n} {ep:?}"
+            );
+        }
     }
     for &n in &[1, 3, 7, 8, 9, 26, 64, 312, 768, 1000] {
         let g: Vec<f32> = (0..n).map(|_| rng.unit()).collect();

@@ -118,6 +118,7 @@ impl Avx2Kernels {
             tier: Tier::Avx2,
             quantize_rows: quantize_i8_8x4_avx2,
             gemm_q8: gemm_i8_i8_2x32c4_avx2,
+            gemm_f32: super::avx2_float::gemm_f32_avx2,
             layer_norm: super::avx2_float::layer_norm_avx2,
             attention: super::avx2_float::attention_avx2,
             ..Kernels::scalar()

@@ -13,8 +13,8 @@
 
 use crate::format::Activation;
 use crate::kernels::scalar::{
-    ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E, TANH_P,
-    TANH_SMALL,
+    self, ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E,
+    TANH_P, TANH_SMALL,
 };
 use crate::kernels::AttentionArgs;
 use core::arch::x86_64::*;
@@ -190,6 +190,120 @@ unsafe fn hsum8x8(x: &[__m256; 8]) -> __m256 {
         _mm256_shuffle_ps::<0x44>(u1, u2),
         _mm256_shuffle_ps::<0xEE>(u1, u2),
     )
+}
+
+/// `scalar::dot_f32`'s reduction of the 8 lanes of `v`:
+/// `((v0 + v4) + (v1 + v5)) + ((v2 + v6) + (v3 + v7))`.
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum_dot(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    // [s0 + s1, s2 + s3, ..]
+    let t = _mm_hadd_ps(s, s);
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+}
+
+/// [`crate::kernels::GemmF32Fn`] for AVX2, bit-identical to
+/// [`scalar::gemm_f32`](crate::kernels::scalar::gemm_f32) (the same 8-lane
+/// partial sums of `scalar::dot_f32`, its reduction tree, then its sequential
+/// tail, bias and epilogue). Private to the crate: reachable only through
+/// [`super::avx2::Avx2Kernels::kernels`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_f32_avx2(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: crate::kernels::Epilogue,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+    assert!(lda >= k && ldo >= n, "gemm_f32: row stride too small");
+    assert!(
+        need(lda, k).is_some_and(|v| a.len() >= v),
+        "gemm_f32: input too short"
+    );
+    assert!(
+        n.checked_mul(k).is_some_and(|v| w.len() >= v),
+        "gemm_f32: weights too short"
+    );
+    assert!(bias.len() >= n, "gemm_f32: bias too short");
+    assert!(
+        need(ldo, n).is_some_and(|v| out.len() >= v),
+        "gemm_f32: output too short"
+    );
+    // SAFETY: AVX2 is available (only reachable through an AVX2 table) and
+    // the asserts above bound every access.
+    unsafe { gemm_f32(a, lda, m, w, n, k, bias, out, ldo, ep) }
+}
+
+/// # Safety
+///
+/// AVX2; the bounds asserted by [`gemm_f32_avx2`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: crate::kernels::Epilogue,
+) {
+    let full = k / 8 * 8;
+    let (ap, wp) = (a.as_ptr(), w.as_ptr());
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        let orow = &mut out[i * ldo..i * ldo + n];
+        // SAFETY: row i of `a` and rows r..r + 4 of `w` hold k floats and
+        // every chunk has c + 8 <= k (asserted by the caller).
+        let xp = unsafe { ap.add(i * lda) };
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut c = 0;
+            while c < full {
+                // SAFETY: as above.
+                unsafe {
+                    let xv = _mm256_loadu_ps(xp.add(c));
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        let wv = _mm256_loadu_ps(wp.add((r + t) * k + c));
+                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, wv));
+                    }
+                }
+                c += 8;
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                let wr = &w[(r + t) * k..(r + t + 1) * k];
+                // SAFETY: AVX2 is available.
+                let mut s = unsafe { hsum_dot(*acc) };
+                for (xv, wv) in x[full..].iter().zip(&wr[full..]) {
+                    s += xv * wv;
+                }
+                scalar::epilogue(&mut orow[r + t], s + bias[r + t], ep);
+            }
+            r += 4;
+        }
+        for r in r..n {
+            let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
+            scalar::epilogue(&mut orow[r], y, ep);
+        }
+    }
 }
 
 /// The mask of lanes `l < rem` (`rem` in `1..8`) for `vmaskmovps`.
@@ -465,7 +579,6 @@ unsafe fn softmax(x: *mut f32, s: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::scalar;
 
     /// The SIMD building blocks against the scalar ones on special values.
     #[test]
