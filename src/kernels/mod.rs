@@ -38,7 +38,8 @@
 //! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | NEON | bit-identical |
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
 //!
-//! `gemm_f32` (f32 model files) is the scalar reference in every tier.
+//! `gemm_f32` (f32 model files, and the f32 parts of int8 ones) is vectorized
+//! on x86-64 (AVX2's, also in the AVX-512 tier) and scalar on aarch64.
 //!
 //! Every tier reproduces every entry bit for bit (including NaN inputs,
 //! infinities, all-zero rows and every [`Epilogue`]), so **every tier's

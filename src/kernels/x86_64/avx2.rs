@@ -111,8 +111,7 @@ impl Avx2Kernels {
         Avx2Kernels(())
     }
 
-    /// The kernel table: the scalar one with `quantize_rows` and `gemm_q8`
-    /// replaced.
+    /// The kernel table: every entry replaced by its AVX2 version.
     pub fn kernels(self) -> Kernels {
         Kernels {
             tier: Tier::Avx2,
@@ -121,7 +120,6 @@ impl Avx2Kernels {
             gemm_f32: super::avx2_float::gemm_f32_avx2,
             layer_norm: super::avx2_float::layer_norm_avx2,
             attention: super::avx2_float::attention_avx2,
-            ..Kernels::scalar()
         }
     }
 }
