@@ -333,6 +333,16 @@ unsafe fn gemm(
             let rows = (m - i).min(MR);
             // SAFETY: row i exists.
             let ap = unsafe { a.as_ptr().add(i * lda) };
+            // Ask for the tile's output lines now, so that their misses (the
+            // output of a wide GEMM does not fit the cache) overlap the
+            // k-loop instead of stalling the epilogue. A prefetch never
+            // faults (a safe intrinsic); the addresses are in bounds anyway.
+            for t in 0..rows {
+                let o = (i + t) * ldo + nb * Q8_N_BLOCK;
+                for c in (0..nbs * Q8_N_BLOCK).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(outp.wrapping_add(o + c) as *const i8);
+                }
+            }
             // SAFETY: rows i..i+rows have kg * 4 readable bytes, n-blocks
             // nb..nb+nbs have `block` readable bytes each; AVX2 is available.
             let acc = unsafe { tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg)) };
