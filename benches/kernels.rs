@@ -452,11 +452,15 @@ fn float_table() {
     });
     // K = 4: the epilogue dominates.
     let mut d = Data::new(128, 4, 3072);
-    row("gemm_q8 Store", "128 x 4 x 3072", &mut |k| d.gemm_ep(k, Epilogue::Store));
+    row("gemm_q8 Store", "128 x 4 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Store)
+    });
     row("gemm_q8 gelu_new", "128 x 4 x 3072", &mut |k| {
         d.gemm_ep(k, Epilogue::Activate(Activation::GeluNew))
     });
-    row("gemm_q8 tanh", "128 x 4 x 3072", &mut |k| d.gemm_ep(k, Epilogue::Tanh));
+    row("gemm_q8 tanh", "128 x 4 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Tanh)
+    });
     let (m, kk, n) = (128, 128, 768);
     let xa: Vec<f32> = (0..m * kk).map(|i| (i % 13) as f32 * 0.1).collect();
     let w: Vec<f32> = (0..n * kk).map(|i| (i % 11) as f32 * 0.01).collect();
