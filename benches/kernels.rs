@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench kernels                 # peak + GMAC/s table, then criterion
-//! cargo bench --bench kernels -- table        # only the peak and the table
+//! cargo bench --bench kernels -- table        # only the peak and the tables
 //! cargo bench --bench kernels -- gemm_q8/M32  # criterion groups matching a filter
 //! ```
 //!
@@ -12,6 +12,10 @@
 //! register-only loop, no memory) and the *nominal* peak (AVX-512 VNNI: 64 int8
 //! MAC/cycle, AVX2: 32, at the clock read from `/proc/cpuinfo`'s `cpu MHz`,
 //! which on a VM is the nominal clock, not the boost clock).
+//!
+//! A second table gives microseconds per call of the float kernels
+//! (attention, LayerNorm, `gemm_f32`) and of `gemm_q8` with and without the
+//! GELU epilogue, per tier.
 //!
 //! Criterion groups (`gemm_q8/M{m}_K{k}_N{n}`, `quantize_rows/M{m}_K{k}`) have
 //! one entry per tier, with element throughput = MACs (or values quantized).
@@ -89,6 +93,9 @@ impl Data {
         d
     }
     fn gemm(&mut self, kern: &Kernels) {
+        self.gemm_ep(kern, Epilogue::Store)
+    }
+    fn gemm_ep(&mut self, kern: &Kernels, ep: Epilogue) {
         let w = QMatrix {
             n: self.n,
             k: self.k,
@@ -108,7 +115,7 @@ impl Data {
             &self.bias,
             &mut self.out,
             self.n,
-            Epilogue::Store,
+            ep,
         );
     }
     fn quantize(&mut self, kern: &Kernels) {
@@ -377,6 +384,104 @@ fn table() {
     }
 }
 
+/// Microseconds per call of the float kernels (and of the GELU epilogue on
+/// top of a plain GEMM), per tier: best of many runs in thread CPU time.
+fn float_table() {
+    use albert_edge::format::Activation;
+    use albert_edge::kernels::AttentionArgs;
+    let tiers: Vec<Kernels> = Kernels::available().collect();
+    println!("# float kernels, one core: microseconds per call (best run)");
+    println!(
+        "| kernel | shape | {} |",
+        tiers
+            .iter()
+            .map(|k| k.tier.name())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|--------|-------|{}", "---|".repeat(tiers.len()));
+    let row = |name: &str, shape: &str, f: &mut dyn FnMut(&Kernels)| {
+        let cells: Vec<String> = tiers
+            .iter()
+            .map(|k| {
+                let budget = if k.tier == Tier::Scalar { 300 } else { 800 };
+                let t = best_time(Duration::from_millis(budget), || f(k));
+                format!("{:.1}", t.as_secs_f64() * 1e6)
+            })
+            .collect();
+        println!("| {name} | {shape} | {} |", cells.join(" | "));
+    };
+    for &seq in &[32usize, 128] {
+        let (heads, d) = (12, 64);
+        let a = heads * d;
+        let qkv: Vec<f32> = (0..seq * 3 * a)
+            .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let mask = vec![0.0f32; seq];
+        let args = AttentionArgs {
+            qkv: &qkv,
+            ld_qkv: 3 * a,
+            seq,
+            q_begin: 0,
+            q_end: seq,
+            heads,
+            head_dim: d,
+            scale: 0.125,
+            mask_bias: &mask,
+            ld_ctx: a,
+        };
+        let (mut sc, mut ctx) = (vec![0.0f32; seq], vec![0.0f32; seq * a]);
+        row("attention", &format!("seq {seq}, 12 x 64"), &mut |k| {
+            (k.attention)(black_box(&args), &mut sc, &mut ctx)
+        });
+    }
+    let (m, n) = (128, 768);
+    let mut x: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 * 0.1).collect();
+    let (g, b) = (vec![1.0f32; n], vec![0.0f32; n]);
+    row("layer_norm", "128 rows x 768", &mut |k| {
+        for r in x.chunks_mut(n) {
+            (k.layer_norm)(black_box(r), &g, &b, 1e-12)
+        }
+    });
+    let mut d = Data::new(128, 768, 3072);
+    row("gemm_q8 Store", "128 x 768 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Store)
+    });
+    row("gemm_q8 gelu_new", "128 x 768 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Activate(Activation::GeluNew))
+    });
+    // K = 4: the epilogue dominates.
+    let mut d = Data::new(128, 4, 3072);
+    row("gemm_q8 Store", "128 x 4 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Store)
+    });
+    row("gemm_q8 gelu_new", "128 x 4 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Activate(Activation::GeluNew))
+    });
+    row("gemm_q8 tanh", "128 x 4 x 3072", &mut |k| {
+        d.gemm_ep(k, Epilogue::Tanh)
+    });
+    let (m, kk, n) = (128, 128, 768);
+    let xa: Vec<f32> = (0..m * kk).map(|i| (i % 13) as f32 * 0.1).collect();
+    let w: Vec<f32> = (0..n * kk).map(|i| (i % 11) as f32 * 0.01).collect();
+    let bias = vec![0.0f32; n];
+    let mut out = vec![0.0f32; m * n];
+    row("gemm_f32", "128 x 128 x 768", &mut |k| {
+        (k.gemm_f32)(
+            black_box(&xa),
+            kk,
+            m,
+            &w,
+            n,
+            kk,
+            &bias,
+            &mut out,
+            n,
+            Epilogue::Store,
+        )
+    });
+}
+
 fn criterion_groups(c: &mut Criterion) {
     for &m in MS {
         for &(k, n) in SHAPES {
@@ -415,6 +520,7 @@ fn main() {
     let only_table = args.iter().any(|a| a == "table");
     if args.is_empty() || only_table {
         table();
+        float_table();
     }
     if !only_table {
         let mut c = Criterion::default().configure_from_args();

@@ -4,9 +4,14 @@
 //!
 //! * `quantize_rows` and `gemm_q8` must match **bit for bit** (the int8 path is
 //!   specified by `kernels::scalar`; see the `kernels` module docs).
-//! * The float entries (`gemm_f32`, `layer_norm`, `attention`) are scalar in
-//!   every tier today; the suite still checks them, bit-exactly, so that a
-//!   future SIMD version has to come with a documented tolerance.
+//! * The float entries (`gemm_f32`, `layer_norm`, `attention`, the activation
+//!   epilogues) must match **bit for bit** too: the
+//!   scalar reference is written as the fixed sequence of IEEE operations that
+//!   the SIMD tiers evaluate lane by lane (see `docs/kernels.md`). Attention is
+//!   checked on head sizes that are not multiples of 8, 1 / 7 / 33 / 128
+//!   tokens, partial query ranges and masks up to all keys; the activations on
+//!   huge, tiny, infinite and NaN inputs (any NaN equals any NaN: payloads are
+//!   not specified).
 //!
 //! Shapes hit the edges: K and N not multiples of the 4 x 16 packing or of any
 //! tile, M = 1, 7, 33, 128, K up to 3072. Data comes from a small
@@ -285,48 +290,201 @@ fn check_linear(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
 
 /// The float entries: bit-exact today (every tier keeps them scalar).
 fn check_float(kern: &Kernels, rng: &mut Rng) {
-    let (m, k, n) = (7, 37, 19);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
-    let w: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
-    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
-    for ep in EPILOGUES {
-        let run = |f: albert_edge::kernels::GemmF32Fn| {
-            let mut out = vec![0.5f32; m * n];
-            f(&a, k, m, &w, n, k, &bias, &mut out, n, ep);
-            bits(&out)
-        };
-        assert_eq!(run(kern.gemm_f32), run(scalar::gemm_f32), "gemm_f32 {ep:?}");
+    for &(m, k, n) in &[
+        (7, 37, 19),
+        (1, 1, 1),
+        (2, 8, 4),
+        (3, 7, 5),
+        (5, 128, 33),
+        (2, 768, 9),
+    ] {
+        let lda = k + 2;
+        let a: Vec<f32> = (0..m * lda).map(|_| rng.unit()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+        let ldo = n + 1;
+        for ep in EPILOGUES {
+            let run = |f: albert_edge::kernels::GemmF32Fn| {
+                let mut out = vec![0.5f32; m * ldo];
+                f(&a, lda, m, &w, n, k, &bias, &mut out, ldo, ep);
+                bits(&out)
+            };
+            assert_eq!(
+                run(kern.gemm_f32),
+                run(scalar::gemm_f32),
+                "gemm_f32 m={m} k={k} n={n} {ep:?}"
+            );
+        }
     }
-    let g: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
-    let b: Vec<f32> = (0..k).map(|_| rng.unit()).collect();
-    let (mut x1, mut x2) = (a[..k].to_vec(), a[..k].to_vec());
-    (kern.layer_norm)(&mut x1, &g, &b, 1e-12);
-    scalar::layer_norm(&mut x2, &g, &b, 1e-12);
-    assert_eq!(bits(&x1), bits(&x2), "layer_norm");
-    let (seq, heads, d) = (5, 2, 8);
-    let ld = 3 * heads * d;
-    let qkv: Vec<f32> = (0..seq * ld).map(|_| rng.unit()).collect();
+    for &n in &[1, 3, 7, 8, 9, 26, 64, 312, 768, 1000] {
+        let g: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+        for kind in 0..4 {
+            let x: Vec<f32> = (0..n)
+                .map(|_| match kind {
+                    0 => rng.unit(),
+                    1 => 1.0e4 + rng.unit(), // large offset, small spread
+                    2 => 0.25,               // constant row: variance 0
+                    _ => rng.unit() * 1.0e-20,
+                })
+                .collect();
+            let (mut x1, mut x2) = (x.clone(), x);
+            (kern.layer_norm)(&mut x1, &g, &b, 1e-12);
+            scalar::layer_norm(&mut x2, &g, &b, 1e-12);
+            assert_eq!(bits(&x1), bits(&x2), "layer_norm n={n} kind={kind}");
+        }
+    }
+}
+
+/// Bits, with every NaN mapped to one value (payloads are not specified).
+fn bits_nan(v: &[f32]) -> Vec<u32> {
+    v.iter()
+        .map(|f| if f.is_nan() { 0x7fc0_0000 } else { f.to_bits() })
+        .collect()
+}
+
+/// One attention call of `kern` against the scalar reference.
+#[allow(clippy::too_many_arguments)]
+fn check_attention_case(
+    kern: &Kernels,
+    rng: &mut Rng,
+    seq: usize,
+    heads: usize,
+    d: usize,
+    (q_begin, q_end): (usize, usize),
+    mask_kind: usize,
+    magnitude: f32,
+) {
+    let a = heads * d;
+    let ld = 3 * a + 5; // a gap after v, never read
+    let mut qkv: Vec<f32> = (0..seq * ld).map(|_| rng.unit() * magnitude).collect();
+    for row in qkv.chunks_mut(ld) {
+        row[3 * a..].fill(f32::NAN);
+    }
+    if magnitude == 8.0 && seq > 2 {
+        qkv[(seq - 1) * ld + a] = f32::INFINITY; // one infinite key value
+    }
     let mask: Vec<f32> = (0..seq)
-        .map(|j| if j == 3 { f32::MIN } else { 0.0 })
+        .map(|j| {
+            let masked = match mask_kind {
+                0 => false,
+                1 => j % 3 == 2,
+                2 => j != seq / 2, // all but one masked
+                _ => true,         // all masked
+            };
+            if masked {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
         .collect();
+    let ld_ctx = a + 3;
     let args = AttentionArgs {
         qkv: &qkv,
         ld_qkv: ld,
         seq,
-        q_begin: 0,
-        q_end: seq,
+        q_begin,
+        q_end,
         heads,
         head_dim: d,
         scale: 1.0 / (d as f32).sqrt(),
         mask_bias: &mask,
-        ld_ctx: heads * d,
+        ld_ctx,
     };
+    let rows = q_end - q_begin;
     let run = |f: albert_edge::kernels::AttentionFn| {
-        let (mut sc, mut ctx) = (vec![0.0; seq], vec![0.0; seq * heads * d]);
+        let (mut sc, mut ctx) = (vec![0.0; seq], vec![-7.0; rows * ld_ctx]);
         f(&args, &mut sc, &mut ctx);
-        bits(&ctx)
+        bits_nan(&ctx)
     };
-    assert_eq!(run(kern.attention), run(scalar::attention), "attention");
+    let (got, want) = (run(kern.attention), run(scalar::attention));
+    if got != want {
+        let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap();
+        panic!(
+            "attention {} differs (seq={seq} heads={heads} d={d} q={q_begin}..{q_end} \
+             mask={mask_kind} mag={magnitude}) at row {} col {}: {} vs scalar {}",
+            kern.tier.name(),
+            at / ld_ctx,
+            at % ld_ctx,
+            f32::from_bits(got[at]),
+            f32::from_bits(want[at])
+        );
+    }
+}
+
+/// Attention on awkward shapes: head sizes that are not multiples of 8,
+/// 1 / 7 / 33 / 128 tokens, partial query ranges, masks up to all keys,
+/// large and tiny scores, and a non-finite value.
+fn check_attention(kern: &Kernels, rng: &mut Rng) {
+    for &(seq, heads, d) in &[
+        (1, 1, 8),
+        (7, 2, 26),
+        (8, 1, 64),
+        (9, 3, 3),
+        (33, 2, 64),
+        (33, 1, 65),
+        (16, 2, 128),
+        (128, 2, 64),
+        (17, 1, 130),
+    ] {
+        for mask_kind in 0..4 {
+            for &mag in &[1.0f32, 8.0, 1.0e-3] {
+                check_attention_case(kern, rng, seq, heads, d, (0, seq), mask_kind, mag);
+            }
+        }
+        let (b, e) = (seq / 3, seq - seq / 4);
+        check_attention_case(kern, rng, seq, heads, d, (b, e.max(b)), 1, 2.0);
+        check_attention_case(kern, rng, seq, heads, d, (seq - 1, seq), 0, 2.0);
+    }
+}
+
+/// The activation epilogues on huge, tiny and non-finite values: the GEMM's
+/// `y = acc * (sa * sw) + bias` is steered with extreme row scales and biases.
+fn check_epilogue_specials(kern: &Kernels, rng: &mut Rng) {
+    let (k, n) = (8, 40);
+    let w = OwnedQ::random(rng, n, k);
+    let sas = [
+        0.0f32,
+        1.0e-30,
+        1.0e-3,
+        0.02,
+        0.2,
+        1.0,
+        30.0,
+        1.0e3,
+        1.0e30,
+        f32::MAX,
+    ];
+    let m = sas.len();
+    let kpad = k.div_ceil(4) * 4;
+    let a = q_activations(rng, m, kpad, kpad, k);
+    let za: Vec<i32> = (0..m).map(|_| rng.int(-128, 127)).collect();
+    let bias: Vec<f32> = (0..n)
+        .map(|j| match j % 10 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            3 => f32::MAX,
+            4 => -f32::MAX,
+            5 => -0.0,
+            6 => 1.0e-40,
+            _ => rng.unit() * 20.0,
+        })
+        .collect();
+    for ep in EPILOGUES {
+        let run = |f: albert_edge::kernels::GemmQ8Fn| {
+            let mut out = vec![1.0f32; m * n];
+            f(&a, kpad, &sas, &za, m, &w.view(), &bias, &mut out, n, ep);
+            bits_nan(&out)
+        };
+        assert_eq!(
+            run(kern.gemm_q8),
+            run(scalar::gemm_q8),
+            "gemm_q8 {} specials, {ep:?}",
+            kern.tier.name()
+        );
+    }
 }
 
 /// The K values: around the 4-grouping, the 8/16/32/64 vector widths, and the
@@ -414,6 +572,22 @@ macro_rules! kernel_suite {
             }
 
             #[test]
+            fn attention_awkward_shapes_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "attention_awkward_shapes_bit_exact") else {
+                    return;
+                };
+                check_attention(&k, &mut Rng(6));
+            }
+
+            #[test]
+            fn epilogue_special_values_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "epilogue_special_values_bit_exact") else {
+                    return;
+                };
+                check_epilogue_specials(&k, &mut Rng(7));
+            }
+
+            #[test]
             fn table_reports_its_tier() {
                 let Some(k) = tier_or_skip($tier, "table_reports_its_tier") else {
                     return;
@@ -460,4 +634,80 @@ fn tiers_run_and_skipped() {
             .last()
             .unwrap()
     );
+}
+
+/// Sweeps `f` over `[lo, hi]` (plus exact endpoints) and returns the largest
+/// absolute and relative error against the f64 reference `r`, and where the
+/// largest relative error occurred.
+fn sweep(
+    f: impl Fn(f32) -> f32,
+    r: impl Fn(f64) -> f64,
+    lo: f32,
+    hi: f32,
+    n: usize,
+) -> (f64, f64, f32) {
+    let (mut abs_err, mut rel_err, mut at) = (0.0f64, 0.0f64, lo);
+    for i in 0..=n {
+        let x = lo + (hi - lo) * (i as f32 / n as f32);
+        let (got, want) = (f(x) as f64, r(x as f64));
+        let e = (got - want).abs();
+        abs_err = abs_err.max(e);
+        if want.abs() > 1e-30 && e / want.abs() > rel_err {
+            rel_err = e / want.abs();
+            at = x;
+        }
+    }
+    (abs_err, rel_err, at)
+}
+
+/// The float building blocks stay close to the correctly rounded functions
+/// (the bounds are the ones `docs/kernels.md` states).
+#[test]
+fn float_math_accuracy() {
+    let ulp = f32::EPSILON as f64; // relative size of one ulp at 1.0
+    let (a, r, at) = sweep(scalar::exp, f64::exp, -87.0, 88.0, 2_000_000);
+    eprintln!(
+        "[kernels] exp on [-87, 88]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
+    assert!(r < 2.0 * ulp);
+    let (a, r, at) = sweep(scalar::tanh, f64::tanh, -10.0, 10.0, 2_000_000);
+    eprintln!(
+        "[kernels] tanh on [-10, 10]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
+    assert!(r < 3.0 * ulp);
+    let (a, r, at) = sweep(scalar::erf, libm::erf, -6.0, 6.0, 2_000_000);
+    eprintln!(
+        "[kernels] erf on [-6, 6]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
+    assert!(r < 5.0 * ulp && a < 1e-6);
+    // References without cancellation: x * sigmoid(2u) and 0.5 x erfc(-x / sqrt 2).
+    let gelu_tanh = |x: f64| {
+        let u = (2.0 / core::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+        x / (1.0 + (-2.0 * u).exp())
+    };
+    // For negative x the result is tiny and inherits the rounding of u
+    // amplified by exp (as any f32 evaluation does): bound the absolute error
+    // there, the relative error where the result is not tiny.
+    let (a, _, _) = sweep(scalar::gelu_tanh, gelu_tanh, -12.0, 12.0, 2_000_000);
+    eprintln!("[kernels] gelu_tanh on [-12, 12]: max abs err {a:e}");
+    assert!(a < 1e-6);
+    let (a, r, at) = sweep(scalar::gelu_tanh, gelu_tanh, -2.0, 12.0, 2_000_000);
+    eprintln!(
+        "[kernels] gelu_tanh on [-2, 12]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
+    assert!(r < 8.0 * ulp);
+    let gelu_erf = |x: f64| 0.5 * x * libm::erfc(-x / core::f64::consts::SQRT_2);
+    let (a, r, at) = sweep(scalar::gelu_erf, gelu_erf, 0.0, 12.0, 1_000_000);
+    eprintln!(
+        "[kernels] gelu_erf on [0, 12]: max rel err {:.3} ulp at {at} (abs {a:e})",
+        r / ulp
+    );
+    assert!(r < 4.0 * ulp);
+    let (a, _, _) = sweep(scalar::gelu_erf, gelu_erf, -12.0, 0.0, 1_000_000);
+    eprintln!("[kernels] gelu_erf on [-12, 0]: max abs err {a:e}");
+    assert!(a < 2e-6);
 }

@@ -30,26 +30,28 @@
 //!
 //! # Tiers: which entries each one replaces
 //!
-//! | tier | `quantize_rows` | `gemm_q8` | `gemm_f32`, `layer_norm`, `attention` | end-to-end int8 output |
-//! |------|-----------------|-----------|----------------------------------------|------------------------|
+//! | tier | `quantize_rows` | `gemm_q8` | `layer_norm`, `attention`, epilogue activations | end-to-end output |
+//! |------|-----------------|-----------|--------------------------------------------------|-------------------|
 //! | `scalar` | reference | reference | reference | (the reference) |
-//! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_2x32c4_avx2` | scalar | bit-identical |
-//! | `avx512vnni` (x86-64) | AVX2's (AVX-512 VNNI implies AVX2) | `gemm_i8_i8_8x48c4_avx512vnni` | scalar | bit-identical |
-//! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | scalar | bit-identical |
-//! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | scalar | bit-identical |
+//! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_2x32c4_avx2` | 8-lane AVX2 | bit-identical |
+//! | `avx512vnni` (x86-64) | AVX2's | `gemm_i8_i8_8x48c4_avx512vnni` | AVX2's (activations per element) | bit-identical |
+//! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | NEON | bit-identical |
+//! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
 //!
-//! Every tier reproduces `quantize_rows` and `gemm_q8` bit for bit (including
-//! NaN inputs, infinities, all-zero rows and every [`Epilogue`]), and keeps the
-//! float kernels scalar, so **every tier's whole-model output is bit-identical
-//! to the scalar tier's**. The float kernels are a small share of the run time
-//! of an int8 model (attention is `O(seq^2 * H)` against the GEMMs'
-//! `O(seq * H * I)`); a vectorized version would have to reorder the f32 sums
-//! and give up that determinism, so it is left for later (tolerance-tested).
+//! `gemm_f32` (f32 model files, and the f32 parts of int8 ones) is vectorized
+//! on x86-64 (AVX2's, also in the AVX-512 tier) and scalar on aarch64.
 //!
-//! Activations in the epilogue (`Activate`, `Tanh`) always go through the same
-//! `libm`-based [`scalar::activate`] / `libm::tanhf`, one element at a time:
-//! the SIMD tiers vectorize only `acc -> y = acc * (sa * sw) + bias`, `Store`
-//! and `Accumulate`, which are single IEEE operations per element.
+//! Every tier reproduces every entry bit for bit (including NaN inputs,
+//! infinities, all-zero rows and every [`Epilogue`]), so **every tier's
+//! whole-model output is bit-identical to the scalar tier's**, on x86-64 and
+//! aarch64 alike. For the float entries this holds because the scalar
+//! reference is itself written as a fixed sequence of single IEEE f32
+//! operations that SIMD code can evaluate lane by lane: `exp` / `tanh` / `erf`
+//! by fixed polynomials with exponent-bit scaling (never libm, never FMA),
+//! sums over 8 lanes with one fixed reduction tree ([`scalar::reduce8`]),
+//! min / max with the x86 `minps` / `maxps` NaN rule. The algorithms, their
+//! accuracy against the true functions and the special-value policy are in
+//! `docs/kernels.md`.
 //!
 //! # Dispatch
 //!
@@ -324,6 +326,51 @@ pub(crate) fn check_gemm_q8(
         need(ldo, w.n).is_some_and(|v| out.len() >= v),
         "gemm_q8: output too short"
     );
+}
+
+/// Panics unless every access of an attention call is in bounds (what the
+/// raw-pointer loops below rely on). Returns `false` for an empty call.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn check_attention(args: &AttentionArgs<'_>, scores: &[f32], ctx: &[f32]) -> bool {
+    let (s, d, heads) = (args.seq, args.head_dim, args.heads);
+    assert!(
+        args.q_begin <= args.q_end && args.q_end <= s,
+        "attention: query range outside the sequence"
+    );
+    if s == 0 || d == 0 || heads == 0 || args.q_begin == args.q_end {
+        return false;
+    }
+    let a = heads
+        .checked_mul(d)
+        .expect("attention: heads * head_dim overflows");
+    let row = a
+        .checked_mul(3)
+        .expect("attention: 3 * heads * head_dim overflows");
+    assert!(
+        args.ld_qkv >= row,
+        "attention: ld_qkv < 3 * heads * head_dim"
+    );
+    let need = (s - 1)
+        .checked_mul(args.ld_qkv)
+        .and_then(|v| v.checked_add(row));
+    assert!(
+        need.is_some_and(|v| args.qkv.len() >= v),
+        "attention: qkv too short"
+    );
+    assert!(args.mask_bias.len() >= s, "attention: mask_bias too short");
+    assert!(scores.len() >= s, "attention: scores too short");
+    assert!(args.ld_ctx >= a, "attention: ld_ctx < heads * head_dim");
+    let need = (args.q_end - args.q_begin - 1)
+        .checked_mul(args.ld_ctx)
+        .and_then(|v| v.checked_add(a));
+    assert!(
+        need.is_some_and(|v| ctx.len() >= v),
+        "attention: ctx too short"
+    );
+    true
 }
 
 /// One quantized value, exactly as [`scalar::quantize_row`] computes it:

@@ -67,23 +67,254 @@ pub fn epilogue(out: &mut f32, y: f32, ep: Epilogue) {
         Epilogue::Store => y,
         Epilogue::Accumulate => *out + y,
         Epilogue::Activate(a) => activate(y, a),
-        Epilogue::Tanh => libm::tanhf(y),
+        Epilogue::Tanh => tanh(y),
     }
 }
 
-/// One activation value, as transformers computes it.
+/// One activation value. These are the reference definitions (see
+/// `docs/kernels.md`): every SIMD tier computes exactly the same bits.
 #[inline]
 pub fn activate(x: f32, a: Activation) -> f32 {
     match a {
-        // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
-        Activation::GeluNew => {
-            const C: f32 = 0.797_884_6; // sqrt(2/pi)
-            0.5 * x * (1.0 + libm::tanhf(C * (x + 0.044715 * (x * x * x))))
-        }
-        // 0.5 * x * (1 + erf(x / sqrt(2)))
-        Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2)),
-        Activation::Relu => x.max(0.0),
+        Activation::GeluNew => gelu_tanh(x),
+        Activation::Gelu => gelu_erf(x),
+        Activation::Relu => max_sel(x, 0.0),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Float building blocks shared by every tier.
+//
+// Each function below is a fixed sequence of single IEEE f32 operations
+// (add, sub, mul, div, sqrt, round-to-nearest-even, compare/select, bit
+// operations on the sign and exponent), never fused into an FMA, so that a
+// SIMD tier evaluating the same sequence lane by lane gets the same bits.
+// ---------------------------------------------------------------------------
+
+/// `if a < b { a } else { b }`: the x86 `minps(a, b)` rule (returns `b`
+/// when either is NaN), reproduced on NEON with a compare and a select.
+#[inline(always)]
+pub fn min_sel(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `if a > b { a } else { b }`: the x86 `maxps(a, b)` rule.
+#[inline(always)]
+pub fn max_sel(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Below this, [`exp`] returns `+0.0` (`exp(EXP_LO)` is about `2^-126`).
+pub const EXP_LO: f32 = -87.336_55;
+/// Above this, [`exp`] returns `exp(EXP_HI)` (about `1.65e38`, finite).
+pub const EXP_HI: f32 = 88.0;
+/// `log2(e)`.
+pub const LOG2E: f32 = core::f32::consts::LOG2_E;
+/// `ln 2` split in two: a short high part (`n * LN2_HI` is exact for
+/// `|n| <= 127`) and the remainder.
+pub const LN2_HI: f32 = 0.693_359_4; // = 0.693359375 exactly
+/// See [`LN2_HI`].
+pub const LN2_LO: f32 = -2.121_944_4e-4;
+/// The polynomial of [`exp`] on `[-ln2/2, ln2/2]`, highest degree first.
+pub const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5e-1,
+];
+
+/// `e^x`: Cody-Waite range reduction `x = n ln2 + r`, a degree-7 polynomial in
+/// `r`, then a multiply by `2^n` built from its exponent bits.
+///
+/// `x < EXP_LO` gives `+0.0`, `x > EXP_HI` gives `exp(EXP_HI)`, NaN gives NaN.
+/// About 1 ulp from the correctly rounded value (see `docs/kernels.md`).
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    // The operand order of the clamp lets NaN through (min_sel(a, NaN) = NaN).
+    let c = max_sel(EXP_LO, min_sel(EXP_HI, x));
+    let n = round_half_even(c * LOG2E);
+    let r = c - n * LN2_HI;
+    let r = r - n * LN2_LO;
+    let z = r * r;
+    let mut p = EXP_P[0];
+    for &k in &EXP_P[1..] {
+        p = p * r + k;
+    }
+    let p = p * z + r + 1.0;
+    // n is an integer in -126..=127 here (or NaN, where any scale keeps p NaN).
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = p * scale;
+    if x < EXP_LO {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// The odd polynomial of [`tanh`] for `|x| < 0.625`, highest degree first.
+pub const TANH_P: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_909e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328e-1,
+];
+
+/// `|x| < TANH_SMALL` uses the polynomial, the rest `1 - 2 / (e^{2|x|} + 1)`.
+pub const TANH_SMALL: f32 = 0.625;
+
+/// `|x|` (clears the sign bit; NaN stays NaN).
+#[inline(always)]
+pub fn abs(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() & 0x7fff_ffff)
+}
+
+/// `tanh(x)`: for `|x| < 0.625`, `x + x^3 P(x^2)`; otherwise
+/// `sign(x) * (1 - 2 / (exp(2|x|) + 1))` with [`exp`]. Odd, within a few ulp
+/// of libm, saturates to exactly `+-1` for `|x| > 9.01`, NaN gives NaN.
+#[inline]
+pub fn tanh(x: f32) -> f32 {
+    let ax = abs(x);
+    let e = exp(ax + ax);
+    let big = 1.0 - 2.0 / (e + 1.0);
+    let big = f32::from_bits(big.to_bits() | (x.to_bits() & 0x8000_0000));
+    let s = x * x;
+    let mut p = TANH_P[0];
+    for &k in &TANH_P[1..] {
+        p = p * s + k;
+    }
+    let small = p * s * x + x;
+    if ax < TANH_SMALL {
+        small
+    } else {
+        big
+    }
+}
+
+/// `sqrt(2 / pi)`.
+pub const GELU_C: f32 = 0.797_884_6;
+/// The cubic coefficient of the tanh GELU.
+pub const GELU_A: f32 = 0.044_715;
+
+/// The tanh GELU (`gelu_new`): `0.5 x (1 + tanh(u))` with
+/// `u = sqrt(2/pi) (x + 0.044715 x^3)`, computed as the equal
+/// `x / (1 + exp(-2u))` (no cancellation for negative `x`).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    let x3 = x * x * x;
+    let u = GELU_C * (x + GELU_A * x3);
+    let e = exp(u * -2.0);
+    x / (1.0 + e)
+}
+
+/// Numerator coefficients of [`erf`] (odd polynomial), highest degree first.
+pub const ERF_ALPHA: [f32; 7] = [
+    -2.726_142_3e-10,
+    2.770_681_4e-8,
+    -2.101_024e-6,
+    -5.692_506_4e-5,
+    -7.349_906_3e-4,
+    -2.954_600_1e-3,
+    -1.609_603_3e-2,
+];
+/// Denominator coefficients of [`erf`] (even polynomial), highest degree first.
+pub const ERF_BETA: [f32; 5] = [
+    -1.456_607_2e-5,
+    -2.133_740_6e-4,
+    -1.682_827e-3,
+    -7.373_329_2e-3,
+    -1.426_474e-2,
+];
+
+/// `erf(x)`: `x` clamped to `[-4, 4]`, then the rational approximation
+/// `x P(x^2) / Q(x^2)` (degrees 13 / 8). NaN gives NaN.
+#[inline]
+pub fn erf(x: f32) -> f32 {
+    let x = max_sel(-4.0, min_sel(4.0, x));
+    let x2 = x * x;
+    let mut p = ERF_ALPHA[0];
+    for &k in &ERF_ALPHA[1..] {
+        p = p * x2 + k;
+    }
+    let p = x * p;
+    let mut q = ERF_BETA[0];
+    for &k in &ERF_BETA[1..] {
+        q = q * x2 + k;
+    }
+    p / q
+}
+
+/// The exact GELU: `0.5 x (1 + erf(x / sqrt 2))` with [`erf`].
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The fixed reduction of 8 lanes used by every float sum (dot products,
+/// softmax, LayerNorm): `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
+#[inline(always)]
+pub fn reduce8(a: &[f32; 8]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// [`reduce8`] with [`max_sel`] in place of `+`.
+#[inline(always)]
+pub fn reduce8_max(a: &[f32; 8]) -> f32 {
+    let s = [
+        max_sel(a[0], a[4]),
+        max_sel(a[1], a[5]),
+        max_sel(a[2], a[6]),
+        max_sel(a[3], a[7]),
+    ];
+    max_sel(max_sel(s[0], s[2]), max_sel(s[1], s[3]))
+}
+
+/// Lane `l` of the zero-padded 8-lane layout: `x[c + l]`, or `pad` past the end.
+#[inline(always)]
+fn lane(x: &[f32], c: usize, l: usize, pad: f32) -> f32 {
+    x.get(c + l).copied().unwrap_or(pad)
+}
+
+/// The 8-lane dot product of attention: `x` and `y` zero-padded to a multiple
+/// of 8, lane `l` sums `x[8t + l] * y[8t + l]` over `t` in order (from `+0.0`),
+/// then [`reduce8`].
+#[inline]
+pub fn dot8(x: &[f32], y: &[f32]) -> f32 {
+    debug_assert_eq!(x.len(), y.len());
+    let mut acc = [0.0f32; 8];
+    let mut c = 0;
+    while c < x.len() {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += lane(x, c, l, 0.0) * lane(y, c, l, 0.0);
+        }
+        c += 8;
+    }
+    reduce8(&acc)
+}
+
+/// 8-lane sum of `x` (zero-padded), reduced with [`reduce8`].
+#[inline]
+pub fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut c = 0;
+    while c < x.len() {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += lane(x, c, l, 0.0);
+        }
+        c += 8;
+    }
+    reduce8(&acc)
 }
 
 /// Reference [`super::GemmQ8Fn`]: for each row `i` and output `r`,
@@ -176,35 +407,64 @@ pub fn gemm_f32(
 }
 
 /// Reference [`super::LayerNormFn`]: `(x - mean) / sqrt(var + eps) * gamma + beta`
-/// with the biased variance.
+/// with the biased variance. `mean = sum8(x) / n`; `var` is the 8-lane sum
+/// (zero-padded, [`reduce8`]) of `(x - mean) * (x - mean)` divided by `n`;
+/// `inv = 1 / sqrt(var + eps)`; then `((x - mean) * inv) * gamma + beta`.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / libm::sqrtf(var + eps);
+    let (mean, inv) = layer_norm_stats(x, eps);
     for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
 }
 
-/// Softmax of one row in place (max-subtracted).
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
+/// The `(mean, 1 / sqrt(var + eps))` of [`layer_norm`].
+#[inline]
+pub fn layer_norm_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum8(x) / n;
+    let mut acc = [0.0f32; 8];
+    let mut c = 0;
+    while c < x.len() {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let d = match x.get(c + l) {
+                Some(&v) => (v - mean) * (v - mean),
+                None => 0.0,
+            };
+            *a += d;
+        }
+        c += 8;
     }
-    let inv = 1.0 / sum;
+    let var = reduce8(&acc) / n;
+    (mean, 1.0 / libm::sqrtf(var + eps))
+}
+
+/// Softmax of one row in place: `m` = the 8-lane [`max_sel`] of the row
+/// (padded with `-inf`, [`reduce8_max`]), `e_j = exp(x_j - m)` with [`exp`],
+/// `s` = [`sum8`] of the `e_j`, then `p_j = e_j * (1 / s)`.
+pub fn softmax(x: &mut [f32]) {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut c = 0;
+    while c < x.len() {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = max_sel(*a, lane(x, c, l, f32::NEG_INFINITY));
+        }
+        c += 8;
+    }
+    let max = reduce8_max(&acc);
+    for v in x.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let inv = 1.0 / sum8(x);
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
-/// Reference [`super::AttentionFn`]: for each head `h` and query `i`,
-/// `p = softmax((q_i . k_j) * scale + mask_bias[j])` over keys `j`, and
-/// `ctx_i = sum_j p_j v_j`, written to `ctx[i][h*d .. (h+1)*d]`.
-/// `scores` needs `seq` floats.
+/// Reference [`super::AttentionFn`]: for each head `h` and query `i` in
+/// `q_begin..q_end`, `p = softmax(dot8(q_i, k_j) * scale + mask_bias[j])` over
+/// keys `j` ([`dot8`], [`softmax`]), and `ctx_i[c] = sum_j p_j v_j[c]` summed
+/// over `j` in order from `+0.0` (one multiply and one add per term), written
+/// to `ctx[i - q_begin][h*d .. (h+1)*d]`. `scores` needs `seq` floats.
 pub fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
     let (s, d, a) = (args.seq, args.head_dim, args.heads * args.head_dim);
     let scores = &mut scores[..s];
@@ -213,7 +473,7 @@ pub fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) 
             let q = &args.qkv[i * args.ld_qkv + h * d..i * args.ld_qkv + (h + 1) * d];
             for (j, sc) in scores.iter_mut().enumerate() {
                 let k = &args.qkv[j * args.ld_qkv + a + h * d..j * args.ld_qkv + a + (h + 1) * d];
-                *sc = dot_f32(q, k) * args.scale + args.mask_bias[j];
+                *sc = dot8(q, k) * args.scale + args.mask_bias[j];
             }
             softmax(scores);
             let out = &mut ctx[r * args.ld_ctx + h * d..r * args.ld_ctx + (h + 1) * d];

@@ -9,10 +9,13 @@
 //!   `target_feature = "dotprod"`), and NEON's `quantize_rows`. Stable Rust has
 //!   no `sdot` intrinsic, so it is emitted with `asm!`.
 //!
-//! Both are bit-identical to [`crate::kernels::scalar`].
+//! `neon_float` holds both tiers' float kernels (epilogue activations,
+//! `layer_norm`, `attention`). Both tiers are bit-identical to
+//! [`crate::kernels::scalar`].
 
 pub mod neon;
 pub mod neon_dot;
+pub(crate) mod neon_float;
 
 use crate::kernels::{scalar, Epilogue};
 

@@ -26,7 +26,8 @@
 //!
 //! The float epilogue is the scalar one lane-wise (`scvtf`, separate `fmul`,
 //! `fmul`, `fadd`; Rust never contracts them into `fmla`), with `Activate` /
-//! `Tanh` through the scalar libm functions.
+//! `Tanh` on 4 lanes from `neon_float` (tails per element with the scalar
+//! reference, same bits).
 //!
 //! # Quantization
 //!
@@ -86,6 +87,8 @@ impl NeonKernels {
             tier: Tier::Neon,
             quantize_rows: quantize_i8_4x4_neon,
             gemm_q8: gemm_i8_i8_2x16c4_neon,
+            layer_norm: super::neon_float::layer_norm_neon,
+            attention: super::neon_float::attention_neon,
             ..Kernels::scalar()
         }
     }
@@ -417,6 +420,12 @@ pub(crate) unsafe fn store16(
             Epilogue::Accumulate if count == 4 => unsafe {
                 vst1q_f32(o, vaddq_f32(vld1q_f32(o), y))
             },
+            // SAFETY: 4 outputs at `o` are writable; NEON is available.
+            Epilogue::Activate(a) if count == 4 => unsafe {
+                vst1q_f32(o, super::neon_float::activate(y, a))
+            },
+            // SAFETY: as above.
+            Epilogue::Tanh if count == 4 => unsafe { vst1q_f32(o, super::neon_float::tanh(y)) },
             _ => {
                 let mut t = [0.0f32; 4];
                 // SAFETY: a 4-float array.

@@ -71,15 +71,14 @@ impl NeonDotKernels {
         NeonDotKernels(())
     }
 
-    /// The kernel table: scalar, with NEON's `quantize_rows` and this `gemm_q8`.
+    /// The kernel table: NEON's, with this `gemm_q8`.
     pub fn kernels(self) -> Kernels {
         // SAFETY: this tier's requirement includes NEON.
         let neon = unsafe { super::neon::NeonKernels::new_unchecked() }.kernels();
         Kernels {
             tier: Tier::NeonDot,
-            quantize_rows: neon.quantize_rows,
             gemm_q8: gemm_i8_i8_4x16c4_neondot,
-            ..Kernels::scalar()
+            ..neon
         }
     }
 }

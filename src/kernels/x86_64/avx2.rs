@@ -28,8 +28,9 @@
 //!
 //! The float epilogue is the scalar one lane-wise: `cvtdq2ps`, then
 //! `(sa * sw)` and `y * that` and `+ bias` as separate `vmulps` / `vaddps`
-//! (Rust never contracts them into an FMA), `Store` / `Accumulate` vectorized,
-//! `Activate` / `Tanh` per element through the scalar libm functions.
+//! (Rust never contracts them into an FMA), then `Store` / `Accumulate` /
+//! `Activate` / `Tanh` on 8 lanes (the activations from `avx2_float`, the
+//! lane-wise image of the scalar reference; tails per element with it).
 //!
 //! # Quantization
 //!
@@ -40,7 +41,7 @@
 //! `vroundps` (round half to even), `vaddps zp`, NaN lanes forced to 0 (the
 //! scalar `NaN as i8` is 0), clamp, `vcvttps2dq` and two saturating packs.
 
-use super::epilogue_lanes;
+use super::{avx2_float, epilogue_lanes};
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{
     check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier,
@@ -110,14 +111,15 @@ impl Avx2Kernels {
         Avx2Kernels(())
     }
 
-    /// The kernel table: the scalar one with `quantize_rows` and `gemm_q8`
-    /// replaced.
+    /// The kernel table: every entry replaced by its AVX2 version.
     pub fn kernels(self) -> Kernels {
         Kernels {
             tier: Tier::Avx2,
             quantize_rows: quantize_i8_8x4_avx2,
             gemm_q8: gemm_i8_i8_2x32c4_avx2,
-            ..Kernels::scalar()
+            gemm_f32: super::avx2_float::gemm_f32_avx2,
+            layer_norm: super::avx2_float::layer_norm_avx2,
+            attention: super::avx2_float::attention_avx2,
         }
     }
 }
@@ -331,6 +333,16 @@ unsafe fn gemm(
             let rows = (m - i).min(MR);
             // SAFETY: row i exists.
             let ap = unsafe { a.as_ptr().add(i * lda) };
+            // Ask for the tile's output lines now, so that their misses (the
+            // output of a wide GEMM does not fit the cache) overlap the
+            // k-loop instead of stalling the epilogue. A prefetch never
+            // faults (a safe intrinsic); the addresses are in bounds anyway.
+            for t in 0..rows {
+                let o = (i + t) * ldo + nb * Q8_N_BLOCK;
+                for c in (0..nbs * Q8_N_BLOCK).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(outp.wrapping_add(o + c) as *const i8);
+                }
+            }
             // SAFETY: rows i..i+rows have kg * 4 readable bytes, n-blocks
             // nb..nb+nbs have `block` readable bytes each; AVX2 is available.
             let acc = unsafe { tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg)) };
@@ -468,6 +480,12 @@ unsafe fn store_row(
             Epilogue::Accumulate if count == 8 => unsafe {
                 _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), y))
             },
+            // SAFETY: count == 8 outputs at `o` are writable; AVX2 is available.
+            Epilogue::Activate(a) if count == 8 => unsafe {
+                _mm256_storeu_ps(o, avx2_float::activate(y, a))
+            },
+            // SAFETY: as above.
+            Epilogue::Tanh if count == 8 => unsafe { _mm256_storeu_ps(o, avx2_float::tanh(y)) },
             _ => {
                 let mut t = [0.0f32; 8];
                 // SAFETY: an 8-float array.

@@ -23,7 +23,7 @@
 //! 255 * 127 * K` with `K < 2^16`), the i32 additions are exact in any order,
 //! and the corrected accumulator equals the scalar one, so the result is
 //! bit-identical. The float epilogue is the scalar one lane-wise (separate
-//! `vmulps` and `vaddps`; `Activate` / `Tanh` through the scalar libm functions);
+//! `vmulps` and `vaddps`; `Activate` / `Tanh` per element through the scalar reference functions);
 //! partial n-blocks use masked loads and stores.
 //!
 //! 24 accumulators + 3 weight vectors + the broadcast fit the 32 zmm registers.
@@ -93,15 +93,14 @@ impl Vnni512Kernels {
         Vnni512Kernels(())
     }
 
-    /// The kernel table: scalar, with AVX2's `quantize_rows` and this `gemm_q8`.
+    /// The kernel table: AVX2's, with this `gemm_q8`.
     pub fn kernels(self) -> Kernels {
         // SAFETY: this tier's CPU requirement includes AVX2.
         let avx2 = unsafe { super::avx2::Avx2Kernels::new_unchecked() }.kernels();
         Kernels {
             tier: Tier::Avx512Vnni,
-            quantize_rows: avx2.quantize_rows,
             gemm_q8: gemm_i8_i8_8x48c4_avx512vnni,
-            ..Kernels::scalar()
+            ..avx2
         }
     }
 }

@@ -1,7 +1,8 @@
 //! x86-64 kernel tiers.
 //!
 //! * [`avx2`]: `quantize_rows` and `gemm_q8` with 256-bit AVX2 integer ops
-//!   (`vpmaddubsw` with the sign trick, then `vpmaddwd` into i32).
+//!   (`vpmaddubsw` with the sign trick, then `vpmaddwd` into i32); with
+//!   `avx2_float`, the epilogue activations, `layer_norm` and `attention`.
 //! * [`avx512vnni`]: `gemm_q8` with 512-bit `vpdpbusd`; reuses AVX2's
 //!   `quantize_rows` (every AVX-512 CPU has AVX2, and the tier checks it).
 //!
@@ -15,6 +16,7 @@
 //! `target-cpu` that has them), like memchr without its `std` feature.
 
 pub mod avx2;
+pub(crate) mod avx2_float;
 // The AVX-512 intrinsics and `target_feature`s are stable since Rust 1.89, above
 // the crate's `rust-version` (1.85): building this tier needs 1.89.
 #[allow(clippy::incompatible_msrv)]
@@ -24,7 +26,7 @@ use crate::kernels::{scalar, Epilogue};
 
 /// Applies `ep` to `count` consecutive outputs at `out` whose pre-epilogue
 /// values are `y[..count]`, one element at a time with the scalar epilogue
-/// (the tails, and the `Activate` / `Tanh` epilogues, which must stay libm).
+/// (the tails; the AVX-512 tier's `Activate` / `Tanh` epilogues).
 ///
 /// # Safety
 ///

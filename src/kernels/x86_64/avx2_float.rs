@@ -1,0 +1,617 @@
+//! AVX2 float kernels: the activations of the GEMM epilogue, LayerNorm and
+//! attention, each the lane-wise image of the scalar reference
+//! ([`crate::kernels::scalar`]) and bit-identical to it.
+//!
+//! Every step is one IEEE f32 operation that the reference also performs, in
+//! the same order: `vaddps` / `vsubps` / `vmulps` / `vdivps` (no FMA),
+//! `vroundps` (round half to even), `vminps(a, b)` = `if a < b { a } else { b }`
+//! ([`scalar::min_sel`](crate::kernels::scalar::min_sel)), `vmaxps(a, b)` ([`scalar::max_sel`](crate::kernels::scalar::max_sel)), ordered
+//! compares with blends, and integer / bit operations on the exponent and the
+//! sign. Sums use 8 lanes (lane `l` takes elements `8t + l` in order, the last
+//! chunk padded with `+0.0`) and the fixed [`scalar::reduce8`](crate::kernels::scalar::reduce8) tree, which
+//! [`hsum`] and [`hsum8x8`] evaluate with shuffles. See `docs/kernels.md`.
+
+use crate::format::Activation;
+use crate::kernels::scalar::{
+    self, ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E,
+    TANH_P, TANH_SMALL,
+};
+use crate::kernels::AttentionArgs;
+use core::arch::x86_64::*;
+
+/// `e^x` lane-wise, as [`scalar::exp`](crate::kernels::scalar::exp).
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn exp(x: __m256) -> __m256 {
+    let c = _mm256_max_ps(
+        _mm256_set1_ps(EXP_LO),
+        _mm256_min_ps(_mm256_set1_ps(EXP_HI), x),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        c,
+        _mm256_set1_ps(LOG2E),
+    ));
+    let r = _mm256_sub_ps(c, _mm256_mul_ps(n, _mm256_set1_ps(LN2_HI)));
+    let r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(LN2_LO)));
+    let z = _mm256_mul_ps(r, r);
+    let mut p = _mm256_set1_ps(EXP_P[0]);
+    for &k in &EXP_P[1..] {
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(k));
+    }
+    let p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, z), r), _mm256_set1_ps(1.0));
+    // n is an integer in -126..=127 (or NaN: then p is NaN and stays NaN).
+    let e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
+    let y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)));
+    let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
+    _mm256_andnot_ps(under, y)
+}
+
+/// `tanh(x)` lane-wise, as [`scalar::tanh`](crate::kernels::scalar::tanh).
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn tanh(x: __m256) -> __m256 {
+    let sign = _mm256_set1_ps(-0.0);
+    let one = _mm256_set1_ps(1.0);
+    let ax = _mm256_andnot_ps(sign, x);
+    // SAFETY: AVX2 is available (our contract).
+    let e = unsafe { exp(_mm256_add_ps(ax, ax)) };
+    let big = _mm256_sub_ps(
+        one,
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+    );
+    let big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
+    let s = _mm256_mul_ps(x, x);
+    let mut p = _mm256_set1_ps(TANH_P[0]);
+    for &k in &TANH_P[1..] {
+        p = _mm256_add_ps(_mm256_mul_ps(p, s), _mm256_set1_ps(k));
+    }
+    let small = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, s), x), x);
+    let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
+    _mm256_blendv_ps(big, small, is_small)
+}
+
+/// `erf(x)` lane-wise, as [`scalar::erf`](crate::kernels::scalar::erf).
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn erf(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(_mm256_set1_ps(-4.0), _mm256_min_ps(_mm256_set1_ps(4.0), x));
+    let x2 = _mm256_mul_ps(x, x);
+    let mut p = _mm256_set1_ps(ERF_ALPHA[0]);
+    for &k in &ERF_ALPHA[1..] {
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(k));
+    }
+    let p = _mm256_mul_ps(x, p);
+    let mut q = _mm256_set1_ps(ERF_BETA[0]);
+    for &k in &ERF_BETA[1..] {
+        q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(k));
+    }
+    _mm256_div_ps(p, q)
+}
+
+/// The activation `a` lane-wise, as [`scalar::activate`](crate::kernels::scalar::activate).
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn activate(x: __m256, a: Activation) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    match a {
+        Activation::GeluNew => {
+            let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+            let u = _mm256_mul_ps(
+                _mm256_set1_ps(GELU_C),
+                _mm256_add_ps(x, _mm256_mul_ps(_mm256_set1_ps(GELU_A), x3)),
+            );
+            // SAFETY: AVX2 is available (our contract).
+            let e = unsafe { exp(_mm256_mul_ps(u, _mm256_set1_ps(-2.0))) };
+            _mm256_div_ps(x, _mm256_add_ps(one, e))
+        }
+        Activation::Gelu => {
+            let z = _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
+            // SAFETY: AVX2 is available (our contract).
+            let e = unsafe { erf(z) };
+            _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), _mm256_add_ps(one, e))
+        }
+        Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
+    }
+}
+
+/// [`scalar::reduce8`](crate::kernels::scalar::reduce8) of the 8 lanes of `v`.
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum(v: __m256) -> f32 {
+    // s_k = v_k + v_{k+4}
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    // t = [s0 + s2, s1 + s3]
+    let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+}
+
+/// [`scalar::reduce8_max`](crate::kernels::scalar::reduce8_max) of the 8 lanes of `v`.
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hmax(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let t = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)))
+}
+
+/// [`scalar::reduce8`](crate::kernels::scalar::reduce8) of each of 8 vectors at once: lane `t` of the result is
+/// the reduction of `x[t]`, with exactly the same additions as [`hsum`].
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum8x8(x: &[__m256; 8]) -> __m256 {
+    // [P lanes k + P lanes k+4 | Q lanes k + Q lanes k+4]
+    macro_rules! halves {
+        ($p:expr, $q:expr) => {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>($p, $q),
+                _mm256_permute2f128_ps::<0x31>($p, $q),
+            )
+        };
+    }
+    // From [Ps | Qs] and [Rs | Ts]: [Pt0, Rt0, Pt1, Rt1 | Qt0, Tt0, Qt1, Tt1]
+    // with t0 = s0 + s2, t1 = s1 + s3.
+    macro_rules! pairs {
+        ($a:expr, $b:expr) => {
+            _mm256_add_ps(_mm256_unpacklo_ps($a, $b), _mm256_unpackhi_ps($a, $b))
+        };
+    }
+    let u1 = pairs!(halves!(x[0], x[4]), halves!(x[1], x[5]));
+    let u2 = pairs!(halves!(x[2], x[6]), halves!(x[3], x[7]));
+    // [t0 of 0, 1, 2, 3 | 4, 5, 6, 7] + [t1 of ...]
+    _mm256_add_ps(
+        _mm256_shuffle_ps::<0x44>(u1, u2),
+        _mm256_shuffle_ps::<0xEE>(u1, u2),
+    )
+}
+
+/// `scalar::dot_f32`'s reduction of the 8 lanes of `v`:
+/// `((v0 + v4) + (v1 + v5)) + ((v2 + v6) + (v3 + v7))`.
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum_dot(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    // [s0 + s1, s2 + s3, ..]
+    let t = _mm_hadd_ps(s, s);
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+}
+
+/// [`crate::kernels::GemmF32Fn`] for AVX2, bit-identical to
+/// [`scalar::gemm_f32`](crate::kernels::scalar::gemm_f32) (the same 8-lane
+/// partial sums of `scalar::dot_f32`, its reduction tree, then its sequential
+/// tail, bias and epilogue). Private to the crate: reachable only through
+/// [`super::avx2::Avx2Kernels::kernels`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_f32_avx2(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: crate::kernels::Epilogue,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+    assert!(lda >= k && ldo >= n, "gemm_f32: row stride too small");
+    assert!(
+        need(lda, k).is_some_and(|v| a.len() >= v),
+        "gemm_f32: input too short"
+    );
+    assert!(
+        n.checked_mul(k).is_some_and(|v| w.len() >= v),
+        "gemm_f32: weights too short"
+    );
+    assert!(bias.len() >= n, "gemm_f32: bias too short");
+    assert!(
+        need(ldo, n).is_some_and(|v| out.len() >= v),
+        "gemm_f32: output too short"
+    );
+    // SAFETY: AVX2 is available (only reachable through an AVX2 table) and
+    // the asserts above bound every access.
+    unsafe { gemm_f32(a, lda, m, w, n, k, bias, out, ldo, ep) }
+}
+
+/// # Safety
+///
+/// AVX2; the bounds asserted by [`gemm_f32_avx2`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: crate::kernels::Epilogue,
+) {
+    let full = k / 8 * 8;
+    let (ap, wp) = (a.as_ptr(), w.as_ptr());
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        let orow = &mut out[i * ldo..i * ldo + n];
+        // SAFETY: row i of `a` and rows r..r + 4 of `w` hold k floats and
+        // every chunk has c + 8 <= k (asserted by the caller).
+        let xp = unsafe { ap.add(i * lda) };
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut c = 0;
+            while c < full {
+                // SAFETY: as above.
+                unsafe {
+                    let xv = _mm256_loadu_ps(xp.add(c));
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        let wv = _mm256_loadu_ps(wp.add((r + t) * k + c));
+                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, wv));
+                    }
+                }
+                c += 8;
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                let wr = &w[(r + t) * k..(r + t + 1) * k];
+                // SAFETY: AVX2 is available.
+                let mut s = unsafe { hsum_dot(*acc) };
+                for (xv, wv) in x[full..].iter().zip(&wr[full..]) {
+                    s += xv * wv;
+                }
+                scalar::epilogue(&mut orow[r + t], s + bias[r + t], ep);
+            }
+            r += 4;
+        }
+        for r in r..n {
+            let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
+            scalar::epilogue(&mut orow[r], y, ep);
+        }
+    }
+}
+
+/// The mask of lanes `l < rem` (`rem` in `1..8`) for `vmaskmovps`.
+///
+/// # Safety
+///
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tail_mask(rem: usize) -> __m256i {
+    let r = rem as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(r),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// [`crate::kernels::LayerNormFn`] for AVX2. Private to the crate: reachable
+/// only through [`super::avx2::Avx2Kernels::kernels`].
+pub(crate) fn layer_norm_avx2(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    assert!(
+        gamma.len() >= x.len() && beta.len() >= x.len(),
+        "layer_norm: gamma / beta too short"
+    );
+    // SAFETY: AVX2 is available (only reachable through an AVX2 table), and
+    // gamma / beta hold at least x.len() values (just checked).
+    unsafe { layer_norm(x, gamma, beta, eps) }
+}
+
+/// # Safety
+///
+/// AVX2; `gamma` and `beta` at least as long as `x`.
+#[target_feature(enable = "avx2")]
+unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let k = x.len();
+    let (full, rem) = (k / 8 * 8, k % 8);
+    let xp = x.as_mut_ptr();
+    let mut acc = _mm256_setzero_ps();
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 <= k.
+        acc = _mm256_add_ps(acc, unsafe { _mm256_loadu_ps(xp.add(c)) });
+        c += 8;
+    }
+    // SAFETY: AVX2 is available; masked lanes are not accessed.
+    let mask = unsafe { tail_mask(rem.max(1)) };
+    if rem > 0 {
+        // SAFETY: the masked load reads only x[full..k].
+        acc = _mm256_add_ps(acc, unsafe { _mm256_maskload_ps(xp.add(full), mask) });
+    }
+    let n = k as f32;
+    // SAFETY: AVX2 is available.
+    let mean = unsafe { hsum(acc) } / n;
+    let meanv = _mm256_set1_ps(mean);
+    let mut acc = _mm256_setzero_ps();
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 <= k.
+        let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(xp.add(c)) }, meanv);
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, d));
+        c += 8;
+    }
+    if rem > 0 {
+        // SAFETY: the masked load reads only x[full..k].
+        let d = _mm256_sub_ps(unsafe { _mm256_maskload_ps(xp.add(full), mask) }, meanv);
+        // Padding lanes add +0.0, as in the reference.
+        let d2 = _mm256_and_ps(_mm256_mul_ps(d, d), _mm256_castsi256_ps(mask));
+        acc = _mm256_add_ps(acc, d2);
+    }
+    // SAFETY: AVX2 is available.
+    let var = unsafe { hsum(acc) } / n;
+    let inv = 1.0 / libm::sqrtf(var + eps);
+    let invv = _mm256_set1_ps(inv);
+    let (gp, bp) = (gamma.as_ptr(), beta.as_ptr());
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 <= k <= gamma.len(), beta.len().
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xp.add(c)), meanv), invv);
+            let v = _mm256_add_ps(
+                _mm256_mul_ps(v, _mm256_loadu_ps(gp.add(c))),
+                _mm256_loadu_ps(bp.add(c)),
+            );
+            _mm256_storeu_ps(xp.add(c), v);
+        }
+        c += 8;
+    }
+    for ((v, g), b) in x[full..].iter_mut().zip(&gamma[full..]).zip(&beta[full..]) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// [`crate::kernels::AttentionFn`] for AVX2. Private to the crate: reachable
+/// only through [`super::avx2::Avx2Kernels::kernels`].
+pub(crate) fn attention_avx2(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
+    if !crate::kernels::check_attention(args, scores, ctx) {
+        return;
+    }
+    // SAFETY: AVX2 is available (only reachable through an AVX2 table) and
+    // `check_attention` proved every access in bounds.
+    unsafe { attention(args, scores, ctx) }
+}
+
+/// # Safety
+///
+/// AVX2; the arguments passed `check_attention` and it returned `true`.
+#[target_feature(enable = "avx2")]
+unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
+    let (s, d, a, ld) = (
+        args.seq,
+        args.head_dim,
+        args.heads * args.head_dim,
+        args.ld_qkv,
+    );
+    let (full, rem) = (d / 8 * 8, d % 8);
+    // SAFETY: AVX2 is available.
+    let dmask = unsafe { tail_mask(rem.max(1)) };
+    let qkv = args.qkv.as_ptr();
+    let sc = scores.as_mut_ptr();
+    let scale = _mm256_set1_ps(args.scale);
+    for h in 0..args.heads {
+        for (r, i) in (args.q_begin..args.q_end).enumerate() {
+            // SAFETY: (whole block) `check_attention` proved rows 0..s of
+            // `qkv` hold 3 * A values, `scores` holds s values, `mask_bias`
+            // s values and `ctx` row r holds A values; every offset below is
+            // within those (head h, columns h*d .. h*d + d of q / k / v), the
+            // masked loads and stores touch only lanes < rem.
+            unsafe {
+                let q = qkv.add(i * ld + h * d);
+                let kb = qkv.add(a + h * d);
+                let vb = qkv.add(2 * a + h * d);
+                // Scores, 8 keys at a time.
+                let mut j = 0;
+                while j + 8 <= s {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    let mut c = 0;
+                    while c < full {
+                        let qv = _mm256_loadu_ps(q.add(c));
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let kv = _mm256_loadu_ps(kb.add((j + t) * ld + c));
+                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
+                        }
+                        c += 8;
+                    }
+                    if rem > 0 {
+                        let qv = _mm256_maskload_ps(q.add(full), dmask);
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let kv = _mm256_maskload_ps(kb.add((j + t) * ld + full), dmask);
+                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
+                        }
+                    }
+                    let dots = hsum8x8(&acc);
+                    let v = _mm256_add_ps(
+                        _mm256_mul_ps(dots, scale),
+                        _mm256_loadu_ps(args.mask_bias.as_ptr().add(j)),
+                    );
+                    _mm256_storeu_ps(sc.add(j), v);
+                    j += 8;
+                }
+                while j < s {
+                    let mut acc = _mm256_setzero_ps();
+                    let k = kb.add(j * ld);
+                    let mut c = 0;
+                    while c < full {
+                        let p = _mm256_mul_ps(_mm256_loadu_ps(q.add(c)), _mm256_loadu_ps(k.add(c)));
+                        acc = _mm256_add_ps(acc, p);
+                        c += 8;
+                    }
+                    if rem > 0 {
+                        let p = _mm256_mul_ps(
+                            _mm256_maskload_ps(q.add(full), dmask),
+                            _mm256_maskload_ps(k.add(full), dmask),
+                        );
+                        acc = _mm256_add_ps(acc, p);
+                    }
+                    *sc.add(j) = hsum(acc) * args.scale + *args.mask_bias.get_unchecked(j);
+                    j += 1;
+                }
+                softmax(sc, s);
+                // ctx = sum_j p_j v_j, 8 columns per accumulator.
+                let out = ctx.as_mut_ptr().add(r * args.ld_ctx + h * d);
+                let mut c = 0;
+                while c + 64 <= full {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for j in 0..s {
+                        let p = _mm256_set1_ps(*sc.add(j));
+                        let v = vb.add(j * ld + c);
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let vv = _mm256_loadu_ps(v.add(8 * t));
+                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(p, vv));
+                        }
+                    }
+                    for (t, acc) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(out.add(c + 8 * t), *acc);
+                    }
+                    c += 64;
+                }
+                while c < full {
+                    let mut acc = _mm256_setzero_ps();
+                    for j in 0..s {
+                        let p = _mm256_set1_ps(*sc.add(j));
+                        let vv = _mm256_loadu_ps(vb.add(j * ld + c));
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, vv));
+                    }
+                    _mm256_storeu_ps(out.add(c), acc);
+                    c += 8;
+                }
+                if rem > 0 {
+                    let mut acc = _mm256_setzero_ps();
+                    for j in 0..s {
+                        let p = _mm256_set1_ps(*sc.add(j));
+                        let vv = _mm256_maskload_ps(vb.add(j * ld + full), dmask);
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, vv));
+                    }
+                    _mm256_maskstore_ps(out.add(full), dmask, acc);
+                }
+            }
+        }
+    }
+}
+
+/// [`scalar::softmax`](crate::kernels::scalar::softmax) of the `s` floats at `x`, in place.
+///
+/// # Safety
+///
+/// AVX2; `x .. x + s` valid for reads and writes, `s >= 1`.
+#[target_feature(enable = "avx2")]
+unsafe fn softmax(x: *mut f32, s: usize) {
+    let (full, rem) = (s / 8 * 8, s % 8);
+    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+    // SAFETY: (whole block) every access is below x + s (full + 8 <= s in the
+    // loops, masked lanes < rem for the tail); AVX2 is available.
+    unsafe {
+        let mask = tail_mask(rem.max(1));
+        let mut m = neg_inf;
+        let mut c = 0;
+        while c < full {
+            m = _mm256_max_ps(m, _mm256_loadu_ps(x.add(c)));
+            c += 8;
+        }
+        if rem > 0 {
+            let v = _mm256_maskload_ps(x.add(full), mask);
+            m = _mm256_max_ps(m, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
+        }
+        let max = hmax(m);
+        let maxv = _mm256_set1_ps(max);
+        let mut acc = _mm256_setzero_ps();
+        let mut c = 0;
+        while c < full {
+            let e = exp(_mm256_sub_ps(_mm256_loadu_ps(x.add(c)), maxv));
+            _mm256_storeu_ps(x.add(c), e);
+            acc = _mm256_add_ps(acc, e);
+            c += 8;
+        }
+        if rem > 0 {
+            let e = exp(_mm256_sub_ps(_mm256_maskload_ps(x.add(full), mask), maxv));
+            _mm256_maskstore_ps(x.add(full), mask, e);
+            acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(mask)));
+        }
+        let inv = 1.0 / hsum(acc);
+        let invv = _mm256_set1_ps(inv);
+        let mut c = 0;
+        while c < full {
+            _mm256_storeu_ps(x.add(c), _mm256_mul_ps(_mm256_loadu_ps(x.add(c)), invv));
+            c += 8;
+        }
+        for c in full..s {
+            *x.add(c) *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD building blocks against the scalar ones on special values.
+    #[test]
+    fn exp_and_tanh_match_scalar_on_specials() {
+        if !std::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let xs = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            EXP_LO,
+            EXP_LO - 1e-3,
+            EXP_HI,
+            100.0,
+            -100.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN,
+            f32::MAX,
+            1e-40,
+            0.624_999_9,
+            0.625,
+        ];
+        for &x in &xs {
+            let mut out = [0.0f32; 8];
+            // SAFETY: AVX2 checked above; an 8-float array.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_set1_ps(x))) };
+            assert_eq!(out[0].to_bits(), scalar::exp(x).to_bits(), "exp({x})");
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), tanh(_mm256_set1_ps(x))) };
+            assert_eq!(out[0].to_bits(), scalar::tanh(x).to_bits(), "tanh({x})");
+        }
+    }
+}
