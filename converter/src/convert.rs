@@ -80,6 +80,8 @@ pub struct Options {
     pub calibrate: Option<Vec<Text>>,
     /// Keep only the vocabulary these texts use.
     pub keep_vocab: Option<Vec<Text>>,
+    /// A preset; replaces `heads` and `ffn_fraction` once the model's shape is known.
+    pub preset: Option<Preset>,
 }
 
 /// A named pruning preset (`--prune NAME`).
@@ -87,16 +89,29 @@ pub struct Options {
 pub struct Preset {
     /// Name on the command line.
     pub name: &'static str,
-    /// Heads removed from every stored layer.
-    pub heads: usize,
+    /// Fraction of the heads removed from every stored layer (rounded, at least one
+    /// head kept).
+    pub heads_fraction: f64,
     /// Fraction of FFN neurons removed.
     pub ffn_fraction: f64,
+}
+
+impl Preset {
+    /// The options for a model with `heads` heads per layer.
+    pub fn options(&self, heads: usize) -> (Heads, f64) {
+        let n =
+            ((heads as f64 * self.heads_fraction).round() as usize).min(heads.saturating_sub(1));
+        (
+            if n == 0 { Heads::Keep } else { Heads::Count(n) },
+            self.ffn_fraction,
+        )
+    }
 }
 
 /// `--prune fast`: see `docs/accuracy.md` for the measurements behind it.
 pub const FAST: Preset = Preset {
     name: "fast",
-    heads: 3,
+    heads_fraction: 0.25,
     ffn_fraction: 0.5,
 };
 
@@ -228,6 +243,11 @@ pub fn convert_with(
     progress: Progress<'_>,
 ) -> Result<(Vec<u8>, Report)> {
     let mut m = names::interpret(raw)?;
+    let mut o = o.clone();
+    if let Some(p) = o.preset {
+        (o.heads, o.ffn_fraction) = p.options(m.arch.heads);
+    }
+    let o = &o;
     check_options(&m, o)?;
     let tok = tokenizer_section(raw)?;
     let samples = match &o.calibrate {

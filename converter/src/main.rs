@@ -73,8 +73,8 @@ struct ConvertArgs {
     /// first; in [0, 1).
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     prune_ffn: Option<f64>,
-    /// A pruning preset: `fast` removes 3 heads and half of the FFN neurons (best with
-    /// --calibrate; measured in docs/accuracy.md).
+    /// A pruning preset: `fast` removes a quarter of the heads and half of the FFN
+    /// neurons (best with --calibrate; measured in docs/accuracy.md).
     #[arg(long, value_enum, value_name = "PRESET", conflicts_with_all = ["prune_heads", "prune_ffn"])]
     prune: Option<PresetArg>,
     /// Calibration texts (a TSV with a `sentence` column, or one text per line): pruning
@@ -92,7 +92,7 @@ struct ConvertArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PresetArg {
-    /// 3 heads and 50% of the FFN neurons removed.
+    /// 25% of the heads and 50% of the FFN neurons removed.
     Fast,
 }
 
@@ -221,8 +221,7 @@ fn run(cli: &ConvertArgs) -> Result<()> {
         ..Options::default()
     };
     if let Some(PresetArg::Fast) = cli.prune {
-        options.heads = Heads::Count(convert::FAST.heads);
-        options.ffn_fraction = convert::FAST.ffn_fraction;
+        options.preset = Some(convert::FAST);
     }
     if let Some(p) = &cli.calibrate {
         options.calibrate = Some(corpus::read(p)?);

@@ -86,6 +86,30 @@ pub fn activation_importance(
     let mut rows = vec![0usize; m.layers.len()];
     let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let mut ws = model.new_workspace(longest, 1);
+    // ||W_dense[:, h] c||^2 = c^T G_h c with the head's Gram matrix
+    // G_h = W_dense[:, h]^T W_dense[:, h] (d x d): d^2 instead of H*d per token.
+    let gram: Vec<Vec<Vec<f64>>> = m
+        .layers
+        .iter()
+        .map(|l| {
+            let w = &l.dense.w;
+            (0..nh)
+                .map(|h| {
+                    let mut g = vec![0f64; d * d];
+                    for o in 0..w.rows {
+                        let wr = &w.row(o)[h * d..(h + 1) * d];
+                        for a in 0..d {
+                            let wa = wr[a] as f64;
+                            for (b, gv) in g[a * d..(a + 1) * d].iter_mut().enumerate() {
+                                *gv += wa * wr[b] as f64;
+                            }
+                        }
+                    }
+                    g
+                })
+                .collect()
+        })
+        .collect();
     for (i, s) in samples.iter().enumerate() {
         let input = Input {
             batch: 1,
@@ -108,22 +132,22 @@ pub fn activation_importance(
                         RoleKind::AttnOutWeight => {
                             // The head's exact contribution to the residual stream:
                             // || W_dense[:, h] ctx_h || per token.
-                            let w = &m.layers[l].dense.w;
                             for row in 0..r {
                                 let x = &x[row * ld..row * ld + cols];
                                 for (h, acc) in ctx_norm[l].iter_mut().enumerate() {
                                     let ctx = &x[h * d..(h + 1) * d];
+                                    let g = &gram[l][h];
                                     let mut sq = 0f64;
-                                    for o in 0..w.rows {
-                                        let wr = &w.row(o)[h * d..(h + 1) * d];
-                                        let y: f64 = wr
+                                    for (a, &ca) in ctx.iter().enumerate() {
+                                        let gr = &g[a * d..(a + 1) * d];
+                                        let y: f64 = gr
                                             .iter()
                                             .zip(ctx)
-                                            .map(|(a, b)| *a as f64 * *b as f64)
+                                            .map(|(gv, &cb)| gv * cb as f64)
                                             .sum();
-                                        sq += y * y;
+                                        sq += ca as f64 * y;
                                     }
-                                    *acc += sq.sqrt();
+                                    *acc += sq.max(0.0).sqrt();
                                 }
                             }
                             rows[l] += r;

@@ -282,6 +282,7 @@ fn pruning_and_vocabulary_together() {
         ffn_fraction: 0.25,
         calibrate: Some(fixture_corpus()),
         keep_vocab: Some(fixture_corpus()),
+        preset: None,
     };
     let (bytes, report) =
         convert::convert_with(&r, Precision::Int8, &o, &mut |_, _, _| {}).unwrap();
