@@ -14,9 +14,9 @@
 # * every input is truncated to 64 tokens, as in training (`eval --max-len 64`);
 # * f32 and int8 are judged on all 872 dev sentences against the recorded PyTorch
 #   fp32 predictions (`predictions_dev.json`);
-# * `--prune fast` computes importance and int8 ranges on the first 128 dev
-#   sentences (`--calibrate`) and is judged on the second half of dev (rows
-#   437-872), which calibration never saw;
+# * `--prune fast` computes importance and int8 ranges on the first $CALIB dev
+#   sentences (`--calibrate`, default 32) and is judged on the second half of dev
+#   (rows 437-872), which calibration never saw;
 # * `--keep-vocab dev` keeps the pieces the 872 dev sentences use and is judged on
 #   them (same predictions expected); `--keep-vocab train` keeps the pieces of the
 #   67,349 training sentences and is judged on all of dev (which it never saw);
@@ -43,8 +43,9 @@ echo "work directory: $WORK" >&2
 # The two halves of dev, each with the header.
 head -n 1 "$dev" > "$WORK/dev-a.tsv"; sed -n '2,437p' "$dev" >> "$WORK/dev-a.tsv"
 head -n 1 "$dev" > "$WORK/dev-b.tsv"; sed -n '438,873p' "$dev" >> "$WORK/dev-b.tsv"
-# Calibration: the first 128 dev sentences (a quarter of a minute of f32 runs for base).
-head -n 129 "$dev" > "$WORK/dev-cal.tsv"
+# Calibration: the first $CALIB dev sentences.
+CALIB="${CALIB:-32}"
+head -n $((CALIB + 1)) "$dev" > "$WORK/dev-cal.tsv"
 
 # convert NAME MODEL ARGS...: writes $WORK/NAME.albert and its summary.
 convert_to() {
@@ -121,16 +122,16 @@ for model in "${models[@]}"; do
         "$WORK/$model-int8.dev.json" > "$WORK/$model-int8.dev-b.json"
     row "$model-int8" "int8" "$WORK/$model-int8.dev-b.json" "2nd half" "$ref_b" 436 436
     convert_to "$model-int8-fast" "$model" --prune fast --calibrate "$WORK/dev-cal.tsv"
-    row "$model-int8-fast" "int8, \`--prune fast --calibrate dev[1-128]\`" \
+    row "$model-int8-fast" "int8, \`--prune fast --calibrate dev[1-$CALIB]\`" \
         "$(evaluate "$model-int8-fast" "$WORK/dev-b.tsv")" "2nd half" "$ref_b" 436 436
     convert_to "$model-int8-vocab-train" "$model" --keep-vocab "$train"
     row "$model-int8-vocab-train" "int8, \`--keep-vocab train\`" \
         "$(evaluate "$model-int8-vocab-train" "$dev")" "all" "$ref_all" 0 872
     convert_to "$model-int8-fast-vocab-train" "$model" --prune fast --calibrate "$WORK/dev-cal.tsv" --keep-vocab "$train"
-    row "$model-int8-fast-vocab-train" "int8, \`--prune fast --calibrate dev[1-128] --keep-vocab train\`" \
+    row "$model-int8-fast-vocab-train" "int8, \`--prune fast --calibrate dev[1-$CALIB] --keep-vocab train\`" \
         "$(evaluate "$model-int8-fast-vocab-train" "$WORK/dev-b.tsv")" "2nd half" "$ref_b" 436 436
     convert_to "$model-int8-fast-vocab-a" "$model" --prune fast --calibrate "$WORK/dev-cal.tsv" --keep-vocab "$WORK/dev-a.tsv"
-    row "$model-int8-fast-vocab-a" "int8, \`--prune fast --calibrate dev[1-128] --keep-vocab dev[1st half]\`" \
+    row "$model-int8-fast-vocab-a" "int8, \`--prune fast --calibrate dev[1-$CALIB] --keep-vocab dev[1st half]\`" \
         "$(evaluate "$model-int8-fast-vocab-a" "$WORK/dev-b.tsv")" "2nd half" "$ref_b" 436 436
     # ONNX Runtime int8, as recorded in metrics.json (for the drop comparison).
     jq -r --arg m "$model" '"| sst2-\($m) | ONNX Runtime int8 (recorded in metrics.json) | | \(.onnx.int8.bytes / 1048576 * 100 | round / 100) MiB | \(.onnx.int8.dev.accuracy * 10000 | round / 100)% (\(.onnx.int8.dev.accuracy * .dev.n | round)/\(.dev.n), all) | \((.onnx.int8.dev.accuracy - .dev.accuracy) * 10000 | round / 100) pt | \(.onnx.int8.dev.agreement_with_fp32_torch * 10000 | round / 100)% | |"' \
