@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p albert-convert --example prune_curve -- \
-//!     CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--max-len 64] HEADS:FFN...
+//!     CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--compensate] [--max-len 64] HEADS:FFN...
 //! ```
 //!
 //! Prints one line per configuration: heads removed, FFN fraction removed, parameters
@@ -68,11 +68,13 @@ fn main() -> Result<()> {
         bail!("usage: prune_curve CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--max-len N] HEADS:FFN...");
     };
     let (mut precision, mut weights, mut max_len) = (Precision::F32, false, 64usize);
+    let mut compensate = false;
     let mut configs = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--int8" => precision = Precision::Int8,
             "--weights" => weights = true,
+            "--compensate" => compensate = true,
             "--max-len" => max_len = args.next().context("--max-len N")?.parse()?,
             c => {
                 let (h, f) = c.split_once(':').context("configurations are HEADS:FFN")?;
@@ -99,6 +101,11 @@ fn main() -> Result<()> {
         prune::activation_importance(&m, &calib, |_| {})?
     };
     eprintln!("importance in {:.1} s", t0.elapsed().as_secs_f64());
+    let means = if compensate {
+        Some(calibrate::collect(&m, &calib, |_| {})?)
+    } else {
+        None
+    };
     let pack_it = |m: &albert_convert::model::Albert| -> Result<Vec<u8>> {
         let stats = if precision == Precision::Int8 {
             Some(calibrate::collect(m, &calib, |_| {})?)
@@ -111,15 +118,16 @@ fn main() -> Result<()> {
     let base = predict(&base_bytes, &judged)?;
     let p0 = m.parameter_count();
     println!(
-        "# {ckpt} {} importance={} judged on {} rows of {judge}",
+        "# {ckpt} {} importance={}{} judged on {} rows of {judge}",
         precision.name(),
         if weights { "weights" } else { "activations" },
+        if compensate { " mean-replacement" } else { "" },
         judged.len()
     );
     println!("heads ffn   params   removed  file_bytes  correct  accuracy  agreement");
     for (h, f) in configs {
         let mut p = m.clone();
-        prune::apply(&mut p, &imp, h, f)?;
+        prune::apply_compensated(&mut p, &imp, None, h, f, means.as_ref())?;
         let bytes = if (h, f) == (0, 0.0) {
             base_bytes.clone()
         } else {

@@ -280,19 +280,22 @@ pub fn convert_with(
             Some(s) => prune::activation_importance(&m, s, |i| progress("scoring", i, s.len()))?,
             None => prune::weight_importance(&m),
         };
-        match &o.heads {
-            Heads::Keep => {}
-            Heads::Count(n) => prune::apply(&mut m, &imp, *n, 0.0)?,
+        // Mean replacement needs the unpruned model's mean activations.
+        let means = match &samples {
+            Some(s) => Some(calibrate::collect(&m, s, |i| {
+                progress("averaging", i, s.len())
+            })?),
+            None => None,
+        };
+        let (keep, remove) = match &o.heads {
+            Heads::Keep => (None, 0),
+            Heads::Count(n) => (None, *n),
             Heads::List(l) => {
                 let keep: Vec<usize> = (0..m.arch.heads).filter(|h| !l.contains(h)).collect();
-                let keep = vec![keep; m.layers.len()];
-                prune::prune_heads(&mut m, &keep)?;
+                (Some(vec![keep; m.layers.len()]), 0)
             }
-        }
-        if o.ffn_fraction > 0.0 {
-            // Neuron scores do not depend on which heads were removed.
-            prune::apply(&mut m, &imp, 0, o.ffn_fraction)?;
-        }
+        };
+        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, means.as_ref())?;
     }
     let stats = if precision == Precision::Int8 {
         let synthetic;

@@ -318,3 +318,86 @@ pub fn apply(
     }
     Ok(())
 }
+
+/// Mean replacement: before inputs `removed` of `lin` are pruned, folds their mean
+/// contribution `W[:, removed] * mean[removed]` into the bias, so the layer's output
+/// keeps its mean instead of shifting.
+fn fold_means(lin: &mut Linear, removed: &[usize], mean: &[f64]) {
+    for (o, b) in lin.b.iter_mut().enumerate() {
+        let row = lin.w.row(o);
+        let d: f64 = removed.iter().map(|&c| row[c] as f64 * mean[c]).sum();
+        *b = (*b as f64 + d) as f32;
+    }
+}
+
+/// Like [`apply`], with mean replacement when `stats` (activation statistics of the
+/// unpruned model, from [`crate::calibrate::collect`]) are given: the mean output of
+/// every removed head (over all applications of its layer) is folded into the
+/// attention output bias, and that of every removed FFN neuron into the FFN output
+/// bias. `heads` lists, for every stored layer, the heads to keep (`None`: keep the
+/// `heads - remove_heads` most important ones).
+pub fn apply_compensated(
+    m: &mut Albert,
+    imp: &Importance,
+    keep_heads: Option<Vec<Vec<usize>>>,
+    remove_heads: usize,
+    ffn_fraction: f64,
+    stats: Option<&crate::calibrate::ActStats>,
+) -> Result<()> {
+    if remove_heads >= m.arch.heads {
+        bail!("cannot remove {remove_heads} of {} heads", m.arch.heads);
+    }
+    if !(0.0..1.0).contains(&ffn_fraction) {
+        bail!("--prune-ffn must be in [0, 1)");
+    }
+    let d = m.arch.head_dim;
+    let keep_heads = match keep_heads {
+        Some(k) => Some(k),
+        None if remove_heads > 0 => Some(
+            imp.heads
+                .iter()
+                .map(|s| top(s, m.arch.heads - remove_heads))
+                .collect(),
+        ),
+        None => None,
+    };
+    let drop = (m.arch.intermediate as f64 * ffn_fraction).round() as usize;
+    let keep_neurons: Option<Vec<Vec<usize>>> = (drop > 0).then(|| {
+        imp.neurons
+            .iter()
+            .map(|s| top(s, m.arch.intermediate - drop))
+            .collect()
+    });
+    if let Some(st) = stats {
+        for (l, layer) in m.layers.iter_mut().enumerate() {
+            if let Some(k) = &keep_heads {
+                let code = Role::layer(RoleKind::AttnOutWeight, l as u32).code();
+                let mean = st
+                    .mean(code)
+                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
+                let removed: Vec<usize> = (0..m.arch.heads)
+                    .filter(|h| !k[l].contains(h))
+                    .flat_map(|h| h * d..(h + 1) * d)
+                    .collect();
+                fold_means(&mut layer.dense, &removed, &mean);
+            }
+            if let Some(k) = &keep_neurons {
+                let code = Role::layer(RoleKind::FfnOutWeight, l as u32).code();
+                let mean = st
+                    .mean(code)
+                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
+                let removed: Vec<usize> = (0..m.arch.intermediate)
+                    .filter(|n| k[l].binary_search(n).is_err())
+                    .collect();
+                fold_means(&mut layer.ffn_output, &removed, &mean);
+            }
+        }
+    }
+    if let Some(k) = &keep_heads {
+        prune_heads(m, k)?;
+    }
+    if let Some(k) = &keep_neurons {
+        prune_ffn(m, k)?;
+    }
+    Ok(())
+}
