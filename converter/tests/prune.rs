@@ -157,10 +157,10 @@ fn pruned_models_shrink_and_still_run() {
 #[test]
 fn fast_preset_scales_with_the_head_count() {
     use albert_convert::convert::{Heads, FAST};
-    assert_eq!(FAST.options(12), (Heads::Count(3), 0.5));
-    assert_eq!(FAST.options(4), (Heads::Count(1), 0.5));
+    assert_eq!(FAST.options(12), (Heads::Count(2), 0.4));
+    assert_eq!(FAST.options(4), (Heads::Count(1), 0.4));
     // Never every head: a one-head model keeps its head.
-    assert_eq!(FAST.options(1), (Heads::Keep, 0.5));
+    assert_eq!(FAST.options(1), (Heads::Keep, 0.4));
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn head_lists_and_the_fast_preset() {
     assert!(r.status.success(), "{}", stderr(&r));
     let m = albert_edge::Model::read(&out).unwrap();
     assert_eq!(m.config().num_heads, 3);
-    assert_eq!(m.config().intermediate_size, 64);
+    assert_eq!(m.config().intermediate_size, 77);
 }
 
 #[test]
