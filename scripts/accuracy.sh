@@ -42,11 +42,12 @@ mkdir -p "$WORK"
 echo "work directory: $WORK" >&2
 
 # The two halves of dev, each with the header.
-head -n 1 "$dev" > "$WORK/dev-a.tsv"; sed -n '2,437p' "$dev" >> "$WORK/dev-a.tsv"
-head -n 1 "$dev" > "$WORK/dev-b.tsv"; sed -n '438,873p' "$dev" >> "$WORK/dev-b.tsv"
+# (Written to a temporary file and renamed: two runs may share WORK.)
+{ head -n 1 "$dev"; sed -n '2,437p' "$dev"; } > "$WORK/dev-a.tsv.$$" && mv "$WORK/dev-a.tsv.$$" "$WORK/dev-a.tsv"
+{ head -n 1 "$dev"; sed -n '438,873p' "$dev"; } > "$WORK/dev-b.tsv.$$" && mv "$WORK/dev-b.tsv.$$" "$WORK/dev-b.tsv"
 # Calibration: the first $CALIB dev sentences.
 CALIB="${CALIB:-32}"
-head -n $((CALIB + 1)) "$dev" > "$WORK/dev-cal.tsv"
+head -n $((CALIB + 1)) "$dev" > "$WORK/dev-cal.tsv.$$" && mv "$WORK/dev-cal.tsv.$$" "$WORK/dev-cal.tsv"
 
 # convert NAME MODEL ARGS...: writes $WORK/NAME.albert and its summary.
 convert_to() {
@@ -85,8 +86,8 @@ echo "| model | variant | parameters | file | accuracy (dev rows) | vs fp32 | ag
 echo "| --- | --- | ---: | ---: | --- | --- | --- | ---: |"
 for model in "${models[@]}"; do
     preds="$SHARED/models/sst2-$model/predictions_dev.json"
-    jq -c '.pred_fp32' "$preds" > "$WORK/$model.ref.json"
-    jq -c '.labels' "$preds" > "$WORK/$model.labels.json"
+    jq -c '.pred_fp32' "$preds" > "$WORK/$model.ref.json.$$" && mv "$WORK/$model.ref.json.$$" "$WORK/$model.ref.json"
+    jq -c '.labels' "$preds" > "$WORK/$model.labels.json.$$" && mv "$WORK/$model.labels.json.$$" "$WORK/$model.labels.json"
     ref_all=$(jq '[.pred_fp32, .labels] | transpose | map(select(.[0] == .[1])) | length' "$preds")
     ref_b=$(jq '[.pred_fp32[436:], .labels[436:]] | transpose | map(select(.[0] == .[1])) | length' "$preds")
     p0=""
