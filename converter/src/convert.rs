@@ -1,14 +1,18 @@
 //! The whole conversion as one function over in-memory values, so it can be
 //! tested without files: interpret -> (prune) -> quantize/pack -> reload check.
 
-use crate::calibrate::{self, Sample};
+use crate::calibrate::{self, ActStats, Sample};
+use crate::corpus::{self, Text};
 use crate::load::RawCheckpoint;
 use crate::model::Albert;
 use crate::names;
 use crate::pack;
+use crate::prune;
 use crate::quantize::QuantError;
+use crate::vocab::{self, VocabReport};
+use albert_edge::tokenizer::Tokenizer;
 use albert_edge::{Model, Precision};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 /// What a conversion produced, for the summary.
 #[derive(Debug, Clone)]
@@ -27,6 +31,123 @@ pub struct Report {
     pub has_tokenizer: bool,
     /// Quantization error per int8 matrix.
     pub quant_errors: Vec<QuantError>,
+    /// The same numbers for the model before pruning, when something was pruned.
+    pub before: Option<Before>,
+    /// Heads per layer and FFN size after pruning.
+    pub heads: usize,
+    /// FFN inner size after pruning.
+    pub intermediate: usize,
+    /// What vocabulary pruning did.
+    pub vocab: Option<VocabReport>,
+}
+
+/// Size of the unpruned model at the same precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Before {
+    /// Parameters.
+    pub parameters: usize,
+    /// File bytes.
+    pub file_bytes: usize,
+    /// Workspace bytes for one sequence of the maximum length.
+    pub workspace_bytes_max_seq: usize,
+    /// Heads per layer.
+    pub heads: usize,
+    /// FFN inner size.
+    pub intermediate: usize,
+}
+
+/// Which attention heads to remove from every stored layer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Heads {
+    /// None.
+    #[default]
+    Keep,
+    /// The `n` least important ones.
+    Count(usize),
+    /// These indices.
+    List(Vec<usize>),
+}
+
+/// Pruning and calibration choices (the CLI's flags).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Heads to remove.
+    pub heads: Heads,
+    /// Fraction of FFN neurons to remove, in `[0, 1)`.
+    pub ffn_fraction: f64,
+    /// Calibration texts: importance from activations (instead of weights) and, for
+    /// int8, the activation ranges.
+    pub calibrate: Option<Vec<Text>>,
+    /// Keep only the vocabulary these texts use.
+    pub keep_vocab: Option<Vec<Text>>,
+    /// A preset; replaces `heads` and `ffn_fraction` once the model's shape is known.
+    pub preset: Option<Preset>,
+}
+
+/// A named pruning preset (`--prune NAME`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preset {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// Fraction of the heads removed from every stored layer (rounded, at least one
+    /// head kept).
+    pub heads_fraction: f64,
+    /// Fraction of FFN neurons removed.
+    pub ffn_fraction: f64,
+}
+
+impl Preset {
+    /// The options for a model with `heads` heads per layer.
+    pub fn options(&self, heads: usize) -> (Heads, f64) {
+        let n =
+            ((heads as f64 * self.heads_fraction).round() as usize).min(heads.saturating_sub(1));
+        (
+            if n == 0 { Heads::Keep } else { Heads::Count(n) },
+            self.ffn_fraction,
+        )
+    }
+}
+
+/// `--prune fast`: see `docs/accuracy.md` for the measurements behind it.
+pub const FAST: Preset = Preset {
+    name: "fast",
+    heads_fraction: 1.0 / 6.0,
+    ffn_fraction: 0.4,
+};
+
+/// Progress callbacks: `(stage, done, total)`.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
+
+fn check_options(m: &Albert, o: &Options) -> Result<()> {
+    let nh = m.arch.heads;
+    match &o.heads {
+        Heads::Keep => {}
+        Heads::Count(n) if *n >= nh => bail!(
+            "--prune-heads {n}: the model has {nh} heads per layer and at least one must remain"
+        ),
+        Heads::Count(_) => {}
+        Heads::List(l) => {
+            if let Some(h) = l.iter().find(|&&h| h >= nh) {
+                bail!(
+                    "--prune-heads: head {h} does not exist (the model has heads 0..{})",
+                    nh - 1
+                );
+            }
+            let mut s = l.clone();
+            s.sort_unstable();
+            s.dedup();
+            if s.len() != l.len() {
+                bail!("--prune-heads: a head is listed twice");
+            }
+            if s.len() >= nh {
+                bail!("--prune-heads: cannot remove all {nh} heads");
+            }
+        }
+    }
+    if !(0.0..1.0).contains(&o.ffn_fraction) {
+        bail!("--prune-ffn {} must be in [0, 1)", o.ffn_fraction);
+    }
+    Ok(())
 }
 
 /// Builds the tokenizer section from the checkpoint's `spiece.model`, if any.
@@ -49,7 +170,17 @@ pub fn finish(
     input_bytes: u64,
     samples: Option<&[Sample]>,
 ) -> Result<(Vec<u8>, Report)> {
-    let stats = if precision == Precision::Int8 {
+    let stats = int8_stats(m, precision, samples)?;
+    finish_with_stats(m, precision, tokenizer, input_bytes, stats.as_ref())
+}
+
+/// The activation ranges [`finish`] uses for int8 (`None` for f32).
+pub fn int8_stats(
+    m: &Albert,
+    precision: Precision,
+    samples: Option<&[Sample]>,
+) -> Result<Option<ActStats>> {
+    Ok(if precision == Precision::Int8 {
         let synthetic;
         let samples = match samples {
             Some(s) => s,
@@ -62,8 +193,18 @@ pub fn finish(
         Some(calibrate::collect(m, samples, |_| {})?)
     } else {
         None
-    };
-    let packed = pack::pack(m, precision, tokenizer, stats.as_ref())?;
+    })
+}
+
+/// [`finish`] with activation ranges already collected.
+pub fn finish_with_stats(
+    m: &Albert,
+    precision: Precision,
+    tokenizer: Option<&[u8]>,
+    input_bytes: u64,
+    stats: Option<&ActStats>,
+) -> Result<(Vec<u8>, Report)> {
+    let packed = pack::pack(m, precision, tokenizer, stats)?;
     let model = Model::from_vec(&packed.bytes)
         .map_err(|e| anyhow::anyhow!("internal error: the written file does not load: {e}"))?;
     let max_seq = model.config().max_positions as usize;
@@ -75,6 +216,10 @@ pub fn finish(
         max_seq,
         has_tokenizer: tokenizer.is_some(),
         quant_errors: packed.quant_errors,
+        before: None,
+        heads: m.arch.heads,
+        intermediate: m.arch.intermediate,
+        vocab: None,
     };
     Ok((packed.bytes, report))
 }
@@ -84,4 +229,107 @@ pub fn convert(raw: &RawCheckpoint, precision: Precision) -> Result<(Vec<u8>, Re
     let m = names::interpret(raw)?;
     let tok = tokenizer_section(raw)?;
     finish(&m, precision, tok.as_deref(), raw.source_bytes, None)
+}
+
+/// Converts a loaded checkpoint with pruning (see [`Options`]):
+/// interpret -> calibration samples -> head/FFN importance and pruning -> int8 activation
+/// ranges -> vocabulary pruning -> pack. Calibration texts are tokenized with the full
+/// vocabulary, so the activation ranges (and thus an int8 file) do not depend on
+/// vocabulary pruning.
+pub fn convert_with(
+    raw: &RawCheckpoint,
+    precision: Precision,
+    o: &Options,
+    progress: Progress<'_>,
+) -> Result<(Vec<u8>, Report)> {
+    let mut m = names::interpret(raw)?;
+    let mut o = o.clone();
+    if let Some(p) = o.preset {
+        (o.heads, o.ffn_fraction) = p.options(m.arch.heads);
+    }
+    let o = &o;
+    check_options(&m, o)?;
+    let tok = tokenizer_section(raw)?;
+    let samples = match &o.calibrate {
+        None => None,
+        Some(texts) => {
+            let section = tok.as_deref().ok_or_else(|| {
+                anyhow!("--calibrate needs a tokenizer (spiece.model next to the checkpoint or --tokenizer)")
+            })?;
+            let t = Tokenizer::from_section(section).map_err(|e| anyhow!("internal: {e}"))?;
+            Some(corpus::tokenize(&t, texts, Some(m.arch.max_positions))?)
+        }
+    };
+    let pruning = o.heads != Heads::Keep || o.ffn_fraction > 0.0 || o.keep_vocab.is_some();
+    let before = if pruning {
+        // Size only: the activation ranges change values, not sizes.
+        let packed = pack::pack(&m, precision, tok.as_deref(), None)?;
+        let model = Model::from_vec(&packed.bytes).map_err(|e| anyhow!("internal: {e}"))?;
+        Some(Before {
+            parameters: m.parameter_count(),
+            file_bytes: packed.bytes.len(),
+            workspace_bytes_max_seq: model.workspace_len(model.config().max_positions as usize, 1),
+            heads: m.arch.heads,
+            intermediate: m.arch.intermediate,
+        })
+    } else {
+        None
+    };
+    if o.heads != Heads::Keep || o.ffn_fraction > 0.0 {
+        let imp = match &samples {
+            Some(s) => prune::activation_importance(&m, s, |i| progress("scoring", i, s.len()))?,
+            None => prune::weight_importance(&m),
+        };
+        // No mean replacement (`prune::apply_compensated` with statistics): it cost
+        // accuracy on SST-2 (docs/accuracy.md).
+        let (keep, remove) = match &o.heads {
+            Heads::Keep => (None, 0),
+            Heads::Count(n) => (None, *n),
+            Heads::List(l) => {
+                let keep: Vec<usize> = (0..m.arch.heads).filter(|h| !l.contains(h)).collect();
+                (Some(vec![keep; m.layers.len()]), 0)
+            }
+        };
+        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, None)?;
+    }
+    let stats = if precision == Precision::Int8 {
+        let synthetic;
+        let s = match &samples {
+            Some(s) => s.as_slice(),
+            None => {
+                synthetic =
+                    calibrate::synthetic(m.arch.vocab, m.arch.max_positions, m.arch.type_vocab);
+                &synthetic
+            }
+        };
+        Some(calibrate::collect(&m, s, |i| {
+            progress("calibrating", i, s.len())
+        })?)
+    } else {
+        None
+    };
+    let mut vocab_report = None;
+    let tok = match &o.keep_vocab {
+        None => tok,
+        Some(texts) => {
+            let sp = raw.spiece.as_deref().ok_or_else(|| {
+                anyhow!("--keep-vocab needs a tokenizer (spiece.model next to the checkpoint or --tokenizer)")
+            })?;
+            progress("pruning the vocabulary", 0, 1);
+            let (section, r) =
+                vocab::keep_vocab(&mut m, sp, raw.tokenizer_config.as_deref(), texts)?;
+            vocab_report = Some(r);
+            Some(section)
+        }
+    };
+    let (bytes, mut report) = finish_with_stats(
+        &m,
+        precision,
+        tok.as_deref(),
+        raw.source_bytes,
+        stats.as_ref(),
+    )?;
+    report.before = before;
+    report.vocab = vocab_report;
+    Ok((bytes, report))
 }

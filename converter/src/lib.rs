@@ -1,13 +1,14 @@
 //! albert-convert: Hugging Face / ONNX ALBERT checkpoints to albert-edge model files.
 //!
 //! The stages are pure functions over in-memory types; the CLI only connects them:
-//! `load::{safetensors, onnx}` -> [`names::interpret`] -> (`prune`) ->
+//! `load::{safetensors, onnx}` -> [`names::interpret`] -> (`prune`, `vocab`) ->
 //! [`pack::pack`] (with [`quantize`]) -> [`write::write_atomic`].
 #![deny(missing_docs)]
 
 pub mod calibrate;
 pub mod config;
 pub mod convert;
+pub mod corpus;
 pub mod load;
 pub mod model;
 pub mod names;
@@ -17,4 +18,5 @@ pub mod quantize;
 pub mod spm;
 #[cfg(feature = "onnx")]
 pub mod verify;
+pub mod vocab;
 pub mod write;

@@ -1,8 +1,9 @@
 //! `albert-convert`: checkpoint folder (or ONNX file) -> `.albert` model file, and
 //! `albert-convert verify` to compare an ONNX graph with a converted file.
 
+use albert_convert::convert::{Heads, Options};
 use albert_convert::verify::{self, Tolerance};
-use albert_convert::{convert, load, write};
+use albert_convert::{convert, corpus, load, write};
 use albert_edge::Precision;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -63,6 +64,69 @@ struct ConvertArgs {
     /// No progress bar and no summary.
     #[arg(short, long)]
     quiet: bool,
+    /// Remove attention heads from every stored layer (the shared block): a count N
+    /// removes the N least important heads; a comma-separated list removes those head
+    /// indices (`3,7`; a single index is written `5,`).
+    #[arg(long, value_name = "N|LIST", value_parser = parse_heads)]
+    prune_heads: Option<Heads>,
+    /// Remove this fraction of the FFN neurons of every stored layer, least important
+    /// first; in [0, 1).
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    prune_ffn: Option<f64>,
+    /// A pruning preset: `fast` removes a sixth of the heads (2 of 12) and 40% of the
+    /// FFN neurons, about a quarter of an albert-base model's parameters (use it with
+    /// --calibrate; measured in docs/accuracy.md).
+    #[arg(long, value_enum, value_name = "PRESET", conflicts_with_all = ["prune_heads", "prune_ffn"])]
+    prune: Option<PresetArg>,
+    /// Calibration texts (a TSV with a `sentence` column, or one text per line): pruning
+    /// importance is scored from activations on them instead of from the weights alone,
+    /// and int8 activation ranges come from them instead of synthetic token sequences.
+    #[arg(long, value_name = "FILE")]
+    calibrate: Option<PathBuf>,
+    /// Keep only the vocabulary pieces CORPUS (a TSV with a `sentence` column, or one
+    /// text per line) uses, plus special, user-defined and single-character pieces: the
+    /// corpus tokenizes and runs exactly as before; other text still tokenizes (into
+    /// shorter pieces or `<unk>`) and runs.
+    #[arg(long, value_name = "CORPUS")]
+    keep_vocab: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PresetArg {
+    /// A sixth of the heads and 40% of the FFN neurons removed.
+    Fast,
+}
+
+fn parse_heads(s: &str) -> std::result::Result<Heads, String> {
+    let s = s.trim();
+    if s.contains(',') {
+        let mut list = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            list.push(
+                part.parse::<usize>()
+                    .map_err(|_| format!("{part:?} is not a head index"))?,
+            );
+        }
+        if list.is_empty() {
+            return Err("an empty list of heads".into());
+        }
+        Ok(Heads::List(list))
+    } else {
+        match s.parse::<usize>() {
+            Ok(0) => Ok(Heads::Keep),
+            Ok(n) => Ok(Heads::Count(n)),
+            Err(_) => Err(format!(
+                "{s:?} is neither a number of heads nor a comma-separated list of head indices"
+            )),
+        }
+    }
+}
+
+fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction in [0, 1)")),
+    }
 }
 
 #[derive(Args)]
@@ -152,8 +216,29 @@ fn run(cli: &ConvertArgs) -> Result<()> {
         PrecisionArg::Int8 => Precision::Int8,
         PrecisionArg::F32 => Precision::F32,
     };
+    let mut options = Options {
+        heads: cli.prune_heads.clone().unwrap_or_default(),
+        ffn_fraction: cli.prune_ffn.unwrap_or(0.0),
+        ..Options::default()
+    };
+    if let Some(PresetArg::Fast) = cli.prune {
+        options.preset = Some(convert::FAST);
+    }
+    if let Some(p) = &cli.calibrate {
+        options.calibrate = Some(corpus::read(p)?);
+    }
+    if let Some(p) = &cli.keep_vocab {
+        options.keep_vocab = Some(corpus::read(p)?);
+    }
     step(&pb, "quantizing and packing");
-    let (bytes, report) = convert::convert(&raw, precision)?;
+    let (bytes, report) =
+        convert::convert_with(&raw, precision, &options, &mut |stage, done, total| {
+            pb.set_message(stage.to_string());
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        })?;
+    pb.set_length(4);
+    pb.set_position(2);
     step(&pb, "writing");
     write::write_atomic(output, &bytes)?;
     step(&pb, "done");
@@ -166,6 +251,40 @@ fn run(cli: &ConvertArgs) -> Result<()> {
 
 fn print_summary(output: &std::path::Path, precision: Precision, r: &convert::Report) {
     println!("wrote {} ({})", output.display(), precision.name());
+    if let Some(b) = &r.before {
+        let pct = |a: usize, b: usize| 100.0 * (a as f64 / b.max(1) as f64 - 1.0);
+        println!("  pruned             before -> after");
+        println!(
+            "    parameters       {} -> {} ({:+.1}%)",
+            b.parameters,
+            r.parameters,
+            pct(r.parameters, b.parameters)
+        );
+        println!(
+            "    file size        {} -> {} bytes ({:+.1}%)",
+            b.file_bytes,
+            r.file_bytes,
+            pct(r.file_bytes, b.file_bytes)
+        );
+        println!(
+            "    workspace        {} -> {} bytes ({:+.1}%, one sequence of {} tokens)",
+            b.workspace_bytes_max_seq,
+            r.workspace_bytes_max_seq,
+            pct(r.workspace_bytes_max_seq, b.workspace_bytes_max_seq),
+            r.max_seq
+        );
+        println!("    heads per layer  {} -> {}", b.heads, r.heads);
+        println!(
+            "    FFN size         {} -> {}",
+            b.intermediate, r.intermediate
+        );
+        if let Some(v) = &r.vocab {
+            println!(
+                "    vocabulary       {} -> {} pieces ({} used by the {} corpus texts)",
+                v.before, v.kept, v.used, v.texts
+            );
+        }
+    }
     println!("  parameters         {}", r.parameters);
     println!(
         "  file size          {} bytes ({:.1}% of the {} input bytes)",

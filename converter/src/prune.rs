@@ -86,6 +86,30 @@ pub fn activation_importance(
     let mut rows = vec![0usize; m.layers.len()];
     let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let mut ws = model.new_workspace(longest, 1);
+    // ||W_dense[:, h] c||^2 = c^T G_h c with the head's Gram matrix
+    // G_h = W_dense[:, h]^T W_dense[:, h] (d x d): d^2 instead of H*d per token.
+    let gram: Vec<Vec<Vec<f64>>> = m
+        .layers
+        .iter()
+        .map(|l| {
+            let w = &l.dense.w;
+            (0..nh)
+                .map(|h| {
+                    let mut g = vec![0f64; d * d];
+                    for o in 0..w.rows {
+                        let wr = &w.row(o)[h * d..(h + 1) * d];
+                        for a in 0..d {
+                            let wa = wr[a] as f64;
+                            for (b, gv) in g[a * d..(a + 1) * d].iter_mut().enumerate() {
+                                *gv += wa * wr[b] as f64;
+                            }
+                        }
+                    }
+                    g
+                })
+                .collect()
+        })
+        .collect();
     for (i, s) in samples.iter().enumerate() {
         let input = Input {
             batch: 1,
@@ -108,22 +132,22 @@ pub fn activation_importance(
                         RoleKind::AttnOutWeight => {
                             // The head's exact contribution to the residual stream:
                             // || W_dense[:, h] ctx_h || per token.
-                            let w = &m.layers[l].dense.w;
                             for row in 0..r {
                                 let x = &x[row * ld..row * ld + cols];
                                 for (h, acc) in ctx_norm[l].iter_mut().enumerate() {
                                     let ctx = &x[h * d..(h + 1) * d];
+                                    let g = &gram[l][h];
                                     let mut sq = 0f64;
-                                    for o in 0..w.rows {
-                                        let wr = &w.row(o)[h * d..(h + 1) * d];
-                                        let y: f64 = wr
+                                    for (a, &ca) in ctx.iter().enumerate() {
+                                        let gr = &g[a * d..(a + 1) * d];
+                                        let y: f64 = gr
                                             .iter()
                                             .zip(ctx)
-                                            .map(|(a, b)| *a as f64 * *b as f64)
+                                            .map(|(gv, &cb)| gv * cb as f64)
                                             .sum();
-                                        sq += y * y;
+                                        sq += ca as f64 * y;
                                     }
-                                    *acc += sq.sqrt();
+                                    *acc += sq.max(0.0).sqrt();
                                 }
                             }
                             rows[l] += r;
@@ -291,6 +315,89 @@ pub fn apply(
             .map(|s| top(s, m.arch.intermediate - drop))
             .collect();
         prune_ffn(m, &keep)?;
+    }
+    Ok(())
+}
+
+/// Mean replacement: before inputs `removed` of `lin` are pruned, folds their mean
+/// contribution `W[:, removed] * mean[removed]` into the bias, so the layer's output
+/// keeps its mean instead of shifting.
+fn fold_means(lin: &mut Linear, removed: &[usize], mean: &[f64]) {
+    for (o, b) in lin.b.iter_mut().enumerate() {
+        let row = lin.w.row(o);
+        let d: f64 = removed.iter().map(|&c| row[c] as f64 * mean[c]).sum();
+        *b = (*b as f64 + d) as f32;
+    }
+}
+
+/// Like [`apply`], with mean replacement when `stats` (activation statistics of the
+/// unpruned model, from [`crate::calibrate::collect`]) are given: the mean output of
+/// every removed head (over all applications of its layer) is folded into the
+/// attention output bias, and that of every removed FFN neuron into the FFN output
+/// bias. `heads` lists, for every stored layer, the heads to keep (`None`: keep the
+/// `heads - remove_heads` most important ones).
+pub fn apply_compensated(
+    m: &mut Albert,
+    imp: &Importance,
+    keep_heads: Option<Vec<Vec<usize>>>,
+    remove_heads: usize,
+    ffn_fraction: f64,
+    stats: Option<&crate::calibrate::ActStats>,
+) -> Result<()> {
+    if remove_heads >= m.arch.heads {
+        bail!("cannot remove {remove_heads} of {} heads", m.arch.heads);
+    }
+    if !(0.0..1.0).contains(&ffn_fraction) {
+        bail!("--prune-ffn must be in [0, 1)");
+    }
+    let d = m.arch.head_dim;
+    let keep_heads = match keep_heads {
+        Some(k) => Some(k),
+        None if remove_heads > 0 => Some(
+            imp.heads
+                .iter()
+                .map(|s| top(s, m.arch.heads - remove_heads))
+                .collect(),
+        ),
+        None => None,
+    };
+    let drop = (m.arch.intermediate as f64 * ffn_fraction).round() as usize;
+    let keep_neurons: Option<Vec<Vec<usize>>> = (drop > 0).then(|| {
+        imp.neurons
+            .iter()
+            .map(|s| top(s, m.arch.intermediate - drop))
+            .collect()
+    });
+    if let Some(st) = stats {
+        for (l, layer) in m.layers.iter_mut().enumerate() {
+            if let Some(k) = &keep_heads {
+                let code = Role::layer(RoleKind::AttnOutWeight, l as u32).code();
+                let mean = st
+                    .mean(code)
+                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
+                let removed: Vec<usize> = (0..m.arch.heads)
+                    .filter(|h| !k[l].contains(h))
+                    .flat_map(|h| h * d..(h + 1) * d)
+                    .collect();
+                fold_means(&mut layer.dense, &removed, &mean);
+            }
+            if let Some(k) = &keep_neurons {
+                let code = Role::layer(RoleKind::FfnOutWeight, l as u32).code();
+                let mean = st
+                    .mean(code)
+                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
+                let removed: Vec<usize> = (0..m.arch.intermediate)
+                    .filter(|n| k[l].binary_search(n).is_err())
+                    .collect();
+                fold_means(&mut layer.ffn_output, &removed, &mean);
+            }
+        }
+    }
+    if let Some(k) = &keep_heads {
+        prune_heads(m, k)?;
+    }
+    if let Some(k) = &keep_neurons {
+        prune_ffn(m, k)?;
     }
     Ok(())
 }

@@ -153,3 +153,66 @@ fn pruned_models_shrink_and_still_run() {
         "removing every head must be refused"
     );
 }
+
+#[test]
+fn fast_preset_scales_with_the_head_count() {
+    use albert_convert::convert::{Heads, FAST};
+    assert_eq!(FAST.options(12), (Heads::Count(2), 0.4));
+    assert_eq!(FAST.options(4), (Heads::Count(1), 0.4));
+    // Never every head: a one-head model keeps its head.
+    assert_eq!(FAST.options(1), (Heads::Keep, 0.4));
+}
+
+#[test]
+fn mean_replacement_folds_removed_means_into_the_biases() {
+    use albert_edge::format::{Role, RoleKind};
+    let m = albert("tiny-groups/seqcls2");
+    let imp = prune::weight_importance(&m);
+    // Without statistics it is plain pruning.
+    let (mut a, mut b) = (m.clone(), m.clone());
+    prune::apply(&mut a, &imp, 1, 0.5).unwrap();
+    prune::apply_compensated(&mut b, &imp, None, 1, 0.5, None).unwrap();
+    assert_eq!(a, b);
+    // With statistics: bias += W[:, removed] . mean[removed], for heads and neurons.
+    let samples = calibrate::synthetic(m.arch.vocab, m.arch.max_positions, m.arch.type_vocab);
+    let stats = calibrate::collect(&m, &samples, |_| {}).unwrap();
+    let mut c = m.clone();
+    prune::apply_compensated(&mut c, &imp, None, 1, 0.5, Some(&stats)).unwrap();
+    assert_eq!((c.arch.heads, c.arch.intermediate), (3, 64));
+    let d = m.arch.head_dim;
+    for (l, layer) in m.layers.iter().enumerate() {
+        let kept_heads = prune::top(&imp.heads[l], 3);
+        let kept_neurons = prune::top(&imp.neurons[l], 64);
+        let ctx = stats
+            .mean(Role::layer(RoleKind::AttnOutWeight, l as u32).code())
+            .unwrap();
+        let act = stats
+            .mean(Role::layer(RoleKind::FfnOutWeight, l as u32).code())
+            .unwrap();
+        for o in 0..m.arch.hidden {
+            let w = layer.dense.w.row(o);
+            let shift: f64 = (0..m.arch.heads)
+                .filter(|h| !kept_heads.contains(h))
+                .flat_map(|h| h * d..(h + 1) * d)
+                .map(|c| w[c] as f64 * ctx[c])
+                .sum();
+            let want = (layer.dense.b[o] as f64 + shift) as f32;
+            assert_eq!(c.layers[l].dense.b[o], want);
+            let w = layer.ffn_output.w.row(o);
+            let shift: f64 = (0..m.arch.intermediate)
+                .filter(|n| !kept_neurons.contains(n))
+                .map(|n| w[n] as f64 * act[n])
+                .sum();
+            let want = (layer.ffn_output.b[o] as f64 + shift) as f32;
+            assert_eq!(c.layers[l].ffn_output.b[o], want);
+        }
+        assert!(shift_nonzero(
+            &layer.ffn_output.b,
+            &c.layers[l].ffn_output.b
+        ));
+    }
+}
+
+fn shift_nonzero(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).any(|(x, y)| x != y)
+}

@@ -21,6 +21,13 @@ pub struct EvalArgs {
     /// Use at most this many rows.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Skip this many rows first (with --limit: evaluate a slice of the file).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// Truncate every input to this many tokens, as the model's training did (e.g. 64);
+    /// default: the model's position table size.
+    #[arg(long)]
+    pub max_len: Option<usize>,
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -84,8 +91,14 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-fn predict(m: &Model<'_>, rows: &[Row], pb: &ProgressBar) -> Result<(Vec<usize>, f64), String> {
-    let max = m.config().max_positions as usize;
+fn predict(
+    m: &Model<'_>,
+    rows: &[Row],
+    max_len: Option<usize>,
+    pb: &ProgressBar,
+) -> Result<(Vec<usize>, f64), String> {
+    let positions = m.config().max_positions as usize;
+    let max = max_len.map_or(positions, |l| l.min(positions));
     let mut preds = Vec::with_capacity(rows.len());
     let mut total_ms = 0.0;
     // One workspace for the whole file, grown only when a longer row comes.
@@ -123,7 +136,11 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             m.config().head.name()
         ));
     }
+    if a.max_len.is_some_and(|l| l < 3) {
+        return Err("--max-len must be at least 3 ([CLS], a token, [SEP])".into());
+    }
     let mut rows = read_tsv(&a.data)?;
+    rows.drain(..a.skip.min(rows.len()));
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
@@ -136,11 +153,11 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
     pb.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
     );
-    let (preds, mean_ms) = predict(&m, &rows, &pb)?;
+    let (preds, mean_ms) = predict(&m, &rows, a.max_len, &pb)?;
     let cmp = match &a.compare {
         Some(p) => {
             let other = crate::load(p, tier)?;
-            Some(predict(&other, &rows, &pb)?.0)
+            Some(predict(&other, &rows, a.max_len, &pb)?.0)
         }
         None => None,
     };
