@@ -59,6 +59,7 @@ fn main() {
             write("models", &format!("{name}-{pn}.albert"), &b);
         }
     }
+    write("models", "mini-int8.albert", &fuzz_support::mini_model());
     // model_run: knobs (model, batch, seq, flags, workspace) then ids.
     write("model_run", "single", &[1, 1, 5, 0, 0, 2, 0, 40, 0, 41, 0, 42, 0, 3, 0]);
     write("model_run", "batch-mask-types", &[8, 2, 4, 3, 0, 2, 0, 9, 0, 9, 0, 3, 0, 2, 0, 9, 0, 3, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0]);

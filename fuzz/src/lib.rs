@@ -257,6 +257,50 @@ pub fn tiny_spm() -> SpModel {
     }
 }
 
+/// The smallest useful vocabulary: the special pieces, `▁`, three letters and a
+/// user-defined symbol (10 pieces).
+pub fn mini_spm() -> SpModel {
+    let mut m = tiny_spm();
+    m.pieces.truncate(7);
+    m.pieces.retain(|p| p.piece != ")");
+    let normal = |s: &str, score: f32| Piece {
+        piece: s.into(),
+        score,
+        kind: piece_type::NORMAL,
+    };
+    m.pieces.push(normal("\u{2581}", -2.0));
+    m.pieces.extend([normal("a", -3.0), normal("b", -3.5), normal("\u{2581}a", -2.5)]);
+    m
+}
+
+/// A minimal int8 classifier with a tokenizer (a few KiB), for runs under
+/// Miri, where every byte validated costs: vocabulary 10, E 4, H 8, 2 heads of
+/// 4, I 12, 2 layers in 2 groups, 8 positions.
+pub fn mini_model() -> Vec<u8> {
+    let spm = mini_spm();
+    let arch = Arch {
+        vocab: spm.pieces.len(),
+        embedding: 4,
+        hidden: 8,
+        heads: 2,
+        head_dim: 4,
+        intermediate: 12,
+        layers: 2,
+        groups: 2,
+        inner: 1,
+        activation: Activation::GeluNew,
+        eps: 1e-12,
+        max_positions: 8,
+        type_vocab: 2,
+    };
+    let albert = tiny_albert(arch, HeadKind::SequenceClassification, 2, 0x3141);
+    let tok = albert_convert::spm::build_tokenizer_section(&spm.to_proto(), None)
+        .expect("mini sentencepiece model builds");
+    albert_convert::convert::finish(&albert, Precision::Int8, Some(&tok), 0, None)
+        .expect("mini model packs")
+        .0
+}
+
 /// A synthetic model file: [`tiny_albert`] packed by the converter (for int8,
 /// calibrated on the converter's synthetic sequences), with the tokenizer
 /// section of [`tiny_spm`] when `with_tokenizer` (the vocabulary then matches).
