@@ -20,7 +20,7 @@ fn tiny_int8() -> Vec<u8> {
     include_bytes!("../fuzz/seeds/models/mini-int8.albert").to_vec()
 }
 
-/// A second, different model (f32; under Miri the 26 KiB int8 fuzz seed).
+/// A second, different model (f32).
 #[cfg(not(miri))]
 fn other_f32() -> Vec<u8> {
     common::convert_fixture("tiny-e-eq-h/seqcls2", albert_edge::Precision::F32)
@@ -28,7 +28,7 @@ fn other_f32() -> Vec<u8> {
 
 #[cfg(miri)]
 fn other_f32() -> Vec<u8> {
-    include_bytes!("../fuzz/seeds/models/seqcls-int8.albert").to_vec()
+    include_bytes!("../fuzz/seeds/models/mini-f32.albert").to_vec()
 }
 
 /// Under Miri, one in `MIRI_STRIDE` of the exhaustive cases.

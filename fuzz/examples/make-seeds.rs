@@ -7,7 +7,9 @@ use albert_edge::{HeadKind, Precision};
 use std::path::Path;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), bytes).unwrap();
 }
@@ -51,7 +53,9 @@ fn main() {
         (HeadKind::MaskedLm, "mlm"),
     ] {
         for (p, pn) in [(Precision::Int8, "int8"), (Precision::F32, "f32")] {
-            if p == Precision::F32 && !matches!(head, HeadKind::SequenceClassification | HeadKind::MaskedLm) {
+            if p == Precision::F32
+                && !matches!(head, HeadKind::SequenceClassification | HeadKind::MaskedLm)
+            {
                 continue;
             }
             let tok = head == HeadKind::SequenceClassification;
@@ -59,10 +63,22 @@ fn main() {
             write("models", &format!("{name}-{pn}.albert"), &b);
         }
     }
-    write("models", "mini-int8.albert", &fuzz_support::mini_model());
+    write("models", "mini-int8.albert", &fuzz_support::mini_model(Precision::Int8));
+    write("models", "mini-f32.albert", &fuzz_support::mini_model(Precision::F32));
     // model_run: knobs (model, batch, seq, flags, workspace) then ids.
-    write("model_run", "single", &[1, 1, 5, 0, 0, 2, 0, 40, 0, 41, 0, 42, 0, 3, 0]);
-    write("model_run", "batch-mask-types", &[8, 2, 4, 3, 0, 2, 0, 9, 0, 9, 0, 3, 0, 2, 0, 9, 0, 3, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0]);
+    write(
+        "model_run",
+        "single",
+        &[1, 1, 5, 0, 0, 2, 0, 40, 0, 41, 0, 42, 0, 3, 0],
+    );
+    write(
+        "model_run",
+        "batch-mask-types",
+        &[
+            8, 2, 4, 3, 0, 2, 0, 9, 0, 9, 0, 3, 0, 2, 0, 9, 0, 3, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0,
+            1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0,
+        ],
+    );
     write("model_run", "mlm", &[9, 1, 40, 1, 0]);
 
     // Tokenizer texts: knobs (flags, max_len, small scratch) then text.
@@ -104,14 +120,21 @@ fn main() {
         "seqcls.json",
         br#"{"architectures":["AlbertForSequenceClassification"],"model_type":"albert","vocab_size":8000,"embedding_size":128,"hidden_size":312,"num_attention_heads":12,"intermediate_size":1248,"num_hidden_layers":4,"num_hidden_groups":1,"inner_group_num":1,"hidden_act":"gelu_new","layer_norm_eps":1e-12,"max_position_embeddings":512,"type_vocab_size":2,"id2label":{"0":"negative","1":"positive"},"position_embedding_type":"absolute"}"#,
     );
-    write("convert_config", "minimal.json", br#"{"model_type":"albert"}"#);
+    write(
+        "convert_config",
+        "minimal.json",
+        br#"{"model_type":"albert"}"#,
+    );
 
     // safetensors.
     let f32s: Vec<u8> = [1.0f32, -2.5, 0.0, 3.25, f32::MIN_POSITIVE, -0.0]
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001, 0x7bff].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001, 0x7bff]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     write(
         "convert_safetensors",
         "mixed.safetensors",
@@ -119,7 +142,12 @@ fn main() {
             ("albert.embeddings.LayerNorm.weight", "F32", &[2, 3], f32s),
             ("albert.pooler.bias", "F16", &[4], halves.clone()),
             ("classifier.bias", "BF16", &[2, 2], halves),
-            ("albert.embeddings.position_ids", "I64", &[1, 1], 0i64.to_le_bytes().to_vec()),
+            (
+                "albert.embeddings.position_ids",
+                "I64",
+                &[1, 1],
+                0i64.to_le_bytes().to_vec(),
+            ),
         ]),
     );
     println!("seeds written to {}/seeds", env!("CARGO_MANIFEST_DIR"));

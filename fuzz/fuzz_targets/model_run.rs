@@ -95,7 +95,11 @@ fuzz_target!(|data: &[u8]| {
     let first: Option<Vec<u32>> = match model.run(&mut ws, &input) {
         Ok(out) => {
             assert!(valid, "invalid input accepted");
-            assert_eq!(ws_short + off, 0, "a workspace below workspace_len was accepted");
+            assert_eq!(
+                ws_short + off,
+                0,
+                "a workspace below workspace_len was accepted"
+            );
             let mut bits = Vec::new();
             for o in out.iter() {
                 let shape_len: usize = o.shape().iter().product();

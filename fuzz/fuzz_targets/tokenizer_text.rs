@@ -28,13 +28,26 @@ fn tokenizers() -> &'static [Tokenizer<'static>; 2] {
         .expect("tiny vocabulary builds");
         [real, tiny]
     });
-    T.get_or_init(|| s.each_ref().map(|b| Tokenizer::from_section(b).expect("section validates")))
+    T.get_or_init(|| {
+        s.each_ref()
+            .map(|b| Tokenizer::from_section(b).expect("section validates"))
+    })
 }
 
-fn run(t: &Tokenizer<'_>, a: &str, b: Option<&str>, max_len: Option<usize>, scratch: &mut [u8]) -> Result<Vec<(u32, u32)>, TokenizeError> {
+fn run(
+    t: &Tokenizer<'_>,
+    a: &str,
+    b: Option<&str>,
+    max_len: Option<usize>,
+    scratch: &mut [u8],
+) -> Result<Vec<(u32, u32)>, TokenizeError> {
     let mut v = Vec::new();
     let n = t.encode_with(a, b, max_len, scratch, |tok| v.push((tok.id, tok.type_id)))?;
-    assert_eq!(n, v.len(), "returned count differs from the tokens handed out");
+    assert_eq!(
+        n,
+        v.len(),
+        "returned count differs from the tokens handed out"
+    );
     Ok(v)
 }
 
@@ -76,10 +89,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(toks.len() <= m, "{} tokens for max_len {m}", toks.len());
     }
     // Deterministic, and `encode_into` needs exactly that many slots.
-    assert_eq!(run(&t, a, b, max_len, &mut scratch).ok().as_ref(), Some(&toks));
+    assert_eq!(
+        run(&t, a, b, max_len, &mut scratch).ok().as_ref(),
+        Some(&toks)
+    );
     let n = toks.len();
     let (mut ids, mut types) = (vec![0u32; n], vec![0u32; n]);
-    assert_eq!(t.encode_into(a, b, max_len, &mut scratch, &mut ids, &mut types), Ok(n));
+    assert_eq!(
+        t.encode_into(a, b, max_len, &mut scratch, &mut ids, &mut types),
+        Ok(n)
+    );
     assert!(ids.iter().zip(&types).eq(toks.iter().map(|(i, t)| (i, t))));
     assert_eq!(
         t.encode_into(a, b, max_len, &mut scratch, &mut ids[..n - 1], &mut types),

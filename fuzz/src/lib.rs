@@ -26,7 +26,10 @@ impl Aligned {
         for (blk, chunk) in blocks.iter_mut().zip(b.chunks(64)) {
             blk.0[..chunk.len()].copy_from_slice(chunk);
         }
-        Aligned { blocks, len: b.len() }
+        Aligned {
+            blocks,
+            len: b.len(),
+        }
     }
 
     /// The copied bytes.
@@ -38,11 +41,15 @@ impl Aligned {
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn rd_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Recomputes the CRC of every section whose range lies inside `b`, then the
@@ -180,8 +187,8 @@ pub fn tiny_albert(arch: Arch, head: HeadKind, labels: usize, seed: u64) -> Albe
         HeadKind::QuestionAnswering => 2,
         _ => 0,
     };
-    let pooler =
-        matches!(head, HeadKind::SequenceClassification | HeadKind::Base).then(|| linear(rng, h, h));
+    let pooler = matches!(head, HeadKind::SequenceClassification | HeadKind::Base)
+        .then(|| linear(rng, h, h));
     let classifier = (n_labels > 0).then(|| linear(rng, n_labels, h));
     let mlm = (head == HeadKind::MaskedLm).then(|| MlmHead {
         dense: linear(rng, e, h),
@@ -235,8 +242,21 @@ pub fn tiny_spm() -> SpModel {
         score -= 0.05;
     }
     for w in [
-        "\u{2581}the", "\u{2581}a", "\u{2581}film", "ing", "ed", "\u{2581}is", "1,", ",", ".",
-        "!", "\u{2581}good", "\u{2581}bad", "er", "\u{2581}\u{e9}t\u{e9}", "\u{e9}",
+        "\u{2581}the",
+        "\u{2581}a",
+        "\u{2581}film",
+        "ing",
+        "ed",
+        "\u{2581}is",
+        "1,",
+        ",",
+        ".",
+        "!",
+        "\u{2581}good",
+        "\u{2581}bad",
+        "er",
+        "\u{2581}\u{e9}t\u{e9}",
+        "\u{e9}",
     ] {
         pieces.push(p(w, score, piece_type::NORMAL));
         score -= 0.1;
@@ -269,14 +289,18 @@ pub fn mini_spm() -> SpModel {
         kind: piece_type::NORMAL,
     };
     m.pieces.push(normal("\u{2581}", -2.0));
-    m.pieces.extend([normal("a", -3.0), normal("b", -3.5), normal("\u{2581}a", -2.5)]);
+    m.pieces.extend([
+        normal("a", -3.0),
+        normal("b", -3.5),
+        normal("\u{2581}a", -2.5),
+    ]);
     m
 }
 
-/// A minimal int8 classifier with a tokenizer (a few KiB), for runs under
-/// Miri, where every byte validated costs: vocabulary 10, E 4, H 8, 2 heads of
-/// 4, I 12, 2 layers in 2 groups, 8 positions.
-pub fn mini_model() -> Vec<u8> {
+/// A minimal classifier with a tokenizer (a few KiB), for runs under Miri,
+/// where every byte validated costs: vocabulary 10, E 4, H 8, 2 heads of 4,
+/// I 12, 2 layers in 2 groups, 8 positions.
+pub fn mini_model(precision: Precision) -> Vec<u8> {
     let spm = mini_spm();
     let arch = Arch {
         vocab: spm.pieces.len(),
@@ -296,7 +320,7 @@ pub fn mini_model() -> Vec<u8> {
     let albert = tiny_albert(arch, HeadKind::SequenceClassification, 2, 0x3141);
     let tok = albert_convert::spm::build_tokenizer_section(&spm.to_proto(), None)
         .expect("mini sentencepiece model builds");
-    albert_convert::convert::finish(&albert, Precision::Int8, Some(&tok), 0, None)
+    albert_convert::convert::finish(&albert, precision, Some(&tok), 0, None)
         .expect("mini model packs")
         .0
 }
@@ -363,9 +387,13 @@ pub fn exercise(m: &albert_edge::Model<'_>) {
     let _ = m.tensors().count();
     let _ = m.parameter_count();
     let seq = (cfg.max_positions as usize).min(3);
-    let ids: Vec<u32> = (0..2 * seq as u32).map(|i| (i * 7 + 2) % cfg.vocab_size).collect();
+    let ids: Vec<u32> = (0..2 * seq as u32)
+        .map(|i| (i * 7 + 2) % cfg.vocab_size)
+        .collect();
     let mask: Vec<u32> = (0..2 * seq as u32).map(|i| u32::from(i != 1)).collect();
-    let types: Vec<u32> = (0..2 * seq as u32).map(|i| (i / 2) % cfg.type_vocab_size).collect();
+    let types: Vec<u32> = (0..2 * seq as u32)
+        .map(|i| (i / 2) % cfg.type_vocab_size)
+        .collect();
     let input = Input {
         batch: 2,
         seq,
@@ -374,7 +402,10 @@ pub fn exercise(m: &albert_edge::Model<'_>) {
         token_type_ids: Some(&types),
     };
     let need = m.workspace_len(seq, 2);
-    assert!(need < usize::MAX, "workspace size overflows for a loaded model");
+    assert!(
+        need < usize::MAX,
+        "workspace size overflows for a loaded model"
+    );
     let mut buf = vec![0u8; need];
     {
         let mut ws = Workspace::from_bytes(&mut buf[..need - 1]);
@@ -384,7 +415,9 @@ pub fn exercise(m: &albert_edge::Model<'_>) {
         ));
     }
     let mut ws = Workspace::from_bytes(&mut buf);
-    let out = m.run(&mut ws, &input).expect("a valid input runs on a loaded model");
+    let out = m
+        .run(&mut ws, &input)
+        .expect("a valid input runs on a loaded model");
     for o in out.iter() {
         let n: usize = o.shape().iter().product();
         assert_eq!(n, o.data.len(), "output {} shape and data disagree", o.name);
@@ -396,7 +429,14 @@ pub fn exercise(m: &albert_edge::Model<'_>) {
             let mut scratch = vec![0u8; t.scratch_len(text.len())];
             let mut ids = [0u32; 64];
             let mut types = [0u32; 64];
-            match t.encode_into(text, Some(text), Some(40), &mut scratch, &mut ids, &mut types) {
+            match t.encode_into(
+                text,
+                Some(text),
+                Some(40),
+                &mut scratch,
+                &mut ids,
+                &mut types,
+            ) {
                 Ok(n) => assert!(ids[..n].iter().all(|&i| (i as usize) < t.vocab_size())),
                 Err(albert_edge::tokenizer::TokenizeError::ScratchTooSmall) => {
                     panic!("scratch_len was not enough")
