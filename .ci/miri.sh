@@ -22,7 +22,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 rustup +nightly component add miri rust-src
 cargo +nightly miri setup
 
-stamp "miri: unit tests, tests/format.rs, tests/tokenizer_props.rs"
-cargo +nightly miri test -p albert-edge --features libm/force-soft-floats \
+stamp "miri: unit tests (with the C API's), tests/format.rs, tests/tokenizer_props.rs"
+cargo +nightly miri test -p albert-edge --features capi,libm/force-soft-floats \
     --lib --test format --test tokenizer_props
 stamp "done"
