@@ -406,7 +406,9 @@ fn concurrent_runs_on_one_model_match_sequential_runs() {
         rng
     };
     // Inputs of assorted lengths and batch sizes, with padding masks and types.
-    let inputs: Vec<(usize, usize, Vec<u32>, Vec<u32>, Vec<u32>)> = (0..24)
+    // (batch, seq, ids, mask, types)
+    type Case = (usize, usize, Vec<u32>, Vec<u32>, Vec<u32>);
+    let inputs: Vec<Case> = (0..24)
         .map(|i| {
             let batch = 1 + i % 3;
             let seq = 3 + (next() % 40) as usize;
