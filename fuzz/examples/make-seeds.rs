@@ -63,8 +63,16 @@ fn main() {
             write("models", &format!("{name}-{pn}.albert"), &b);
         }
     }
-    write("models", "mini-int8.albert", &fuzz_support::mini_model(Precision::Int8));
-    write("models", "mini-f32.albert", &fuzz_support::mini_model(Precision::F32));
+    write(
+        "models",
+        "mini-int8.albert",
+        &fuzz_support::mini_model(Precision::Int8),
+    );
+    write(
+        "models",
+        "mini-f32.albert",
+        &fuzz_support::mini_model(Precision::F32),
+    );
     // model_run: knobs (model, batch, seq, flags, workspace) then ids.
     write(
         "model_run",

@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let t = &tokenizers()[(flags >> 2) as usize % 2];
     let longest = a.len().max(b.map_or(0, str::len));
     let mut scratch = vec![0u8; t.scratch_len(longest)];
-    let toks = match run(&t, a, b, max_len, &mut scratch) {
+    let toks = match run(t, a, b, max_len, &mut scratch) {
         Ok(v) => v,
         Err(TokenizeError::MaxLenTooSmall) => {
             assert!(max_len.is_some());
@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Deterministic, and `encode_into` needs exactly that many slots.
     assert_eq!(
-        run(&t, a, b, max_len, &mut scratch).ok().as_ref(),
+        run(t, a, b, max_len, &mut scratch).ok().as_ref(),
         Some(&toks)
     );
     let n = toks.len();
@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
     );
     // A smaller scratch: a clean error or the same answer.
     let mut little = vec![0u8; small.min(scratch.len())];
-    match run(&t, a, b, max_len, &mut little) {
+    match run(t, a, b, max_len, &mut little) {
         Ok(v) => assert_eq!(v, toks),
         Err(TokenizeError::ScratchTooSmall) => {}
         Err(e) => panic!("small scratch: unexpected {e}"),
