@@ -193,7 +193,7 @@ fn long_inputs_are_linear_and_bounded() {
             .unwrap();
         assert!(n >= 2);
         assert!(
-            t.elapsed().as_secs() < 20,
+            cfg!(miri) || t.elapsed().as_secs() < 20, // Miri is ~1000x slower
             "{unit:?} took {:?}",
             t.elapsed()
         );
