@@ -608,11 +608,20 @@ fn bytes_of<'s>(b: &'s Bytes<'_>) -> &'s [u8] {
 impl Model<'static> {
     /// Memory-maps the file at `path` and validates it.
     ///
-    /// Contract: the mapping is shared with the file. Replacing the file by
-    /// rename (what `albert-convert` does) is safe: the old contents stay mapped.
-    /// Writing into the mapped file in place while the model is alive is not
-    /// supported (its contents could change under the runtime); use
-    /// [`Model::read`] when that can happen.
+    /// Contract: the file is validated once, here, and then used in place; it
+    /// is neither copied nor locked. So:
+    ///
+    /// * Replacing the file by rename (what `albert-convert` does: a temporary
+    ///   file, then `rename`) is safe: this model keeps the old contents; open
+    ///   the path again to get the new one.
+    /// * Modifying the file in place while the model is alive is not
+    ///   supported. Writes into it change what the runtime reads after
+    ///   validation (wrong results); truncating it makes the next access to
+    ///   the lost pages raise `SIGBUS`, which kills the process. Advisory locks
+    ///   would not prevent either, so when another process may write the file
+    ///   in place, use [`Model::read`] (a private copy) instead.
+    ///
+    /// Both cases are tested in `tests/faults.rs`.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Model<'static>, LoadError> {
         let f = std::fs::File::open(path).map_err(|_| LoadError::Io("cannot open the file"))?;
         // SAFETY: the map is read-only; the documented contract above is that the
