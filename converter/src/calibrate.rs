@@ -71,12 +71,15 @@ pub fn synthetic(vocab: usize, max_positions: usize, type_vocab: usize) -> Vec<S
     let mut out = Vec::new();
     let lens = [8usize, 24, 64];
     for (k, &len) in lens.iter().enumerate() {
-        let len = len.min(max_positions).max(2);
+        // A position table of one entry only fits `[CLS]`.
+        let len = len.min(max_positions).max(1);
         let mut ids = vec![cls];
-        for _ in 0..len - 2 {
+        for _ in 0..len.saturating_sub(2) {
             ids.push((lo + next() % span) as u32);
         }
-        ids.push(sep);
+        if len >= 2 {
+            ids.push(sep);
+        }
         let mut types = vec![0u32; len];
         if k == lens.len() - 1 && type_vocab > 1 {
             for t in types.iter_mut().skip(len / 2) {
@@ -191,5 +194,24 @@ impl ActStats {
     pub fn mean(&self, role_code: u32) -> Option<Vec<f64>> {
         let (s, n) = self.sum.get(&role_code)?;
         (*n > 0).then(|| s.iter().map(|v| v / *n as f64).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn synthetic_samples_fit_any_position_table() {
+        for max_positions in [1usize, 2, 3, 9, 512] {
+            let samples = super::synthetic(8000, max_positions, 2);
+            assert!(!samples.is_empty());
+            for s in &samples {
+                assert!(
+                    !s.ids.is_empty() && s.ids.len() <= max_positions,
+                    "{max_positions}"
+                );
+                assert_eq!(s.ids.len(), s.types.len());
+                assert_eq!(s.ids[0], 2);
+            }
+        }
     }
 }
