@@ -127,7 +127,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "walks all 1.1 M code points; pure table generation, no unsafe")]
+    #[cfg_attr(
+        miri,
+        ignore = "walks all 1.1 M code points; pure table generation, no unsafe"
+    )]
     fn nfkd_table_is_current() {
         let fresh = generate();
         if std::env::var_os("ALBERT_EDGE_BLESS").is_some() {
