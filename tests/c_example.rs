@@ -21,30 +21,26 @@ fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// `cargo rustc` of the library with the C API as `crate_type`, into `target`
+/// (extra arguments go to rustc).
+fn build_capi(target: &Path, crate_type: &str, rustc_args: &[&str]) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    Command::new(cargo)
+        .current_dir(ROOT)
+        .env("CARGO_TARGET_DIR", target)
+        .args(["rustc", "--lib", "--release", "--no-default-features"])
+        .args(["--features", "capi", "--crate-type", crate_type, "--"])
+        .args(rustc_args)
+        .output()
+        .expect("run cargo")
+}
+
 /// Builds `libalbert_edge.a` (once) and returns it with the native libraries it needs.
 fn staticlib() -> &'static (PathBuf, Vec<String>) {
     static LIB: OnceLock<(PathBuf, Vec<String>)> = OnceLock::new();
     LIB.get_or_init(|| {
         let target = tmp().join("capi-target");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(ROOT)
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "rustc",
-                "--lib",
-                "--release",
-                "--no-default-features",
-                "--features",
-                "capi",
-                "--crate-type",
-                "staticlib",
-                "--",
-                "--print",
-                "native-static-libs",
-            ])
-            .output()
-            .expect("run cargo");
+        let out = build_capi(&target, "staticlib", &["--print", "native-static-libs"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
@@ -79,22 +75,7 @@ fn cdylib_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = tmp().join("capi-dylib-target");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(ROOT)
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "rustc",
-                "--lib",
-                "--release",
-                "--no-default-features",
-                "--features",
-                "capi",
-                "--crate-type",
-                "cdylib",
-            ])
-            .output()
-            .expect("run cargo");
+        let out = build_capi(&target, "cdylib", &[]);
         check(&out, "building the shared library");
         let dir = target.join("release");
         assert!(
