@@ -319,27 +319,17 @@ fn a_workspace_can_be_reused_across_models() {
     let v = a.config().vocab_size;
     let ids = [2u32, 77 % v, 1234 % v, 3];
     let mut ws = Workspace::new(a.workspace_len(4, 1).max(b.workspace_len(4, 1)));
-    let first: Vec<f32> = a
-        .run(&mut ws, &Input::single(&ids))
-        .unwrap()
-        .get("logits")
-        .unwrap()
-        .data
-        .to_vec();
-    let other: Vec<f32> = b
-        .run(&mut ws, &Input::single(&ids))
-        .unwrap()
-        .get("logits")
-        .unwrap()
-        .data
-        .to_vec();
-    let again: Vec<f32> = a
-        .run(&mut ws, &Input::single(&ids))
-        .unwrap()
-        .get("logits")
-        .unwrap()
-        .data
-        .to_vec();
+    let mut logits = |m: &Model<'_>| -> Vec<f32> {
+        m.run(&mut ws, &Input::single(&ids))
+            .unwrap()
+            .get("logits")
+            .unwrap()
+            .data
+            .to_vec()
+    };
+    let first = logits(&a);
+    let other = logits(&b);
+    let again = logits(&a);
     assert_eq!(first, again);
     assert_ne!(first, other);
 }
