@@ -318,7 +318,7 @@ pub fn sum8(x: &[f32]) -> f32 {
 }
 
 /// Reference [`super::GemmQ8Fn`]: for each row `i` and output `r`,
-/// `acc = sum_c a[i][c] * w[r][c] - a_zps[i] * w.row_sums[r]` (i32),
+/// `acc = sum_c a[i][c] * w[r][c] - a_zps[i] * w.row_sums[r]` (i32, wrapping),
 /// `y = acc as f32 * (a_scales[i] * w.scales[r]) + bias[r]`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_q8(
@@ -344,10 +344,15 @@ pub fn gemm_q8(
                 let wg = &wblk[g * Q8_N_BLOCK * Q8_K_GROUP..(g + 1) * Q8_N_BLOCK * Q8_K_GROUP];
                 for (j, acc_j) in acc.iter_mut().enumerate() {
                     let w4 = &wg[j * Q8_K_GROUP..(j + 1) * Q8_K_GROUP];
-                    *acc_j += a4[0] as i32 * w4[0] as i32
-                        + a4[1] as i32 * w4[1] as i32
-                        + a4[2] as i32 * w4[2] as i32
-                        + a4[3] as i32 * w4[3] as i32;
+                    // Four products always fit; the running sum wraps (i32
+                    // two's complement), which every tier reproduces whatever its
+                    // summation order.
+                    *acc_j = acc_j.wrapping_add(
+                        a4[0] as i32 * w4[0] as i32
+                            + a4[1] as i32 * w4[1] as i32
+                            + a4[2] as i32 * w4[2] as i32
+                            + a4[3] as i32 * w4[3] as i32,
+                    );
                 }
             }
             let (sa, za) = (a_scales[i], a_zps[i]);
@@ -356,7 +361,7 @@ pub fn gemm_q8(
                 if r >= w.n {
                     break;
                 }
-                let acc_j = acc_j - za * w.row_sums[r];
+                let acc_j = acc_j.wrapping_sub(za.wrapping_mul(w.row_sums[r]));
                 let y = acc_j as f32 * (sa * w.scales[r]) + bias[r];
                 epilogue(&mut out[i * ldo + r], y, ep);
             }
