@@ -117,6 +117,16 @@ fn outputs_are_bit_identical_for_1_to_4_threads() {
                     let mut ws = model.new_workspace(case.1, case.0);
                     let want = bits(&model.run(&mut ws, &inp).unwrap());
                     assert!(!want.is_empty());
+                    // `run` skips what no output reads (sequence classification:
+                    // all but the first token in the last layer); a traced run
+                    // computes everything. Same outputs, bit for bit.
+                    let full = bits(&model.run_traced(&mut ws, &inp, &mut |_, _| {}).unwrap());
+                    assert!(
+                        full == want,
+                        "{ckpt} {precision:?} {tier} batch {} seq {}: run differs from the full pass",
+                        case.0,
+                        case.1
+                    );
                     for pool in &pools {
                         let n = pool.threads();
                         let mut ws = model.new_workspace_threads(case.1, case.0, n);

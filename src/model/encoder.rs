@@ -20,12 +20,20 @@ use crate::workspace::{Plan, Regions};
 /// the kernels are called in the same order as the plain loop
 /// (embeddings, then per layer: q|k|v, attention, output, LayerNorm, FFN, FFN
 /// output, LayerNorm), and `trace` sees every tensor whole.
+///
+/// With `cls_only`, the last layer call computes only what the first token of
+/// each sequence needs (keys and values of every token, then attention, FFN
+/// and LayerNorms for that one row): the sequence-classification head reads
+/// nothing else. Every value it computes is bit-identical to the full pass
+/// (the kernels treat rows independently); the other rows of the last hidden
+/// state are left stale, so callers that look at them must not ask for it.
 pub(super) fn forward(
     m: &Model<'_>,
     input: &Input<'_>,
     r: &mut Regions<'_>,
     plan: &Plan,
     exec: Exec<'_>,
+    cls_only: bool,
     trace: &mut dyn FnMut(Trace, &[f32]),
 ) {
     let cfg = *m.config();
@@ -53,6 +61,10 @@ pub(super) fn forward(
     });
     for call in 0..calls {
         let layer = layer_of(call);
+        if cls_only && call + 1 == calls && s > 1 {
+            cls_layer(m, input, r, plan, layer, d);
+            break;
+        }
         let Regions {
             qkv: qkv_all,
             ctx,
@@ -78,6 +90,89 @@ pub(super) fn forward(
             }
         });
     }
+}
+
+/// Layer call `layer` for the first token of every sequence only, on the
+/// calling thread (the q|k|v projection of every token is already done):
+/// attention for query row 0, then [`layer_tail`]'s steps on those rows, read
+/// and written in place at a stride of one sequence.
+fn cls_layer(
+    m: &Model<'_>,
+    input: &Input<'_>,
+    r: &mut Regions<'_>,
+    plan: &Plan,
+    layer: u32,
+    d: Dims,
+) {
+    let cfg = m.config();
+    let (b, s) = (input.batch, input.seq);
+    let (t, ld) = (b * s, s * d.h);
+    let Regions {
+        h,
+        qkv,
+        ctx,
+        ffn,
+        scores,
+        mask,
+        qs,
+        ..
+    } = r;
+    let qkv_all: &[f32] = &qkv[..t * 3 * d.a];
+    for bi in 0..b {
+        let mut c = AttnChunk {
+            begin: bi * s,
+            end: bi * s + 1,
+            ctx: &mut ctx[bi * d.a..(bi + 1) * d.a],
+            scores: &mut scores[..plan.scores_chunk],
+            mask: &mut mask[..s],
+        };
+        attention(m, input, qkv_all, &mut c, d);
+    }
+    let w = |k: RoleKind| m.layer_tensor(k, layer);
+    let no_trace = &mut |_: Trace, _: &[f32]| {};
+    let h = &mut h[..t * d.h];
+    let ffn = &mut ffn[..b * d.i];
+    let layer_norm = |h: &mut [f32], g: RoleKind, bt: RoleKind| {
+        let (g, bt) = (m.f32s(&w(g)), m.f32s(&w(bt)));
+        for bi in 0..b {
+            (m.kernels.layer_norm)(&mut h[bi * ld..bi * ld + d.h], g, bt, cfg.layer_norm_eps);
+        }
+    };
+    m.linear(
+        &ctx[..b * d.a],
+        d.a,
+        b,
+        (&w(RoleKind::AttnOutWeight), &w(RoleKind::AttnOutBias)),
+        qs,
+        h,
+        ld,
+        Epilogue::Accumulate,
+        no_trace,
+    );
+    layer_norm(h, RoleKind::AttnLnGamma, RoleKind::AttnLnBeta);
+    m.linear(
+        h,
+        ld,
+        b,
+        (&w(RoleKind::FfnWeight), &w(RoleKind::FfnBias)),
+        qs,
+        ffn,
+        d.i,
+        Epilogue::Activate(cfg.activation),
+        no_trace,
+    );
+    m.linear(
+        ffn,
+        d.i,
+        b,
+        (&w(RoleKind::FfnOutWeight), &w(RoleKind::FfnOutBias)),
+        qs,
+        h,
+        ld,
+        Epilogue::Accumulate,
+        no_trace,
+    );
+    layer_norm(h, RoleKind::OutLnGamma, RoleKind::OutLnBeta);
 }
 
 /// The fused q|k|v projection of `layer` for the chunk's rows.

@@ -453,7 +453,7 @@ impl<'a> Model<'a> {
         ws: &'w mut Workspace<'_>,
         input: &Input<'_>,
     ) -> Result<Outputs<'w>, RunError> {
-        self.run_traced(ws, input, &mut |_, _| {})
+        self.run_exec(ws, input, chunks::Exec::serial(), true, &mut |_, _| {})
     }
 
     /// Like [`Model::run`], and reports intermediate tensors to `trace`.
@@ -463,7 +463,7 @@ impl<'a> Model<'a> {
         input: &Input<'_>,
         trace: &mut dyn FnMut(Trace, &[f32]),
     ) -> Result<Outputs<'w>, RunError> {
-        self.run_exec(ws, input, chunks::Exec::serial(), trace)
+        self.run_exec(ws, input, chunks::Exec::serial(), false, trace)
     }
 
     /// Like [`Model::run`], with the work split over the threads of `pool`.
@@ -496,7 +496,7 @@ impl<'a> Model<'a> {
             pool: Some(pool),
             _lifetime: core::marker::PhantomData,
         };
-        self.run_exec(ws, input, exec, &mut |_, _| {})
+        self.run_exec(ws, input, exec, true, &mut |_, _| {})
     }
 
     fn run_exec<'w>(
@@ -504,6 +504,7 @@ impl<'a> Model<'a> {
         ws: &'w mut Workspace<'_>,
         input: &Input<'_>,
         exec: chunks::Exec<'_>,
+        untraced: bool,
         trace: &mut dyn FnMut(Trace, &[f32]),
     ) -> Result<Outputs<'w>, RunError> {
         self.check_input(input)?;
@@ -522,7 +523,10 @@ impl<'a> Model<'a> {
         let floats = ws.floats();
         let mut r =
             Regions::split(floats, &plan).ok_or(RunError::WorkspaceTooSmall { needed, got })?;
-        encoder::forward(self, input, &mut r, &plan, exec, trace);
+        // Sequence classification reads only the first token's final hidden
+        // state; skip the rest of the last layer unless a trace watches it.
+        let cls_only = untraced && self.config().head == format::HeadKind::SequenceClassification;
+        encoder::forward(self, input, &mut r, &plan, exec, cls_only, trace);
         Ok(heads::forward(self, input, r, exec, trace))
     }
 
