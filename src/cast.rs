@@ -7,7 +7,9 @@
 /// Views `b` as `f32` values. Returns `None` unless `b` is 4-byte aligned and its
 /// length a multiple of 4.
 pub fn f32s(b: &[u8]) -> Option<&[f32]> {
-    if b.as_ptr() as usize % core::mem::align_of::<f32>() != 0 || b.len() % 4 != 0 {
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<f32>())
+        || !b.len().is_multiple_of(4)
+    {
         return None;
     }
     // SAFETY: the pointer is aligned for f32 (checked above), the length is an
@@ -18,7 +20,9 @@ pub fn f32s(b: &[u8]) -> Option<&[f32]> {
 
 /// Views `b` as `i32` values; same conditions as [`f32s`].
 pub fn i32s(b: &[u8]) -> Option<&[i32]> {
-    if b.as_ptr() as usize % core::mem::align_of::<i32>() != 0 || b.len() % 4 != 0 {
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<i32>())
+        || !b.len().is_multiple_of(4)
+    {
         return None;
     }
     // SAFETY: as in `f32s`: aligned, exact length, any bit pattern is a valid i32.

@@ -135,7 +135,7 @@ impl HfConfig {
                 bail!("config.json: {name} = {v} is out of range");
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size,

@@ -545,13 +545,13 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, LoadError> {
             }
         });
     }
-    if file_len % ALIGN as u64 != 0 {
+    if !file_len.is_multiple_of(ALIGN as u64) {
         return Err(LoadError::BadSection {
             section: "header",
             reason: "file length is not a multiple of 64",
         });
     }
-    if (bytes.as_ptr() as usize) % ALIGN != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
         return Err(LoadError::Misaligned { align: ALIGN });
     }
     let nsec = rd_u32(bytes, 24);

@@ -39,6 +39,7 @@ pub fn round_half_even(v: f32) -> f32 {
 }
 
 /// Reference [`super::QuantizeRowsFn`].
+#[allow(clippy::too_many_arguments)]
 pub fn quantize_rows(
     x: &[f32],
     ldx: usize,

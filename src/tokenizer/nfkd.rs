@@ -36,7 +36,7 @@ pub(crate) fn strip_accents(c: char, mut emit: impl FnMut(char)) {
         let jamo = [
             Some(L_BASE + s / N_COUNT),
             Some(V_BASE + (s % N_COUNT) / T_COUNT),
-            (s % T_COUNT != 0).then_some(T_BASE + s % T_COUNT),
+            (!s.is_multiple_of(T_COUNT)).then_some(T_BASE + s % T_COUNT),
         ];
         for j in jamo.into_iter().flatten().filter_map(char::from_u32) {
             emit(j);

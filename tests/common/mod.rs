@@ -140,7 +140,7 @@ impl Aligned {
         // Find a 64-aligned start inside the allocation.
         let base = blocks.as_mut_ptr() as usize;
         let skip = (64 - base % 64) % 64;
-        assert!(skip == 0 || skip % 8 == 0);
+        assert!(skip.is_multiple_of(8));
         let mut a = Aligned {
             blocks,
             len: b.len(),

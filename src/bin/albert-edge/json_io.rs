@@ -11,7 +11,10 @@ pub struct Case {
     pub token_type_ids: Option<Vec<u32>>,
 }
 
-fn array(v: &Value, name: &str) -> Result<Option<(Vec<usize>, Vec<u32>)>, String> {
+/// A `{"shape": [...], "data": [...]}` array: its shape and values.
+type Array = (Vec<usize>, Vec<u32>);
+
+fn array(v: &Value, name: &str) -> Result<Option<Array>, String> {
     let Some(a) = v.get(name) else {
         return Ok(None);
     };

@@ -132,11 +132,11 @@ fn encode_for_model(
     encode(m, a, b, Some(max_len.unwrap_or(limit).min(limit)))
 }
 
+/// Every output as (name, shape, values).
+pub type OwnedOutputs = Vec<(&'static str, Vec<usize>, Vec<f32>)>;
+
 /// Runs one encoded sequence with a fresh workspace.
-pub fn run_encoding(
-    m: &Model<'_>,
-    e: &Encoding,
-) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
+pub fn run_encoding(m: &Model<'_>, e: &Encoding) -> Result<(OwnedOutputs, f64), String> {
     run_encoding_in(m, e, &mut crate::new_workspace(m, e.ids.len(), 1))
 }
 
@@ -146,7 +146,7 @@ pub fn run_encoding_in(
     m: &Model<'_>,
     e: &Encoding,
     ws: &mut Workspace<'_>,
-) -> Result<(Vec<(&'static str, Vec<usize>, Vec<f32>)>, f64), String> {
+) -> Result<(OwnedOutputs, f64), String> {
     let input = Input {
         batch: 1,
         seq: e.ids.len(),
