@@ -457,6 +457,10 @@ impl<'a> Model<'a> {
     }
 
     /// Like [`Model::run`], and reports intermediate tensors to `trace`.
+    ///
+    /// It computes every row of every layer, where [`Model::run`] skips what no
+    /// output reads (for sequence classification, all but the first token of
+    /// each sequence in the last layer); the outputs are bit-identical.
     pub fn run_traced<'w>(
         &self,
         ws: &'w mut Workspace<'_>,
