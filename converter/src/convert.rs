@@ -115,6 +115,10 @@ pub const FAST: Preset = Preset {
     ffn_fraction: 0.4,
 };
 
+/// With `--calibrate`, heads and FFN neurons are chosen by the least-squares refit's
+/// output error ([`prune::Refit::select`]) rather than by the activation scores.
+const SELECT_BY_REFIT: bool = true;
+
 /// Progress callbacks: `(stage, done, total)`.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
@@ -276,12 +280,20 @@ pub fn convert_with(
         None
     };
     if o.heads != Heads::Keep || o.ffn_fraction > 0.0 {
-        let imp = match &samples {
-            Some(s) => prune::activation_importance(&m, s, |i| progress("scoring", i, s.len()))?,
-            None => prune::weight_importance(&m),
+        // With calibration texts, the same f32 pass that scores importance measures the
+        // input moments of the attention output and FFN output, which are then refitted
+        // by least squares to the inputs they keep (`refit`).
+        let (imp, moments) = match &samples {
+            Some(s) => prune::activation_calibration(&m, s, prune::MOMENT_ROWS, |i| {
+                progress("scoring", i, s.len())
+            })?,
+            None => (prune::weight_importance(&m), Vec::new()),
         };
-        // No mean replacement (`prune::apply_compensated` with statistics): it cost
-        // accuracy on SST-2 (docs/accuracy.md).
+        let refit = samples.as_ref().map(|_| prune::Refit {
+            moments: &moments,
+            damping: crate::refit::DAMPING,
+            select: SELECT_BY_REFIT,
+        });
         let (keep, remove) = match &o.heads {
             Heads::Keep => (None, 0),
             Heads::Count(n) => (None, *n),
@@ -290,7 +302,8 @@ pub fn convert_with(
                 (Some(vec![keep; m.layers.len()]), 0)
             }
         };
-        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, None)?;
+        progress("refitting", 0, 1);
+        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, refit)?;
     }
     let stats = if precision == Precision::Int8 {
         let synthetic;
