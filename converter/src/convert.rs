@@ -115,9 +115,11 @@ pub const FAST: Preset = Preset {
     ffn_fraction: 0.4,
 };
 
-/// With `--calibrate`, heads and FFN neurons are chosen by the least-squares refit's
-/// output error ([`prune::Refit::select`]) rather than by the activation scores.
-const SELECT_BY_REFIT: bool = true;
+/// With `--calibrate`, heads and FFN neurons are chosen by the activation scores, then
+/// the outputs are refitted; choosing them by the refit's own error
+/// ([`prune::Refit::select`]) is available to the library but was not measured better
+/// (docs/accuracy.md).
+const SELECT_BY_REFIT: bool = false;
 
 /// Progress callbacks: `(stage, done, total)`.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
