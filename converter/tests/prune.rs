@@ -124,6 +124,55 @@ fn fast_preset_scales_with_the_head_count() {
     assert_eq!(FAST.options(1), (Heads::Keep, 0.4));
 }
 
+#[test]
+fn fast_preset_removes_a_quarter_of_the_parameters_where_the_ffn_allows() {
+    use albert_convert::convert::{Heads, FAST};
+    // The fixtures (mostly embeddings: the FFN cap binds) and the two SST-2 models
+    // (albert-base shape: 2 heads and 40% reach it; sst2-tiny needs more FFN).
+    let models = [
+        "fixtures/tiny-base/seqcls2",
+        "fixtures/tiny-groups/seqcls2",
+        "models/sst2-base",
+        "models/sst2-tiny",
+    ];
+    for ckpt in models {
+        let raw = load::safetensors::load_dir(&shared().join(ckpt)).unwrap();
+        let m = names::interpret(&raw).unwrap();
+        if ckpt == "models/sst2-base" {
+            assert_eq!(FAST.for_model(&m), (Heads::Count(2), 0.4));
+        }
+        let (heads, ffn) = FAST.for_model(&m);
+        assert!((0.4..=0.75).contains(&ffn), "{ckpt}: {ffn}");
+        let remove = match heads {
+            Heads::Count(n) => n,
+            Heads::Keep => 0,
+            Heads::List(_) => unreachable!(),
+        };
+        let mut p = m.clone();
+        prune::apply(&mut p, &prune::weight_importance(&m), remove, ffn).unwrap();
+        let removed = 1.0 - p.parameter_count() as f64 / m.parameter_count() as f64;
+        println!(
+            "{ckpt}: {remove} heads, FFN {ffn:.4}: {:.2}% of the parameters",
+            100.0 * removed
+        );
+        if ckpt.starts_with("models/") {
+            assert!(removed >= 0.25, "{ckpt}");
+        }
+        // Either the quarter is reached or the FFN is at its cap.
+        assert!(
+            removed >= 0.25
+                || ffn == (m.arch.intermediate as f64 * 0.75).floor() / m.arch.intermediate as f64
+        );
+        // And no more FFN than needed (beyond the 40% floor): one neuron fewer misses it.
+        if ffn > 0.4 + 1.0 / m.arch.intermediate as f64 && removed >= 0.25 {
+            let mut q = m.clone();
+            let fewer = ffn - 1.0 / m.arch.intermediate as f64;
+            prune::apply(&mut q, &prune::weight_importance(&m), remove, fewer).unwrap();
+            assert!(1.0 - (q.parameter_count() as f64) / (m.parameter_count() as f64) < 0.25);
+        }
+    }
+}
+
 /// Deterministic pseudo-random numbers in [-1, 1).
 fn rng(seed: u64) -> impl FnMut() -> f32 {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
