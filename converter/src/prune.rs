@@ -202,7 +202,7 @@ pub fn activation_calibration(
                             rows[l] += r;
                             if stride > 0 {
                                 for row in 0..r {
-                                    if seen[l].0 % stride == 0 {
+                                    if seen[l].0.is_multiple_of(stride) {
                                         moments[l].0.add(&x[row * ld..row * ld + cols]);
                                     }
                                     seen[l].0 += 1;
@@ -219,7 +219,7 @@ pub fn activation_calibration(
                             }
                             if stride > 0 {
                                 for row in 0..r {
-                                    if seen[l].1 % stride == 0 {
+                                    if seen[l].1.is_multiple_of(stride) {
                                         moments[l].1.add(&x[row * ld..row * ld + cols]);
                                     }
                                     seen[l].1 += 1;
