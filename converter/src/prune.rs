@@ -12,6 +12,10 @@
 //! * FFN neuron `n`: `mean |act_n|` times `||W_out[:, n]||`; from weights alone,
 //!   `||W_ffn[n]|| * ||W_out[:, n]||`.
 //!
+//! With calibration, the same pass measures the input moments of the attention output
+//! and FFN output ([`activation_calibration`]), and [`apply_compensated`] refits those
+//! two linears by least squares to the inputs they keep ([`crate::refit`]).
+//!
 //! Pruned models keep the file format and kernels: dimensions just shrink.
 
 use crate::calibrate::Sample;
