@@ -9,15 +9,17 @@
 # target/release (or $BIN), and jq is installed. Intermediate files go to $WORK
 # (default: a fresh temporary directory); results already in $WORK are reused, so
 # an interrupted run can be resumed with the same WORK. F32_LIMIT=N evaluates the f32
-# files on the first N sentences only (they are slow); CALIB=N sets the calibration size.
+# files on the first N sentences only (default: all 872); CALIB=N sets the calibration
+# size (default 436, the first half of dev; at most 436, so that calibration never sees
+# the judged half).
 #
 # Protocol (see docs/accuracy.md):
 # * every input is truncated to 64 tokens, as in training (`eval --max-len 64`);
 # * f32 and int8 are judged on all 872 dev sentences against the recorded PyTorch
 #   fp32 predictions (`predictions_dev.json`);
-# * `--prune fast` computes importance and int8 ranges on the first $CALIB dev
-#   sentences (`--calibrate`, default 32) and is judged on the second half of dev
-#   (rows 437-872), which calibration never saw;
+# * `--prune fast` computes importance, the least-squares refit and the int8 ranges on
+#   the first $CALIB dev sentences (`--calibrate`, default 436: the first half) and is
+#   judged on the second half of dev (rows 437-872), which calibration never saw;
 # * `--keep-vocab dev` keeps the pieces the 872 dev sentences use and is judged on
 #   them (same predictions expected); `--keep-vocab train` keeps the pieces of the
 #   67,349 training sentences and is judged on all of dev (which it never saw);
@@ -46,7 +48,8 @@ echo "work directory: $WORK" >&2
 { head -n 1 "$dev"; sed -n '2,437p' "$dev"; } > "$WORK/dev-a.tsv.$$" && mv "$WORK/dev-a.tsv.$$" "$WORK/dev-a.tsv"
 { head -n 1 "$dev"; sed -n '438,873p' "$dev"; } > "$WORK/dev-b.tsv.$$" && mv "$WORK/dev-b.tsv.$$" "$WORK/dev-b.tsv"
 # Calibration: the first $CALIB dev sentences.
-CALIB="${CALIB:-32}"
+CALIB="${CALIB:-436}"
+[ "$CALIB" -le 436 ] || { echo "CALIB must be at most 436 (the judged half starts at row 437)" >&2; exit 1; }
 head -n $((CALIB + 1)) "$dev" > "$WORK/dev-cal.tsv.$$" && mv "$WORK/dev-cal.tsv.$$" "$WORK/dev-cal.tsv"
 
 # convert NAME MODEL ARGS...: writes $WORK/NAME.albert and its summary.
@@ -54,7 +57,10 @@ convert_to() {
     local name=$1 model=$2; shift 2
     if [ ! -s "$WORK/$name.albert" ]; then
         echo "converting $name" >&2
+        local t0=$SECONDS
         "$convert" "$SHARED/models/sst2-$model" -o "$WORK/$name.albert" "$@" > "$WORK/$name.summary"
+        echo "$((SECONDS - t0))" > "$WORK/$name.seconds"
+        echo "converted $name in $((SECONDS - t0)) s" >&2
     fi
 }
 
@@ -114,8 +120,7 @@ for model in "${models[@]}"; do
     convert_to "$model-f32" "$model" --precision f32
     p0=$(params "$model-f32")
     if [ -n "${F32_LIMIT:-}" ]; then
-        # The f32 kernels are slow on a loaded machine: F32_LIMIT=N judges f32 on the
-        # first N sentences only.
+        # F32_LIMIT=N judges f32 on the first N sentences only (for quick runs).
         ref_n=$(jq --argjson n "$F32_LIMIT" '[.pred_fp32[:$n], .labels[:$n]] | transpose | map(select(.[0] == .[1])) | length' "$preds")
         row "$model-f32" "f32" "$(evaluate "$model-f32" "$dev" "$F32_LIMIT")" "first $F32_LIMIT" "$ref_n" 0 "$F32_LIMIT"
     else

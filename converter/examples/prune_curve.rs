@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p albert-convert --example prune_curve -- \
-//!     CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--compensate] [--max-len 64] HEADS:FFN...
+//!     CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--refit [--select] [--damping X]] [--max-len 64] HEADS:FFN...
 //! ```
 //!
 //! Prints one line per configuration: heads removed, FFN fraction removed, parameters
@@ -62,19 +62,25 @@ fn predict(bytes: &[u8], samples: &[Sample]) -> Result<Vec<usize>> {
         .collect()
 }
 
+fn prune_damping() -> f64 {
+    albert_convert::refit::DAMPING
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(ckpt), Some(calib), Some(judge)) = (args.next(), args.next(), args.next()) else {
-        bail!("usage: prune_curve CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--max-len N] HEADS:FFN...");
+        bail!("usage: prune_curve CHECKPOINT CALIBRATION.tsv JUDGE.tsv [--int8] [--weights] [--refit [--select] [--damping X]] [--max-len N] HEADS:FFN...");
     };
     let (mut precision, mut weights, mut max_len) = (Precision::F32, false, 64usize);
-    let mut compensate = false;
+    let (mut refit, mut select, mut damping) = (false, false, prune_damping());
     let mut configs = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--int8" => precision = Precision::Int8,
             "--weights" => weights = true,
-            "--compensate" => compensate = true,
+            "--refit" => refit = true,
+            "--select" => select = true,
+            "--damping" => damping = args.next().context("--damping X")?.parse()?,
             "--max-len" => max_len = args.next().context("--max-len N")?.parse()?,
             c => {
                 let (h, f) = c.split_once(':').context("configurations are HEADS:FFN")?;
@@ -95,17 +101,18 @@ fn main() -> Result<()> {
     let judged = corpus::tokenize(&tok, &corpus::read(&judge_path)?, Some(max_len))?;
     let gold = labels(&judge_path)?;
     let t0 = std::time::Instant::now();
-    let imp = if weights {
-        prune::weight_importance(&m)
+    let (imp, moments) = if weights {
+        (prune::weight_importance(&m), Vec::new())
     } else {
-        prune::activation_importance(&m, &calib, |_| {})?
+        let rows = if refit { prune::MOMENT_ROWS } else { 0 };
+        prune::activation_calibration(&m, &calib, rows, |_| {})?
     };
     eprintln!("importance in {:.1} s", t0.elapsed().as_secs_f64());
-    let means = if compensate {
-        Some(calibrate::collect(&m, &calib, |_| {})?)
-    } else {
-        None
-    };
+    let refit = refit.then_some(prune::Refit {
+        moments: &moments,
+        damping,
+        select,
+    });
     let pack_it = |m: &albert_convert::model::Albert| -> Result<Vec<u8>> {
         let stats = if precision == Precision::Int8 {
             Some(calibrate::collect(m, &calib, |_| {})?)
@@ -121,13 +128,19 @@ fn main() -> Result<()> {
         "# {ckpt} {} importance={}{} judged on {} rows of {judge}",
         precision.name(),
         if weights { "weights" } else { "activations" },
-        if compensate { " mean-replacement" } else { "" },
+        match refit {
+            Some(r) if r.select => format!(" refit(damping {damping}) select-by-refit"),
+            Some(_) => format!(" refit(damping {damping})"),
+            None => String::new(),
+        },
         judged.len()
     );
     println!("heads ffn   params   removed  file_bytes  correct  accuracy  agreement");
     for (h, f) in configs {
         let mut p = m.clone();
-        prune::apply_compensated(&mut p, &imp, None, h, f, means.as_ref())?;
+        let t = std::time::Instant::now();
+        prune::apply_compensated(&mut p, &imp, None, h, f, refit)?;
+        eprintln!("pruned {h}:{f} in {:.1} s", t.elapsed().as_secs_f64());
         let bytes = if (h, f) == (0, 0.0) {
             base_bytes.clone()
         } else {

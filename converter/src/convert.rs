@@ -84,7 +84,7 @@ pub struct Options {
     pub preset: Option<Preset>,
 }
 
-/// A named pruning preset (`--prune NAME`).
+/// A named pruning preset (`--prune NAME`): a fixed rule, applied to any model's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Preset {
     /// Name on the command line.
@@ -92,12 +92,18 @@ pub struct Preset {
     /// Fraction of the heads removed from every stored layer (rounded, at least one
     /// head kept).
     pub heads_fraction: f64,
-    /// Fraction of FFN neurons removed.
+    /// Fraction of FFN neurons removed, at least.
     pub ffn_fraction: f64,
+    /// Fraction of the model's parameters to remove: more FFN neurons go (up to
+    /// `max_ffn_fraction`) while heads and `ffn_fraction` remove fewer.
+    pub parameters_fraction: f64,
+    /// Fraction of FFN neurons removed, at most.
+    pub max_ffn_fraction: f64,
 }
 
 impl Preset {
-    /// The options for a model with `heads` heads per layer.
+    /// The head count to remove from a model with `heads` heads per layer, and the
+    /// minimum FFN fraction.
     pub fn options(&self, heads: usize) -> (Heads, f64) {
         let n =
             ((heads as f64 * self.heads_fraction).round() as usize).min(heads.saturating_sub(1));
@@ -106,14 +112,53 @@ impl Preset {
             self.ffn_fraction,
         )
     }
+
+    /// The options for model `m`: [`Self::options`], with the FFN fraction raised (to at
+    /// most `max_ffn_fraction`) until `parameters_fraction` of the parameters go.
+    pub fn for_model(&self, m: &Albert) -> (Heads, f64) {
+        let (heads, min_ffn) = self.options(m.arch.heads);
+        let removed_heads = match heads {
+            Heads::Count(n) => n,
+            _ => 0,
+        };
+        let (h, d, ni) = (m.arch.hidden, m.arch.head_dim, m.arch.intermediate);
+        let stored = m.layers.len();
+        // A head: its query/key/value rows and biases and its dense columns; a neuron:
+        // its FFN row and bias and its FFN-output column; in every stored layer.
+        let per_head = stored * (4 * h * d + 3 * d);
+        let per_neuron = (stored * (2 * h + 1)).max(1);
+        let target = (self.parameters_fraction * m.parameter_count() as f64).ceil() as usize;
+        let need = target.saturating_sub(removed_heads * per_head);
+        let min_drop = (ni as f64 * min_ffn).round() as usize;
+        let max_drop = (ni as f64 * self.max_ffn_fraction).floor() as usize;
+        let drop = need
+            .div_ceil(per_neuron)
+            .clamp(min_drop, max_drop.max(min_drop));
+        let fraction = if drop == min_drop || ni == 0 {
+            min_ffn
+        } else {
+            drop as f64 / ni as f64
+        };
+        (heads, fraction)
+    }
 }
 
-/// `--prune fast`: see `docs/accuracy.md` for the measurements behind it.
+/// `--prune fast`: a sixth of the heads and at least 40% of the FFN neurons, more (up
+/// to 75%) until a quarter of the parameters are removed. See `docs/accuracy.md` for
+/// the measurements behind it.
 pub const FAST: Preset = Preset {
     name: "fast",
     heads_fraction: 1.0 / 6.0,
     ffn_fraction: 0.4,
+    parameters_fraction: 0.25,
+    max_ffn_fraction: 0.75,
 };
+
+/// With `--calibrate`, heads and FFN neurons are chosen by the activation scores, then
+/// the outputs are refitted; choosing them by the refit's own error
+/// ([`prune::Refit::select`]) is available to the library; it scored no better on
+/// sst2-tiny and was not measured on sst2-base (docs/accuracy.md).
+const SELECT_BY_REFIT: bool = false;
 
 /// Progress callbacks: `(stage, done, total)`.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
@@ -245,7 +290,7 @@ pub fn convert_with(
     let mut m = names::interpret(raw)?;
     let mut o = o.clone();
     if let Some(p) = o.preset {
-        (o.heads, o.ffn_fraction) = p.options(m.arch.heads);
+        (o.heads, o.ffn_fraction) = p.for_model(&m);
     }
     let o = &o;
     check_options(&m, o)?;
@@ -276,12 +321,20 @@ pub fn convert_with(
         None
     };
     if o.heads != Heads::Keep || o.ffn_fraction > 0.0 {
-        let imp = match &samples {
-            Some(s) => prune::activation_importance(&m, s, |i| progress("scoring", i, s.len()))?,
-            None => prune::weight_importance(&m),
+        // With calibration texts, the same f32 pass that scores importance measures the
+        // input moments of the attention output and FFN output, which are then refitted
+        // by least squares to the inputs they keep (`refit`).
+        let (imp, moments) = match &samples {
+            Some(s) => prune::activation_calibration(&m, s, prune::MOMENT_ROWS, |i| {
+                progress("scoring", i, s.len())
+            })?,
+            None => (prune::weight_importance(&m), Vec::new()),
         };
-        // No mean replacement (`prune::apply_compensated` with statistics): it cost
-        // accuracy on SST-2 (docs/accuracy.md).
+        let refit = samples.as_ref().map(|_| prune::Refit {
+            moments: &moments,
+            damping: crate::refit::DAMPING,
+            select: SELECT_BY_REFIT,
+        });
         let (keep, remove) = match &o.heads {
             Heads::Keep => (None, 0),
             Heads::Count(n) => (None, *n),
@@ -290,7 +343,8 @@ pub fn convert_with(
                 (Some(vec![keep; m.layers.len()]), 0)
             }
         };
-        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, None)?;
+        progress("refitting", 0, 1);
+        prune::apply_compensated(&mut m, &imp, keep, remove, o.ffn_fraction, refit)?;
     }
     let stats = if precision == Precision::Int8 {
         let synthetic;

@@ -15,6 +15,7 @@ pub mod names;
 pub mod pack;
 pub mod prune;
 pub mod quantize;
+pub mod refit;
 pub mod spm;
 #[cfg(feature = "onnx")]
 pub mod verify;

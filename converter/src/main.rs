@@ -73,14 +73,16 @@ struct ConvertArgs {
     /// first; in [0, 1).
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     prune_ffn: Option<f64>,
-    /// A pruning preset: `fast` removes a sixth of the heads (2 of 12) and 40% of the
-    /// FFN neurons, about a quarter of an albert-base model's parameters (use it with
-    /// --calibrate; measured in docs/accuracy.md).
+    /// A pruning preset: `fast` removes a sixth of the heads (2 of 12) and at least 40%
+    /// of the FFN neurons, more (up to 75%) until a quarter of the parameters are gone
+    /// (use it with --calibrate, which also refits the pruned layers; measured in
+    /// docs/accuracy.md).
     #[arg(long, value_enum, value_name = "PRESET", conflicts_with_all = ["prune_heads", "prune_ffn"])]
     prune: Option<PresetArg>,
     /// Calibration texts (a TSV with a `sentence` column, or one text per line): pruning
     /// importance is scored from activations on them instead of from the weights alone,
-    /// and int8 activation ranges come from them instead of synthetic token sequences.
+    /// the layers that lose inputs to pruning are refitted by least squares on them, and
+    /// int8 activation ranges come from them instead of synthetic token sequences.
     #[arg(long, value_name = "FILE")]
     calibrate: Option<PathBuf>,
     /// Keep only the vocabulary pieces CORPUS (a TSV with a `sentence` column, or one
@@ -93,7 +95,8 @@ struct ConvertArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PresetArg {
-    /// A sixth of the heads and 40% of the FFN neurons removed.
+    /// A sixth of the heads and 40-75% of the FFN neurons removed: a quarter of the
+    /// parameters where the FFN allows.
     Fast,
 }
 

@@ -12,6 +12,10 @@
 //! * FFN neuron `n`: `mean |act_n|` times `||W_out[:, n]||`; from weights alone,
 //!   `||W_ffn[n]|| * ||W_out[:, n]||`.
 //!
+//! With calibration, the same pass measures the input moments of the attention output
+//! and FFN output ([`activation_calibration`]), and [`apply_compensated`] refits those
+//! two linears by least squares to the inputs they keep ([`crate::refit`]).
+//!
 //! Pruned models keep the file format and kernels: dimensions just shrink.
 
 use crate::calibrate::Sample;
@@ -76,8 +80,35 @@ pub fn weight_importance(m: &Albert) -> Importance {
 pub fn activation_importance(
     m: &Albert,
     samples: &[Sample],
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<Importance> {
+    Ok(activation_calibration(m, samples, 0, progress)?.0)
+}
+
+/// Second moments of the inputs of the two linears whose inputs pruning removes, in
+/// one stored layer (unpruned model; see [`crate::refit`]).
+#[derive(Debug, Clone)]
+pub struct LayerMoments {
+    /// `E[z z^T]` of the attention output dense's augmented input (the concatenated
+    /// head contexts, then 1).
+    pub dense: Vec<f64>,
+    /// The same for the FFN output's input (the activated neurons, then 1).
+    pub ffn_out: Vec<f64>,
+}
+
+/// Input rows per linear (spread evenly over every sentence and application of the
+/// shared block) that feed [`LayerMoments`]: enough for a well-conditioned estimate
+/// of an albert-base FFN (3072 inputs), at a bounded cost on long calibration files.
+pub const MOMENT_ROWS: usize = 8192;
+
+/// [`activation_importance`] and, when `moment_rows > 0`, the [`LayerMoments`] of every
+/// stored layer from at most about `moment_rows` input rows each, in the same pass.
+pub fn activation_calibration(
+    m: &Albert,
+    samples: &[Sample],
+    moment_rows: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<(Importance, Vec<LayerMoments>)> {
     let packed = pack::pack(m, Precision::F32, None, None)?;
     let model = Model::from_vec(&packed.bytes).map_err(|e| anyhow!("internal: {e}"))?;
     let (d, nh, ni) = (m.arch.head_dim, m.arch.heads, m.arch.intermediate);
@@ -86,6 +117,28 @@ pub fn activation_importance(
     let mut rows = vec![0usize; m.layers.len()];
     let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let mut ws = model.new_workspace(longest, 1);
+    // Every `stride`-th input row of each linear feeds the moments.
+    let applications = m.arch.layers.div_ceil(m.layers.len().max(1));
+    let total_rows: usize = samples.iter().map(|s| s.ids.len()).sum::<usize>() * applications;
+    let stride = if moment_rows == 0 {
+        0
+    } else {
+        total_rows.div_ceil(moment_rows).max(1)
+    };
+    let mut moments: Vec<(crate::refit::Moments, crate::refit::Moments)> = if stride > 0 {
+        m.layers
+            .iter()
+            .map(|l| {
+                (
+                    crate::refit::Moments::new(l.dense.w.cols),
+                    crate::refit::Moments::new(l.ffn_output.w.cols),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut seen = vec![(0usize, 0usize); m.layers.len()];
     // ||W_dense[:, h] c||^2 = c^T G_h c with the head's Gram matrix
     // G_h = W_dense[:, h]^T W_dense[:, h] (d x d): d^2 instead of H*d per token.
     let gram: Vec<Vec<Vec<f64>>> = m
@@ -151,6 +204,14 @@ pub fn activation_importance(
                                 }
                             }
                             rows[l] += r;
+                            if stride > 0 {
+                                for row in 0..r {
+                                    if seen[l].0.is_multiple_of(stride) {
+                                        moments[l].0.add(&x[row * ld..row * ld + cols]);
+                                    }
+                                    seen[l].0 += 1;
+                                }
+                            }
                         }
                         RoleKind::FfnOutWeight => {
                             for row in 0..r {
@@ -158,6 +219,14 @@ pub fn activation_importance(
                                     act_abs[l].iter_mut().zip(&x[row * ld..row * ld + cols])
                                 {
                                     *acc += v.abs() as f64;
+                                }
+                            }
+                            if stride > 0 {
+                                for row in 0..r {
+                                    if seen[l].1.is_multiple_of(stride) {
+                                        moments[l].1.add(&x[row * ld..row * ld + cols]);
+                                    }
+                                    seen[l].1 += 1;
                                 }
                             }
                         }
@@ -182,7 +251,16 @@ pub fn activation_importance(
                 .collect(),
         );
     }
-    Ok(out)
+    let moments = moments
+        .into_iter()
+        .map(|(d, f)| {
+            Ok(LayerMoments {
+                dense: d.finish()?,
+                ffn_out: f.finish()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((out, moments))
 }
 
 /// Indices of the `keep` largest scores, in increasing index order.
@@ -319,30 +397,66 @@ pub fn apply(
     Ok(())
 }
 
-/// Mean replacement: before inputs `removed` of `lin` are pruned, folds their mean
-/// contribution `W[:, removed] * mean[removed]` into the bias, so the layer's output
-/// keeps its mean instead of shifting.
-fn fold_means(lin: &mut Linear, removed: &[usize], mean: &[f64]) {
-    for (o, b) in lin.b.iter_mut().enumerate() {
-        let row = lin.w.row(o);
-        let d: f64 = removed.iter().map(|&c| row[c] as f64 * mean[c]).sum();
-        *b = (*b as f64 + d) as f32;
-    }
+/// Least-squares reconstruction for [`apply_compensated`].
+#[derive(Debug, Clone, Copy)]
+pub struct Refit<'a> {
+    /// Moments of the unpruned model, one per stored layer ([`activation_calibration`]).
+    pub moments: &'a [LayerMoments],
+    /// Damping relative to the mean diagonal ([`crate::refit::DAMPING`]).
+    pub damping: f64,
+    /// Also choose what to remove by the refit's output error instead of by the
+    /// importance scores: heads greedily, one at a time, by the attention output's
+    /// residual error after the refit; FFN neurons by their OBS saliency
+    /// ([`crate::refit::obs_saliency`]).
+    pub select: bool,
 }
 
-/// Like [`apply`], with mean replacement when `stats` (activation statistics of the
-/// unpruned model, from [`crate::calibrate::collect`]) are given: the mean output of
-/// every removed head (over all applications of its layer) is folded into the
-/// attention output bias, and that of every removed FFN neuron into the FFN output
-/// bias. `heads` lists, for every stored layer, the heads to keep (`None`: keep the
-/// `heads - remove_heads` most important ones).
+/// Heads to keep in one layer: removes `remove` heads one at a time, each time the one
+/// whose removal (with the refit of the others) leaves the smallest output error.
+fn greedy_heads(
+    dense: &Linear,
+    heads: usize,
+    d: usize,
+    g: &[f64],
+    remove: usize,
+    damping: f64,
+) -> Result<Vec<usize>> {
+    let obj = crate::refit::Objective::new(&dense.w.data, &dense.b, dense.w.cols, g)?;
+    let mut kept: Vec<usize> = (0..heads).collect();
+    for _ in 0..remove {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, _) in kept.iter().enumerate() {
+            let cols: Vec<usize> = kept
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .flat_map(|(_, &h)| h * d..(h + 1) * d)
+                .collect();
+            let e = obj.residual(&cols, damping)?;
+            if best.is_none_or(|(b, _)| e < b) {
+                best = Some((e, i));
+            }
+        }
+        if let Some((_, i)) = best {
+            kept.remove(i);
+        }
+    }
+    Ok(kept)
+}
+
+/// Like [`apply`]; with `refit`, the attention output dense and the FFN output are then
+/// refitted by least squares to the kept inputs ([`crate::refit::refit`]), so each
+/// reproduces its unpruned output as well as the kept inputs allow (this subsumes mean
+/// replacement, which refits only the bias). `keep_heads` lists, for every stored
+/// layer, the heads to keep (`None`: remove `remove_heads`, chosen by importance or, with
+/// `refit.select`, by the refit's error).
 pub fn apply_compensated(
     m: &mut Albert,
     imp: &Importance,
     keep_heads: Option<Vec<Vec<usize>>>,
     remove_heads: usize,
     ffn_fraction: f64,
-    stats: Option<&crate::calibrate::ActStats>,
+    refit: Option<Refit<'_>>,
 ) -> Result<()> {
     if remove_heads >= m.arch.heads {
         bail!("cannot remove {remove_heads} of {} heads", m.arch.heads);
@@ -350,46 +464,92 @@ pub fn apply_compensated(
     if !(0.0..1.0).contains(&ffn_fraction) {
         bail!("--prune-ffn must be in [0, 1)");
     }
+    if let Some(r) = &refit {
+        if r.moments.len() != m.layers.len() {
+            bail!(
+                "refit moments for {} layers, the model has {}",
+                r.moments.len(),
+                m.layers.len()
+            );
+        }
+    }
     let d = m.arch.head_dim;
+    let select = refit.filter(|r| r.select);
     let keep_heads = match keep_heads {
         Some(k) => Some(k),
-        None if remove_heads > 0 => Some(
-            imp.heads
+        None if remove_heads > 0 => Some(match &select {
+            Some(r) => m
+                .layers
+                .iter()
+                .zip(r.moments)
+                .map(|(l, mo)| {
+                    greedy_heads(
+                        &l.dense,
+                        m.arch.heads,
+                        d,
+                        &mo.dense,
+                        remove_heads,
+                        r.damping,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => imp
+                .heads
                 .iter()
                 .map(|s| top(s, m.arch.heads - remove_heads))
                 .collect(),
-        ),
+        }),
         None => None,
     };
     let drop = (m.arch.intermediate as f64 * ffn_fraction).round() as usize;
-    let keep_neurons: Option<Vec<Vec<usize>>> = (drop > 0).then(|| {
-        imp.neurons
-            .iter()
-            .map(|s| top(s, m.arch.intermediate - drop))
-            .collect()
-    });
-    if let Some(st) = stats {
-        for (l, layer) in m.layers.iter_mut().enumerate() {
+    let keep_neurons: Option<Vec<Vec<usize>>> = if drop == 0 {
+        None
+    } else {
+        let keep = m.arch.intermediate - drop;
+        Some(match &select {
+            Some(r) => m
+                .layers
+                .iter()
+                .zip(r.moments)
+                .map(|(l, mo)| {
+                    let o = &l.ffn_output;
+                    let s = crate::refit::obs_saliency(
+                        &o.w.data,
+                        &o.b,
+                        o.w.cols,
+                        &mo.ffn_out,
+                        r.damping,
+                    )?;
+                    Ok(top(&s, keep))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => imp.neurons.iter().map(|s| top(s, keep)).collect(),
+        })
+    };
+    if let Some(r) = &refit {
+        for (l, (layer, mo)) in m.layers.iter_mut().zip(r.moments).enumerate() {
             if let Some(k) = &keep_heads {
-                let code = Role::layer(RoleKind::AttnOutWeight, l as u32).code();
-                let mean = st
-                    .mean(code)
-                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
-                let removed: Vec<usize> = (0..m.arch.heads)
-                    .filter(|h| !k[l].contains(h))
-                    .flat_map(|h| h * d..(h + 1) * d)
-                    .collect();
-                fold_means(&mut layer.dense, &removed, &mean);
+                let cols: Vec<usize> = k[l].iter().flat_map(|&h| h * d..(h + 1) * d).collect();
+                let lin = &mut layer.dense;
+                crate::refit::refit(
+                    &mut lin.w.data,
+                    &mut lin.b,
+                    lin.w.cols,
+                    &mo.dense,
+                    &cols,
+                    r.damping,
+                )?;
             }
             if let Some(k) = &keep_neurons {
-                let code = Role::layer(RoleKind::FfnOutWeight, l as u32).code();
-                let mean = st
-                    .mean(code)
-                    .ok_or_else(|| anyhow!("no statistics for layer {l}"))?;
-                let removed: Vec<usize> = (0..m.arch.intermediate)
-                    .filter(|n| k[l].binary_search(n).is_err())
-                    .collect();
-                fold_means(&mut layer.ffn_output, &removed, &mean);
+                let lin = &mut layer.ffn_output;
+                crate::refit::refit(
+                    &mut lin.w.data,
+                    &mut lin.b,
+                    lin.w.cols,
+                    &mo.ffn_out,
+                    &k[l],
+                    r.damping,
+                )?;
             }
         }
     }

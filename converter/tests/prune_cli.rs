@@ -124,7 +124,9 @@ fn head_lists_and_the_fast_preset() {
     assert!(r.status.success(), "{}", stderr(&r));
     let m = albert_edge::Model::read(&out).unwrap();
     assert_eq!(m.config().num_heads, 3);
-    assert_eq!(m.config().intermediate_size, 77);
+    // The fixture is mostly embeddings: a quarter of its parameters is out of reach,
+    // so the FFN goes to the preset's cap, 75% of 128 neurons (96) removed.
+    assert_eq!(m.config().intermediate_size, 32);
 }
 
 #[test]
