@@ -37,9 +37,17 @@ pub struct ActStats {
     /// rows observed), for GPTQ rounding ([`crate::quantize::quantize_gptq`]). At most
     /// [`MAX_XTX_ROWS`] rows per role are accumulated.
     pub xtx: BTreeMap<u32, (Vec<f64>, usize)>,
+    /// Role code -> (a uniform sample of at most [`MAX_SAMPLE_ROWS`] observed input rows,
+    /// row-major `[rows][k]`, rows observed so far), on which the converter measures the
+    /// int8 output error of each smoothing candidate.
+    pub rows: BTreeMap<u32, (Vec<f32>, usize)>,
     /// Sequences observed.
     pub sequences: usize,
 }
+
+/// Input rows per linear layer kept (reservoir sampling over every application of the
+/// layer) to measure the int8 output error.
+pub const MAX_SAMPLE_ROWS: usize = 256;
 
 /// Input rows per linear layer that feed its second-moment matrix (enough for a
 /// well-conditioned estimate, bounded cost on long calibration files).
@@ -69,7 +77,7 @@ pub fn synthetic(vocab: usize, max_positions: usize, type_vocab: usize) -> Vec<S
     let lo = 5.min(vocab - 1) as u64;
     let span = (vocab as u64 - lo).max(1);
     let mut out = Vec::new();
-    let lens = [8usize, 24, 64];
+    let lens = [8usize, 24, 64, 128, 16, 48, 96, 32];
     for (k, &len) in lens.iter().enumerate() {
         // A position table of one entry only fits `[CLS]`.
         let len = len.min(max_positions).max(1);
@@ -81,7 +89,7 @@ pub fn synthetic(vocab: usize, max_positions: usize, type_vocab: usize) -> Vec<S
             ids.push(sep);
         }
         let mut types = vec![0u32; len];
-        if k == lens.len() - 1 && type_vocab > 1 {
+        if k % 2 == 1 && type_vocab > 1 {
             for t in types.iter_mut().skip(len / 2) {
                 *t = 1;
             }
@@ -102,6 +110,9 @@ pub fn collect(
     let mut stats = ActStats::default();
     let longest = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let mut ws = model.new_workspace(longest, 1);
+    // Deterministic reservoir sampling (xorshift64).
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut xt: Vec<f64> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         let input = Input {
             batch: 1,
@@ -138,24 +149,54 @@ pub fn collect(
                         }
                     }
                     sum.1 += rows;
+                    let sample = stats
+                        .rows
+                        .entry(role.code())
+                        .or_insert_with(|| (Vec::new(), 0));
+                    for r in 0..rows {
+                        let x = &x[r * ld..r * ld + cols];
+                        let seen = sample.1;
+                        sample.1 += 1;
+                        if seen < MAX_SAMPLE_ROWS {
+                            sample.0.extend_from_slice(x);
+                            continue;
+                        }
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let j = (rng % (seen as u64 + 1)) as usize;
+                        if j < MAX_SAMPLE_ROWS {
+                            sample.0[j * cols..(j + 1) * cols].copy_from_slice(x);
+                        }
+                    }
                     let xtx = stats
                         .xtx
                         .entry(role.code())
                         .or_insert_with(|| (vec![0.0; cols * cols], 0));
-                    for r in 0..rows.min(MAX_XTX_ROWS.saturating_sub(xtx.1)) {
-                        let x = &x[r * ld..r * ld + cols];
-                        for (i, &xi) in x.iter().enumerate() {
-                            if xi == 0.0 {
-                                continue;
-                            }
-                            let xi = xi as f64;
-                            for (h, &xj) in
-                                xtx.0[i * cols + i..(i + 1) * cols].iter_mut().zip(&x[i..])
-                            {
-                                *h += xi * xj as f64;
+                    let take = rows.min(MAX_XTX_ROWS.saturating_sub(xtx.1));
+                    // Blocks of rows, transposed, so `h` is streamed once per block.
+                    const B: usize = 64;
+                    for r0 in (0..take).step_by(B) {
+                        let nb = B.min(take - r0);
+                        xt.clear();
+                        xt.resize(cols * nb, 0.0);
+                        for r in 0..nb {
+                            let x = &x[(r0 + r) * ld..(r0 + r) * ld + cols];
+                            for (c, &v) in x.iter().enumerate() {
+                                xt[c * nb + r] = v as f64;
                             }
                         }
-                        xtx.1 += 1;
+                        for i in 0..cols {
+                            let xi = &xt[i * nb..(i + 1) * nb];
+                            if xi.iter().all(|&v| v == 0.0) {
+                                continue;
+                            }
+                            for (j, h) in xtx.0[i * cols + i..(i + 1) * cols].iter_mut().enumerate()
+                            {
+                                *h += dot(xi, &xt[(i + j) * nb..(i + j + 1) * nb]);
+                            }
+                        }
+                        xtx.1 += nb;
                     }
                 }
             })
@@ -166,10 +207,35 @@ pub fn collect(
     Ok(stats)
 }
 
+/// `sum a[i] b[i]` with four independent accumulators (vectorizable; the order of the
+/// additions is fixed, so the result is deterministic).
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
 /// SmoothQuant factors for one matrix `[n][k]` given its input maxima:
 /// `s_c = sqrt(max|x_c| / max_r |w[r][c]|)`, 1 where either is zero, clamped to
 /// `[1e-3, 1e3]`.
 pub fn smoothing(w: &crate::model::Mat, x_max: &[f32]) -> Vec<f32> {
+    smoothing_alpha(w, x_max, 0.5)
+}
+
+/// SmoothQuant factors with migration strength `alpha`:
+/// `s_c = max|x_c|^alpha / max_r |w[r][c]|^(1 - alpha)`, 1 where either maximum is
+/// zero, clamped to `[1e-3, 1e3]`. `alpha = 0.5` is [`smoothing`].
+pub fn smoothing_alpha(w: &crate::model::Mat, x_max: &[f32], alpha: f32) -> Vec<f32> {
     let mut w_max = vec![0f32; w.cols];
     for r in 0..w.rows {
         for (m, v) in w_max.iter_mut().zip(w.row(r)) {
@@ -181,7 +247,7 @@ pub fn smoothing(w: &crate::model::Mat, x_max: &[f32]) -> Vec<f32> {
         .zip(x_max)
         .map(|(&wm, &xm)| {
             if wm > 0.0 && xm > 0.0 {
-                (xm / wm).sqrt().clamp(1e-3, 1e3)
+                (xm.powf(alpha) / wm.powf(1.0 - alpha)).clamp(1e-3, 1e3)
             } else {
                 1.0
             }
