@@ -174,30 +174,8 @@ pub fn collect(
                         .entry(role.code())
                         .or_insert_with(|| (vec![0.0; cols * cols], 0));
                     let take = rows.min(MAX_XTX_ROWS.saturating_sub(xtx.1));
-                    // Blocks of rows, transposed, so `h` is streamed once per block.
-                    const B: usize = 64;
-                    for r0 in (0..take).step_by(B) {
-                        let nb = B.min(take - r0);
-                        xt.clear();
-                        xt.resize(cols * nb, 0.0);
-                        for r in 0..nb {
-                            let x = &x[(r0 + r) * ld..(r0 + r) * ld + cols];
-                            for (c, &v) in x.iter().enumerate() {
-                                xt[c * nb + r] = v as f64;
-                            }
-                        }
-                        for i in 0..cols {
-                            let xi = &xt[i * nb..(i + 1) * nb];
-                            if xi.iter().all(|&v| v == 0.0) {
-                                continue;
-                            }
-                            for (j, h) in xtx.0[i * cols + i..(i + 1) * cols].iter_mut().enumerate()
-                            {
-                                *h += dot(xi, &xt[(i + j) * nb..(i + j + 1) * nb]);
-                            }
-                        }
-                        xtx.1 += nb;
-                    }
+                    accumulate_xtx(&mut xtx.0, x, take, cols, ld, &mut xt);
+                    xtx.1 += take;
                 }
             })
             .map_err(|e| anyhow!("calibration run failed: {e}"))?;
@@ -205,6 +183,40 @@ pub fn collect(
         progress(i + 1);
     }
     Ok(stats)
+}
+
+/// Adds `sum_r x_r x_r^T` over the `rows` rows of `x` (`cols` values each, row stride
+/// `ld`) to the upper triangle of `h` (`[cols][cols]`). Rows go in blocks of 64,
+/// transposed into `xt` (scratch), so `h` is streamed once per block, not once per row.
+pub fn accumulate_xtx(
+    h: &mut [f64],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    xt: &mut Vec<f64>,
+) {
+    const B: usize = 64;
+    for r0 in (0..rows).step_by(B) {
+        let nb = B.min(rows - r0);
+        xt.clear();
+        xt.resize(cols * nb, 0.0);
+        for r in 0..nb {
+            let x = &x[(r0 + r) * ld..(r0 + r) * ld + cols];
+            for (c, &v) in x.iter().enumerate() {
+                xt[c * nb + r] = v as f64;
+            }
+        }
+        for i in 0..cols {
+            let xi = &xt[i * nb..(i + 1) * nb];
+            if xi.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            for (j, hv) in h[i * cols + i..(i + 1) * cols].iter_mut().enumerate() {
+                *hv += dot(xi, &xt[(i + j) * nb..(i + j + 1) * nb]);
+            }
+        }
+    }
 }
 
 /// `sum a[i] b[i]` with four independent accumulators (vectorizable; the order of the
@@ -265,6 +277,67 @@ impl ActStats {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blocked_second_moments_match_the_row_by_row_sum() {
+        // 150 rows (two full blocks and a partial one), stride larger than the width.
+        let (rows, cols, ld) = (150usize, 7usize, 9usize);
+        let x: Vec<f32> = (0..rows * ld)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let mut h = vec![0f64; cols * cols];
+        let mut xt = Vec::new();
+        super::accumulate_xtx(&mut h, &x, rows, cols, ld, &mut xt);
+        for i in 0..cols {
+            for j in 0..cols {
+                let want: f64 = if j < i {
+                    0.0
+                } else {
+                    (0..rows)
+                        .map(|r| x[r * ld + i] as f64 * x[r * ld + j] as f64)
+                        .sum()
+                };
+                let got = h[i * cols + j];
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "({i},{j}) {got} {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum() {
+        for n in [0usize, 1, 3, 4, 5, 17] {
+            let a: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 1.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| 2.0 - i as f64 * 0.25).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((super::dot(&a, &b) - want).abs() < 1e-12, "{n}");
+        }
+    }
+
+    #[test]
+    fn smoothing_strength_moves_range_between_inputs_and_weights() {
+        let w = crate::model::Mat {
+            rows: 2,
+            cols: 3,
+            data: vec![1.0, 0.5, 0.0, -2.0, 0.25, 3.0],
+        };
+        let x_max = [16.0f32, 1.0, 0.0];
+        // alpha 0.5 is `smoothing`: sqrt(16 / 2) and sqrt(1 / 0.5); channel 2 never fired.
+        assert_eq!(
+            super::smoothing(&w, &x_max),
+            super::smoothing_alpha(&w, &x_max, 0.5)
+        );
+        let s = super::smoothing_alpha(&w, &x_max, 0.5);
+        assert!((s[0] - 8f32.sqrt()).abs() < 1e-5 && (s[1] - 2f32.sqrt()).abs() < 1e-5);
+        assert_eq!(s[2], 1.0);
+        // alpha 1: the smoothed input maxima are all 1; alpha 0: the weight maxima are.
+        let s1 = super::smoothing_alpha(&w, &x_max, 1.0);
+        assert!((s1[0] - 16.0).abs() < 1e-4 && (s1[1] - 1.0).abs() < 1e-6);
+        let s0 = super::smoothing_alpha(&w, &x_max, 0.0);
+        assert!((s0[0] - 0.5).abs() < 1e-6 && (s0[1] - 2.0).abs() < 1e-6);
+    }
+
     #[test]
     fn synthetic_samples_fit_any_position_table() {
         for max_positions in [1usize, 2, 3, 9, 512] {

@@ -467,3 +467,70 @@ pub fn crc32(b: &[u8]) -> u32 {
     h.update(b);
     h.finalize()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f32 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn smoothing_search_beats_plain_rounding_on_outlier_inputs() {
+        let (n, k, m) = (12usize, 32usize, 200usize);
+        let mut st = 11u64;
+        let w = Mat {
+            rows: n,
+            cols: k,
+            data: (0..n * k).map(|_| lcg(&mut st)).collect(),
+        };
+        // Channel 3 is an outlier, as in trained transformers.
+        let xs: Vec<f32> = (0..m * k)
+            .map(|i| lcg(&mut st) * if i % k == 3 { 40.0 } else { 1.0 })
+            .collect();
+        let role = Role::layer(RoleKind::FfnOutWeight, 0);
+        let mut stats = ActStats::default();
+        let mut x_max = vec![0f32; k];
+        for x in xs.chunks_exact(k) {
+            for (a, v) in x_max.iter_mut().zip(x) {
+                *a = a.max(v.abs());
+            }
+        }
+        stats.max_abs.insert(role.code(), x_max);
+        let mut h = vec![0f64; k * k];
+        calibrate::accumulate_xtx(&mut h, &xs, m, k, k, &mut Vec::new());
+        stats.xtx.insert(role.code(), (h, m));
+        stats.rows.insert(role.code(), (xs.clone(), m));
+        let wr = &w;
+        let exact: Vec<f64> = xs
+            .chunks_exact(k)
+            .flat_map(|x| {
+                (0..n).map(move |r| {
+                    wr.row(r)
+                        .iter()
+                        .zip(x)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        let q = quantize_role(&w, role, Some(&stats));
+        assert!(q.q.iter().all(|&v| (-127..=127).contains(&v)));
+        assert!(q.smooth.iter().all(|&f| f.is_finite() && f > 0.0));
+        let plain = quantize::quantize(&w);
+        let (ours, theirs) = (
+            output_error(&q, &xs, &exact),
+            output_error(&plain, &xs, &exact),
+        );
+        assert!(
+            ours < 0.5 * theirs,
+            "searched smoothing + GPTQ {ours} vs plain rounding {theirs}"
+        );
+        // Without statistics: plain rounding.
+        assert_eq!(quantize_role(&w, role, None), plain);
+    }
+}
