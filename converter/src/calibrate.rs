@@ -5,9 +5,12 @@
 //! scale per token, those channels would eat the int8 range. Following
 //! SmoothQuant (Xiao et al., 2023), the converter moves that range into the
 //! weights: for each int8 matrix input channel `c`,
-//! `s_c = sqrt(max|x_c| / max_r |W[r][c]|)`, the stored weights are `W[:, c] * s_c`
+//! `s_c = max|x_c|^a / max_r |W[r][c]|^(1-a)`, the stored weights are `W[:, c] * s_c`
 //! and the runtime multiplies activations by `1 / s_c` before quantizing them
 //! (the matrix's `smooth` vector). The product is unchanged in exact arithmetic.
+//! The strength `a` is chosen per matrix (`pack`): each candidate is rounded and its
+//! int8 output error measured, with the runtime's own activation rounding, on a
+//! sample of the recorded input rows ([`ActStats::rows`]).
 //!
 //! The same pass accumulates each linear layer's input second moments
 //! `sum x x^T` (over every application of the shared block), with which the
@@ -63,8 +66,9 @@ pub struct Sample {
 }
 
 /// Deterministic synthetic sequences: `[CLS]`/`[SEP]` (ids 2 and 3, ALBERT's
-/// convention; clamped to the vocabulary) around random ids, lengths 8, 24, 64
-/// (capped by the position table), the last one a pair with token type 1.
+/// convention; clamped to the vocabulary) around random ids: eight sequences of
+/// lengths 8 to 128 (capped by the position table), every other one a pair whose
+/// second half has token type 1.
 pub fn synthetic(vocab: usize, max_positions: usize, type_vocab: usize) -> Vec<Sample> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
