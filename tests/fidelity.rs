@@ -1,7 +1,8 @@
 //! Outputs against Hugging Face transformers' reference outputs, for every
 //! fixture checkpoint, head and case: f32 files within 1e-4, int8 files with
-//! cosine >= 0.999, and int8 logits on tiny-base/seqcls2 no further from the
-//! reference than ONNX Runtime's int8 model.
+//! cosine >= 0.999 (>= 0.998 for the short classification logits), and int8
+//! logits on tiny-base/seqcls2 no further from the reference than ONNX Runtime's
+//! int8 model.
 
 mod common;
 
@@ -113,14 +114,15 @@ fn f32_files_match_transformers_within_1e4() {
 /// int8 against the f32 reference, for every checkpoint and output name:
 /// * hidden states, pooled outputs and masked-LM logits (vectors of at least 16
 ///   values per row): cosine similarity over all reference cases >= 0.999;
+/// * the short classification / span logit vectors (2 to 5 values per row): cosine
+///   over all cases >= 0.998, a regression floor, not yet issue 2's 0.999: on these
+///   random-weight fixtures they sit between 0.99899 (tiny-base/seqcls3) and 0.99999,
+///   and the error left is mostly the runtime's per-token activation rounding, which
+///   the converter cannot remove (see issue 2);
 /// * every case with ONNX Runtime int8 outputs (tiny-base/seqcls2): our largest
 ///   logit error is no larger than ONNX Runtime int8's.
 ///
-/// The cosine of the short classification / span logit vectors (2 to 5 values
-/// per row) is printed for every case and overall, but not asserted: on these
-/// random-weight fixtures it moves by about 1e-3 with any ulp-level change of
-/// the float kernels or the calibration, and sits between 0.9989 and 0.99997
-/// (see docs/accuracy.md and issue 2's closing note).
+/// The cosine of every case and output is printed.
 #[test]
 fn int8_files_keep_cosine_and_beat_onnxruntime_int8() {
     let mut failures = Vec::new();
@@ -170,8 +172,9 @@ fn int8_files_keep_cosine_and_beat_onnxruntime_int8() {
             println!("{ckpt}/{name}: cosine over all cases {cos:.6}");
             let is_short_logits = matches!(*name, "logits" | "start_logits" | "end_logits")
                 && model.config().head != albert_edge::HeadKind::MaskedLm;
-            if !is_short_logits && cos < 0.999 {
-                failures.push(format!("{ckpt}/{name}: cosine {cos:.6} < 0.999"));
+            let floor = if is_short_logits { 0.998 } else { 0.999 };
+            if cos < floor {
+                failures.push(format!("{ckpt}/{name}: cosine {cos:.6} < {floor}"));
             }
         }
     }

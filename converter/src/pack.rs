@@ -107,31 +107,7 @@ pub fn pack(
     let mut deltas: Vec<(Role, Vec<f64>)> = Vec::new();
     let mut matrix = |items: &mut Vec<Item>, role: Role, w: &Mat, quantize: bool| {
         if quantize {
-            let s = match stats.and_then(|st| st.max_abs.get(&role.code())) {
-                Some(x_max) => calibrate::smoothing(w, x_max),
-                None => vec![1.0; w.cols],
-            };
-            let mut ws = w.clone();
-            for r in 0..ws.rows {
-                for (v, f) in ws.data[r * ws.cols..(r + 1) * ws.cols].iter_mut().zip(&s) {
-                    *v *= f;
-                }
-            }
-            // GPTQ rounding against the smoothed inputs `x / s` when calibration saw them.
-            let mut q = match stats.and_then(|st| st.xtx.get(&role.code())) {
-                Some((xtx, rows)) if *rows > 0 => {
-                    let k = w.cols;
-                    let mut h = xtx.clone();
-                    for i in 0..k {
-                        for j in i..k {
-                            h[i * k + j] /= (s[i] as f64) * (s[j] as f64);
-                        }
-                    }
-                    quantize::quantize_gptq(&ws, &h)
-                }
-                _ => quantize::quantize(&ws),
-            };
-            q.smooth = s.iter().map(|f| 1.0 / f).collect();
+            let q = quantize_role(w, role, stats);
             let name = if role.kind.is_layer() {
                 format!("{} [layer {}]", role.kind.name(), role.layer)
             } else {
@@ -287,6 +263,108 @@ pub fn pack(
     })
 }
 
+/// Smoothing strengths tried per matrix.
+const ALPHAS: [f32; 5] = [0.4, 0.5, 0.6, 0.7, 0.8];
+
+/// Quantizes one matrix. With calibration statistics: for each smoothing strength in
+/// [`ALPHAS`], smooths and rounds by GPTQ, then measures the squared output error of the
+/// int8 product (activations quantized exactly as the runtime does) against `W x` on
+/// the sampled calibration rows, and keeps the best. Without: per-row round to nearest.
+fn quantize_role(w: &Mat, role: Role, stats: Option<&ActStats>) -> QRows {
+    let code = role.code();
+    let Some(x_max) = stats.and_then(|st| st.max_abs.get(&code)) else {
+        return quantize::quantize(w);
+    };
+    let st = stats.expect("x_max came from stats");
+    // One GPTQ factorization serves every smoothing candidate.
+    let xtx = st.xtx.get(&code).filter(|(_, n)| *n > 0);
+    let gptq = xtx.and_then(|(h, _)| quantize::Gptq::new(h, w.cols));
+    let sample = st
+        .rows
+        .get(&code)
+        .filter(|(r, _)| !r.is_empty() && r.len() % w.cols == 0);
+    // `exact_factor`: GPTQ factored for the smoothed inputs themselves (the final
+    // rounding); otherwise the shared factorization, rescaled (the candidates).
+    let one = |alpha: f32, exact_factor: bool| {
+        let s = calibrate::smoothing_alpha(w, x_max, alpha);
+        let mut ws = w.clone();
+        for r in 0..ws.rows {
+            for (v, f) in ws.data[r * ws.cols..(r + 1) * ws.cols].iter_mut().zip(&s) {
+                *v *= f;
+            }
+        }
+        // GPTQ rounding against the smoothed inputs `x / s`.
+        let mut q = match (&gptq, xtx) {
+            (Some(_), Some((xtx, _))) if exact_factor => {
+                let k = w.cols;
+                let mut h = xtx.clone();
+                for i in 0..k {
+                    for j in i..k {
+                        h[i * k + j] /= (s[i] as f64) * (s[j] as f64);
+                    }
+                }
+                quantize::quantize_gptq(&ws, &h)
+            }
+            (Some(g), _) => g.quantize(&ws, &s),
+            _ => quantize::quantize(&ws),
+        };
+        q.smooth = s.iter().map(|f| 1.0 / f).collect();
+        q
+    };
+    let Some((rows, _)) = sample else {
+        return one(0.5, true);
+    };
+    // `W x` for every sampled row, `[m][n]`.
+    let exact: Vec<f64> = rows
+        .chunks_exact(w.cols)
+        .flat_map(|x| {
+            (0..w.rows).map(move |r| {
+                w.row(r)
+                    .iter()
+                    .zip(x)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+            })
+        })
+        .collect();
+    let mut best = (f64::INFINITY, ALPHAS[0]);
+    for a in ALPHAS {
+        let e = output_error(&one(a, false), rows, &exact);
+        if e < best.0 {
+            best = (e, a);
+        }
+    }
+    one(best.1, true)
+}
+
+/// `sum ||y_int8 - W x||^2` over the rows `x` of `xs` (`[m][k]`), given `exact = W x`
+/// (`[m][n]`), with `y_int8` computed by the runtime's int8 arithmetic (per-token
+/// activation quantization of `x * smooth`, i32 accumulation, then the f32 scaling).
+fn output_error(q: &QRows, xs: &[f32], exact: &[f64]) -> f64 {
+    let k = q.k;
+    let kp = k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP;
+    let row_sums: Vec<i32> = (0..q.n)
+        .map(|r| q.q[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum())
+        .collect();
+    let mut qx = vec![0i8; kp];
+    let mut total = 0f64;
+    for (x, want) in xs.chunks_exact(k).zip(exact.chunks_exact(q.n)) {
+        let (sx, zp) = albert_edge::kernels::scalar::quantize_row(x, &q.smooth, &mut qx);
+        for (r, &want) in want.iter().enumerate() {
+            let qw = &q.q[r * k..(r + 1) * k];
+            let acc: i32 = qx[..k]
+                .iter()
+                .zip(qw)
+                .map(|(&a, &b)| a as i32 * b as i32)
+                .sum::<i32>()
+                - zp * row_sums[r];
+            let y = acc as f32 * (sx * q.scales[r]);
+            total += (y as f64 - want).powi(2);
+        }
+    }
+    total
+}
+
 fn concat_rows(parts: &[&Linear]) -> Linear {
     let cols = parts[0].w.cols;
     let mut data = Vec::new();
@@ -388,4 +466,71 @@ pub fn crc32(b: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(b);
     h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f32 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn smoothing_search_beats_plain_rounding_on_outlier_inputs() {
+        let (n, k, m) = (12usize, 32usize, 200usize);
+        let mut st = 11u64;
+        let w = Mat {
+            rows: n,
+            cols: k,
+            data: (0..n * k).map(|_| lcg(&mut st)).collect(),
+        };
+        // Channel 3 is an outlier, as in trained transformers.
+        let xs: Vec<f32> = (0..m * k)
+            .map(|i| lcg(&mut st) * if i % k == 3 { 40.0 } else { 1.0 })
+            .collect();
+        let role = Role::layer(RoleKind::FfnOutWeight, 0);
+        let mut stats = ActStats::default();
+        let mut x_max = vec![0f32; k];
+        for x in xs.chunks_exact(k) {
+            for (a, v) in x_max.iter_mut().zip(x) {
+                *a = a.max(v.abs());
+            }
+        }
+        stats.max_abs.insert(role.code(), x_max);
+        let mut h = vec![0f64; k * k];
+        calibrate::accumulate_xtx(&mut h, &xs, m, k, k, &mut Vec::new());
+        stats.xtx.insert(role.code(), (h, m));
+        stats.rows.insert(role.code(), (xs.clone(), m));
+        let wr = &w;
+        let exact: Vec<f64> = xs
+            .chunks_exact(k)
+            .flat_map(|x| {
+                (0..n).map(move |r| {
+                    wr.row(r)
+                        .iter()
+                        .zip(x)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        let q = quantize_role(&w, role, Some(&stats));
+        assert!(q.q.iter().all(|&v| (-127..=127).contains(&v)));
+        assert!(q.smooth.iter().all(|&f| f.is_finite() && f > 0.0));
+        let plain = quantize::quantize(&w);
+        let (ours, theirs) = (
+            output_error(&q, &xs, &exact),
+            output_error(&plain, &xs, &exact),
+        );
+        assert!(
+            ours < 0.5 * theirs,
+            "searched smoothing + GPTQ {ours} vs plain rounding {theirs}"
+        );
+        // Without statistics: plain rounding.
+        assert_eq!(quantize_role(&w, role, None), plain);
+    }
 }

@@ -5,6 +5,7 @@
 //! gets scale 0. This is the weight half of the arithmetic documented in
 //! `albert_edge::kernels`.
 
+use crate::calibrate::dot;
 use crate::model::Mat;
 
 /// A quantized matrix, row-major `[n][k]` (packing for the kernels is `pack`'s job).
@@ -58,52 +59,108 @@ pub fn quantize(m: &Mat) -> QRows {
     }
 }
 
-/// GPTQ (Frantar et al., 2023): quantizes the columns of `m` one at a time, in order,
-/// and after each column moves its rounding error onto the columns not yet quantized,
-/// weighted by the inverse of `h = sum x x^T` (the inputs' second moments, `[k][k]`,
-/// only the upper triangle is read), so that `deq(Q) x` stays close to `W x` on the
-/// calibration inputs rather than each weight close to itself. Scales are the same
-/// per-row `max|w| / 127` as [`quantize`] (so the int8 arithmetic is unchanged); values
-/// pushed past the range are clamped. Falls back to [`quantize`] when `h` is unusable
-/// (wrong size, not finite, or not positive definite after dampening).
+/// GPTQ (Frantar et al., 2023): quantizes the columns of `m` one at a time and after
+/// each column moves its rounding error onto the columns not yet quantized, weighted by
+/// the inverse of `h = sum x x^T` (the inputs' second moments, `[k][k]`, only the upper
+/// triangle is read), so that `deq(Q) x` stays close to `W x` on the calibration inputs
+/// rather than each weight close to itself. Columns go in act order (largest input
+/// energy `h[c][c]` first, while the most columns remain to absorb their error). Scales
+/// are the same per-row `max|w| / 127` as [`quantize`] (so the int8 arithmetic is
+/// unchanged); values pushed past the range are clamped. Falls back to [`quantize`] when
+/// `h` is unusable (wrong size, not finite, or not positive definite after dampening).
 pub fn quantize_gptq(m: &Mat, h: &[f64]) -> QRows {
-    let k = m.cols;
-    let Some(u) = gptq_factor(h, k) else {
-        return quantize(m);
-    };
-    let mut out = quantize(m);
-    // Rows are independent given `u`; process them in blocks so `u` is streamed once
-    // per block rather than once per row.
-    const BLOCK: usize = 16;
-    let mut w = vec![0f32; BLOCK * k];
-    for r0 in (0..m.rows).step_by(BLOCK) {
-        let rows = BLOCK.min(m.rows - r0);
-        w[..rows * k].copy_from_slice(&m.data[r0 * k..(r0 + rows) * k]);
-        let mut err = [0f32; BLOCK];
+    match Gptq::new(h, m.cols) {
+        Some(g) => g.quantize(m, &vec![1.0; m.cols]),
+        None => quantize(m),
+    }
+}
+
+/// The factorization GPTQ needs for one matrix's inputs, computed once and reused for
+/// every input scaling: with `D = diag(s)`, the smoothed inputs `x / s` have second
+/// moments `D^-1 H D^-1`, whose inverse's upper Cholesky factor is `U D` (the column
+/// order and the dampening `λ I` are those of the unscaled `H`).
+#[derive(Debug, Clone)]
+pub struct Gptq {
+    k: usize,
+    /// Act order: position -> input channel.
+    perm: Vec<usize>,
+    /// Upper Cholesky factor of `(P H P^T + λI)^-1`, `[k][k]`.
+    u: Vec<f32>,
+}
+
+impl Gptq {
+    /// Factors `h` (`[k][k]`, upper triangle read); `None` when unusable.
+    pub fn new(h: &[f64], k: usize) -> Option<Gptq> {
+        if k == 0 || h.len() != k * k || h.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut perm: Vec<usize> = (0..k).collect();
+        perm.sort_by(|&a, &b| h[b * k + b].total_cmp(&h[a * k + a]).then(a.cmp(&b)));
+        let sym = |i: usize, j: usize| if i <= j { h[i * k + j] } else { h[j * k + i] };
+        let mut hp = vec![0f64; k * k];
         for i in 0..k {
-            let ui = &u[i * k..(i + 1) * k];
-            for b in 0..rows {
-                let scale = out.scales[r0 + b];
-                let v = w[b * k + i];
-                let q = if scale > 0.0 {
-                    (v / scale).round_ties_even().clamp(-127.0, 127.0)
-                } else {
-                    0.0
-                };
-                out.q[(r0 + b) * k + i] = q as i8;
-                err[b] = (v - q * scale) / ui[i];
+            for j in i..k {
+                hp[i * k + j] = sym(perm[i], perm[j]);
             }
+        }
+        let u = gptq_factor(&hp, k)?;
+        Some(Gptq { k, perm, u })
+    }
+
+    /// Rounds `m` (`[n][k]`), whose inputs are `x / s` (its column `c` already multiplied
+    /// by `s[c]`). Falls back to [`quantize`] if `m` or `s` do not have `k` columns.
+    pub fn quantize(&self, m: &Mat, s: &[f32]) -> QRows {
+        let k = self.k;
+        if m.cols != k || s.len() != k {
+            return quantize(m);
+        }
+        let perm = &self.perm;
+        let sp: Vec<f32> = perm.iter().map(|&c| s[c]).collect();
+        let mut out = quantize(m);
+        // Rows are independent given `u`; process them in blocks so `u` is streamed once
+        // per block rather than once per row.
+        const BLOCK: usize = 16;
+        let mut w = vec![0f32; BLOCK * k];
+        let mut ui_s = vec![0f32; k];
+        for r0 in (0..m.rows).step_by(BLOCK) {
+            let rows = BLOCK.min(m.rows - r0);
             for b in 0..rows {
-                let e = err[b];
-                if e != 0.0 {
-                    for (x, &f) in w[b * k + i + 1..(b + 1) * k].iter_mut().zip(&ui[i + 1..]) {
-                        *x -= e * f;
+                let src = m.row(r0 + b);
+                for (d, &p) in w[b * k..(b + 1) * k].iter_mut().zip(perm) {
+                    *d = src[p];
+                }
+            }
+            let mut err = [0f32; BLOCK];
+            for i in 0..k {
+                // Row `i` of `U D`.
+                let ui = &self.u[i * k..(i + 1) * k];
+                for ((d, &f), &sv) in ui_s[i..].iter_mut().zip(&ui[i..]).zip(&sp[i..]) {
+                    *d = f * sv;
+                }
+                for b in 0..rows {
+                    let scale = out.scales[r0 + b];
+                    let v = w[b * k + i];
+                    let q = if scale > 0.0 {
+                        (v / scale).round_ties_even().clamp(-127.0, 127.0)
+                    } else {
+                        0.0
+                    };
+                    out.q[(r0 + b) * k + perm[i]] = q as i8;
+                    err[b] = (v - q * scale) / ui_s[i];
+                }
+                for b in 0..rows {
+                    let e = err[b];
+                    if e != 0.0 {
+                        for (x, &f) in w[b * k + i + 1..(b + 1) * k].iter_mut().zip(&ui_s[i + 1..])
+                        {
+                            *x -= e * f;
+                        }
                     }
                 }
             }
         }
+        out
     }
-    out
 }
 
 /// The upper Cholesky factor `U` of `(h + λI)^-1` (`U^T U`), row-major `[k][k]` in f32,
@@ -139,11 +196,7 @@ fn gptq_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
     for j in 0..k {
         let x = &mut inv_t[j * k..(j + 1) * k];
         for i in j..k {
-            let row = &a[i * k..i * k + i];
-            let mut s = if i == j { 1.0 } else { 0.0 };
-            for (l, xv) in row[j..].iter().zip(&x[j..i]) {
-                s -= l * xv;
-            }
+            let s = if i == j { 1.0 } else { 0.0 } - dot(&a[i * k + j..i * k + i], &x[j..i]);
             x[i] = s / a[i * k + i];
         }
     }
@@ -160,20 +213,14 @@ fn gptq_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
 /// In-place Cholesky `a = L L^T`, `L` in the lower triangle; `None` if not positive definite.
 fn cholesky_lower(a: &mut [f64], k: usize) -> Option<()> {
     for j in 0..k {
-        let mut d = a[j * k + j];
-        for t in 0..j {
-            d -= a[j * k + t] * a[j * k + t];
-        }
+        let d = a[j * k + j] - dot(&a[j * k..j * k + j], &a[j * k..j * k + j]);
         if !(d > 0.0) || !d.is_finite() {
             return None;
         }
         let d = d.sqrt();
         a[j * k + j] = d;
         for i in j + 1..k {
-            let mut s = a[i * k + j];
-            for t in 0..j {
-                s -= a[i * k + t] * a[j * k + t];
-            }
+            let s = a[i * k + j] - dot(&a[i * k..i * k + j], &a[j * k..j * k + j]);
             a[i * k + j] = s / d;
         }
     }
