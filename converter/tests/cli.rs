@@ -68,6 +68,17 @@ fn converts_with_summary_and_leaves_no_temporary_files() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+    // The model file has the mode of any new file (not the private mode of the
+    // temporary file it was written as).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let plain = d.join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), mode(&plain), "model file mode");
+        std::fs::remove_file(&plain).unwrap();
+    }
     let r = convert(
         &shared().join("fixtures/tiny-base/mlm"),
         &d.join("f.albert"),
