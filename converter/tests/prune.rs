@@ -438,32 +438,26 @@ fn reference_samples(ckpt: &str) -> Vec<calibrate::Sample> {
             .unwrap(),
     )
     .unwrap();
+    let numbers = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
     let mut samples = Vec::new();
     for case in reference["cases"].as_array().unwrap() {
-        let shape: Vec<usize> = case["input_ids"]["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
+        let shape: Vec<usize> = numbers(&case["input_ids"]["shape"])
+            .into_iter()
+            .map(|v| v as usize)
             .collect();
-        let ids: Vec<u32> = case["input_ids"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let mask: Vec<u32> = case["attention_mask"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let types: Vec<u32> = case["token_type_ids"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let [ids, mask, types]: [Vec<u32>; 3] = ["input_ids", "attention_mask", "token_type_ids"]
+            .map(|k| {
+                numbers(&case[k]["data"])
+                    .into_iter()
+                    .map(|v| v as u32)
+                    .collect()
+            });
         for b in 0..shape[0] {
             let row = b * shape[1]..(b + 1) * shape[1];
             let n = mask[row.clone()].iter().filter(|&&v| v != 0).count();
