@@ -3,23 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(
-        p.join("fixtures").is_dir(),
-        "fixtures not found at {} (set ALBERT_EDGE_SHARED)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("albert-convert-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("cli", name)
 }
 
 fn convert(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

@@ -23,17 +23,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(
-        p.join("fixtures").is_dir(),
-        "fixtures not found at {} (set ALBERT_EDGE_SHARED to the shared/ folder)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 /// (label, checkpoint folder, ONNX file, reference.json if any).
 fn pairs() -> Vec<(&'static str, PathBuf, PathBuf, Option<PathBuf>)> {

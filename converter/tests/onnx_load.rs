@@ -12,17 +12,8 @@ use std::path::{Path, PathBuf};
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(
-        p.join("fixtures").is_dir(),
-        "fixtures not found at {} (set ALBERT_EDGE_SHARED to the shared/ folder)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 fn safetensors(path: &Path) -> BTreeMap<String, Tensor> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

@@ -2,19 +2,9 @@
 
 use albert_convert::{calibrate, convert, load, names, pack, prune, refit};
 use albert_edge::{Input, Model, Precision};
-use std::path::PathBuf;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(
-        p.join("fixtures").is_dir(),
-        "fixtures not found at {} (set ALBERT_EDGE_SHARED)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 fn albert(ckpt: &str) -> albert_convert::model::Albert {
     let raw = load::safetensors::load_dir(&shared().join("fixtures").join(ckpt)).unwrap();

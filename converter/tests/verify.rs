@@ -7,21 +7,12 @@
 
 use albert_convert::verify::{self, OnnxRunner, Tolerance};
 use albert_edge::Model;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use tract_onnx::prelude::Framework;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("ALBERT_EDGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    assert!(
-        p.join("fixtures").is_dir(),
-        "fixtures not found at {} (set ALBERT_EDGE_SHARED to the shared/ folder)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 fn bin(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_albert-convert"))
