@@ -8,36 +8,14 @@
 mod common;
 
 use albert_edge::{Input, Kernels, Model, Precision, RunError, ThreadPool};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-struct Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static SERIAL: Mutex<()> = Mutex::new(());
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
@@ -166,10 +144,10 @@ fn threaded_run_allocates_nothing_once_the_pool_exists() {
                     let inp = input(case);
                     // Twice: the first run on a fresh pool must not allocate either.
                     for _ in 0..2 {
-                        let before = ALLOCS.load(Ordering::SeqCst);
+                        let before = counting_alloc::allocations();
                         let out = model.run_with(&pool, &mut ws, &inp).unwrap();
                         let n = out.iter().count();
-                        let after = ALLOCS.load(Ordering::SeqCst);
+                        let after = counting_alloc::allocations();
                         assert_eq!(
                             after - before,
                             0,

@@ -1,32 +1,9 @@
 //! `encode_into` performs no heap allocation (counting global allocator).
 
 use albert_edge::tokenizer::Tokenizer;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[test]
 fn encode_into_does_not_allocate() {
@@ -44,7 +21,7 @@ fn encode_into_does_not_allocate() {
     let mut scratch = vec![0u8; 1 << 16];
     let mut ids = vec![0u32; 512];
     let mut types = vec![0u32; 512];
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = counting_alloc::allocations();
     let tok = Tokenizer::from_section(&bytes).unwrap();
     let mut total = 0;
     for a in texts {
@@ -60,7 +37,7 @@ fn encode_into_does_not_allocate() {
             .unwrap();
         total += count;
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = counting_alloc::allocations();
     assert!(total > 100);
     assert_eq!(after - before, 0, "from_section/encode_into allocated");
 }
