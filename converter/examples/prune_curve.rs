@@ -15,7 +15,7 @@
 use albert_convert::calibrate::{self, Sample};
 use albert_convert::{convert, corpus, load, names, pack, prune};
 use albert_edge::tokenizer::Tokenizer;
-use albert_edge::{Input, Model, Precision};
+use albert_edge::{Model, Precision};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 
@@ -45,13 +45,7 @@ fn predict(bytes: &[u8], samples: &[Sample]) -> Result<Vec<usize>> {
     samples
         .iter()
         .map(|s| {
-            let input = Input {
-                batch: 1,
-                seq: s.ids.len(),
-                input_ids: &s.ids,
-                attention_mask: None,
-                token_type_ids: Some(&s.types),
-            };
+            let input = s.input();
             let out = model.run(&mut ws, &input).map_err(|e| anyhow!("{e}"))?;
             let l = &out.get("logits").context("no logits")?.data;
             Ok(l.iter()

@@ -65,6 +65,19 @@ pub struct Sample {
     pub types: Vec<u32>,
 }
 
+impl Sample {
+    /// The sample as a batch-1 runtime input (no padding, so no mask).
+    pub fn input(&self) -> Input<'_> {
+        Input {
+            batch: 1,
+            seq: self.ids.len(),
+            input_ids: &self.ids,
+            attention_mask: None,
+            token_type_ids: Some(&self.types),
+        }
+    }
+}
+
 /// Deterministic synthetic sequences: `[CLS]`/`[SEP]` (ids 2 and 3, ALBERT's
 /// convention; clamped to the vocabulary) around random ids: eight sequences of
 /// lengths 8 to 128 (capped by the position table), every other one a pair whose
@@ -118,13 +131,7 @@ pub fn collect(
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut xt: Vec<f64> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
-        let input = Input {
-            batch: 1,
-            seq: s.ids.len(),
-            input_ids: &s.ids,
-            attention_mask: None,
-            token_type_ids: Some(&s.types),
-        };
+        let input = s.input();
         model
             .run_traced(&mut ws, &input, &mut |t, x| {
                 if let Trace::LinearInput {

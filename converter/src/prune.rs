@@ -22,7 +22,7 @@ use crate::calibrate::Sample;
 use crate::model::{Albert, Linear, Mat};
 use crate::pack;
 use albert_edge::format::{Role, RoleKind};
-use albert_edge::{Input, Model, Precision, Trace};
+use albert_edge::{Model, Precision, Trace};
 use anyhow::{anyhow, bail, Result};
 
 /// Importance scores per stored layer.
@@ -164,13 +164,7 @@ pub fn activation_calibration(
         })
         .collect();
     for (i, s) in samples.iter().enumerate() {
-        let input = Input {
-            batch: 1,
-            seq: s.ids.len(),
-            input_ids: &s.ids,
-            attention_mask: None,
-            token_type_ids: Some(&s.types),
-        };
+        let input = s.input();
         model
             .run_traced(&mut ws, &input, &mut |t, x| {
                 if let Trace::LinearInput {

@@ -89,16 +89,7 @@ fn pruned_models_shrink_and_still_run() {
     let model = Model::from_vec(&bytes).unwrap();
     assert_eq!(model.config().num_heads, 3);
     assert!(report.workspace_bytes_max_seq > 0);
-    let mut ws = model.new_workspace(5, 1);
-    let out = model
-        .run(&mut ws, &Input::single(&[2, 10, 11, 12, 3]))
-        .unwrap();
-    assert!(out
-        .get("logits")
-        .unwrap()
-        .data
-        .iter()
-        .all(|v| v.is_finite()));
+    assert_finite_logits(&model);
     assert!(
         prune::apply(&mut p.clone(), &imp, 4, 0.0).is_err(),
         "removing every head must be refused"
@@ -359,16 +350,7 @@ fn refit_pruning_keeps_the_invariants() {
         });
         let (bytes, _) = convert::finish(&p, Precision::Int8, None, 0, None).unwrap();
         let model = Model::from_vec(&bytes).unwrap();
-        let mut ws = model.new_workspace(5, 1);
-        let out = model
-            .run(&mut ws, &Input::single(&[2, 10, 11, 12, 3]))
-            .unwrap();
-        assert!(out
-            .get("logits")
-            .unwrap()
-            .data
-            .iter()
-            .all(|v| v.is_finite()));
+        assert_finite_logits(&model);
         // Without select, the same units go as without the refit; only the kept
         // output weights and biases change.
         if !select {
@@ -419,6 +401,20 @@ fn refit_moves_logits_less_than_plain_pruning() {
     }
     println!("logit distance: plain pruning {d_plain:.5}, refit {d_refit:.5}");
     assert!(d_refit < d_plain);
+}
+
+/// A short sentence runs and gives finite logits.
+fn assert_finite_logits(model: &Model<'_>) {
+    let mut ws = model.new_workspace(5, 1);
+    let out = model
+        .run(&mut ws, &Input::single(&[2, 10, 11, 12, 3]))
+        .unwrap();
+    assert!(out
+        .get("logits")
+        .unwrap()
+        .data
+        .iter()
+        .all(|v| v.is_finite()));
 }
 
 /// The reference sentences of a fixture, as calibration samples.
