@@ -23,7 +23,8 @@
 //! 255 * 127 * K` with `K < 2^16`), the i32 additions are exact in any order,
 //! and the corrected accumulator equals the scalar one, so the result is
 //! bit-identical. The float epilogue is the scalar one lane-wise (separate
-//! `vmulps` and `vaddps`; `Activate` / `Tanh` per element through the scalar reference functions);
+//! `vmulps` and `vaddps`; `Activate` / `Tanh` 8 lanes at a time with AVX2's
+//! functions, themselves the scalar reference lane for lane);
 //! partial n-blocks use masked loads and stores.
 //!
 //! 24 accumulators + 3 weight vectors + the broadcast fit the 32 zmm registers.
@@ -32,7 +33,7 @@
 //! **Not measured on hardware yet**: the development machine has AVX2 but no
 //! AVX-512. The tile shape follows the usual VNNI analysis, not a benchmark.
 
-use super::epilogue_lanes;
+use super::epilogue16_avx2;
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
 use core::arch::x86_64::*;
@@ -303,8 +304,9 @@ unsafe fn store16(
             let mut t = [0.0f32; 16];
             // SAFETY: a 16-float array.
             unsafe { _mm512_storeu_ps(t.as_mut_ptr(), y) };
-            // SAFETY: `count` outputs at `o` are writable.
-            unsafe { epilogue_lanes(o, &t, count, ep) };
+            // SAFETY: `count` outputs at `o` are writable; the tier requires
+            // AVX2 (`Vnni512Kernels::is_available`).
+            unsafe { epilogue16_avx2(o, &t, count, ep) };
         }
     }
 }
