@@ -430,7 +430,10 @@ fn float_table() {
             mask_bias: &mask,
             ld_ctx: a,
         };
-        let (mut sc, mut ctx) = (vec![0.0f32; seq], vec![0.0f32; seq * a]);
+        // The scores scratch a model run gives each chunk (room for
+        // `ATTN_ROWS` query rows).
+        let scores = albert_edge::workspace::ATTN_ROWS * seq;
+        let (mut sc, mut ctx) = (vec![0.0f32; scores], vec![0.0f32; seq * a]);
         row("attention", &format!("seq {seq}, 12 x 64"), &mut |k| {
             (k.attention)(black_box(&args), &mut sc, &mut ctx)
         });

@@ -407,9 +407,29 @@ pub(crate) fn attention_avx2(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: 
     unsafe { attention(args, scores, ctx) }
 }
 
+/// The shape of one attention call, shared by its helpers.
+struct Geo {
+    /// Keys.
+    s: usize,
+    /// Row stride of `qkv`.
+    ld: usize,
+    /// `head_dim` rounded down to a multiple of 8, and the rest.
+    full: usize,
+    rem: usize,
+    /// Lanes `< rem` (all lanes when `rem == 0`, unused then).
+    dmask: __m256i,
+    scale: f32,
+}
+
 /// # Safety
 ///
 /// AVX2; the arguments passed `check_attention` and it returned `true`.
+///
+/// Query rows go two at a time when `scores` has room for two rows of scores
+/// (the workspace gives every chunk `ATTN_ROWS` rows): each key and value row
+/// loaded then serves both queries. Every score and output is still the
+/// reference's sum, term for term, so one or two rows at a time give the same
+/// bits.
 #[target_feature(enable = "avx2")]
 unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32]) {
     let (s, d, a, ld) = (
@@ -419,108 +439,297 @@ unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32
         args.ld_qkv,
     );
     let (full, rem) = (d / 8 * 8, d % 8);
-    // SAFETY: AVX2 is available.
-    let dmask = unsafe { tail_mask(rem.max(1)) };
+    let g = Geo {
+        s,
+        ld,
+        full,
+        rem,
+        // SAFETY: AVX2 is available.
+        dmask: unsafe { tail_mask(rem.max(1)) },
+        scale: args.scale,
+    };
+    let pairs = scores.len() >= 2 * s;
     let qkv = args.qkv.as_ptr();
+    let mask = args.mask_bias.as_ptr();
     let sc = scores.as_mut_ptr();
-    let scale = _mm256_set1_ps(args.scale);
+    let cp = ctx.as_mut_ptr();
     for h in 0..args.heads {
-        for (r, i) in (args.q_begin..args.q_end).enumerate() {
+        let mut i = args.q_begin;
+        while i < args.q_end {
+            let r = i - args.q_begin;
             // SAFETY: (whole block) `check_attention` proved rows 0..s of
-            // `qkv` hold 3 * A values, `scores` holds s values, `mask_bias`
-            // s values and `ctx` row r holds A values; every offset below is
-            // within those (head h, columns h*d .. h*d + d of q / k / v), the
-            // masked loads and stores touch only lanes < rem.
+            // `qkv` hold 3 * A values (row stride ld), `mask_bias` s values,
+            // `scores` s values (2 * s when `pairs`), and `ctx` rows
+            // 0..q_end - q_begin hold A values (stride ld_ctx); the pointers
+            // below address head h's columns h*d .. h*d + d of query rows i
+            // (and i + 1 < q_end), of the keys (offset A) and values (2A).
             unsafe {
-                let q = qkv.add(i * ld + h * d);
+                let q0 = qkv.add(i * ld + h * d);
                 let kb = qkv.add(a + h * d);
                 let vb = qkv.add(2 * a + h * d);
-                // Scores, 8 keys at a time.
-                let mut j = 0;
-                while j + 8 <= s {
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    let mut c = 0;
-                    while c < full {
-                        let qv = _mm256_loadu_ps(q.add(c));
-                        for (t, acc) in acc.iter_mut().enumerate() {
-                            let kv = _mm256_loadu_ps(kb.add((j + t) * ld + c));
-                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
-                        }
-                        c += 8;
-                    }
-                    if rem > 0 {
-                        let qv = _mm256_maskload_ps(q.add(full), dmask);
-                        for (t, acc) in acc.iter_mut().enumerate() {
-                            let kv = _mm256_maskload_ps(kb.add((j + t) * ld + full), dmask);
-                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
-                        }
-                    }
-                    let dots = hsum8x8(&acc);
-                    let v = _mm256_add_ps(
-                        _mm256_mul_ps(dots, scale),
-                        _mm256_loadu_ps(args.mask_bias.as_ptr().add(j)),
-                    );
-                    _mm256_storeu_ps(sc.add(j), v);
-                    j += 8;
-                }
-                while j < s {
-                    let mut acc = _mm256_setzero_ps();
-                    let k = kb.add(j * ld);
-                    let mut c = 0;
-                    while c < full {
-                        let p = _mm256_mul_ps(_mm256_loadu_ps(q.add(c)), _mm256_loadu_ps(k.add(c)));
-                        acc = _mm256_add_ps(acc, p);
-                        c += 8;
-                    }
-                    if rem > 0 {
-                        let p = _mm256_mul_ps(
-                            _mm256_maskload_ps(q.add(full), dmask),
-                            _mm256_maskload_ps(k.add(full), dmask),
-                        );
-                        acc = _mm256_add_ps(acc, p);
-                    }
-                    *sc.add(j) = hsum(acc) * args.scale + *args.mask_bias.get_unchecked(j);
-                    j += 1;
-                }
-                softmax(sc, s);
-                // ctx = sum_j p_j v_j, 8 columns per accumulator.
-                let out = ctx.as_mut_ptr().add(r * args.ld_ctx + h * d);
-                let mut c = 0;
-                while c + 64 <= full {
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    for j in 0..s {
-                        let p = _mm256_set1_ps(*sc.add(j));
-                        let v = vb.add(j * ld + c);
-                        for (t, acc) in acc.iter_mut().enumerate() {
-                            let vv = _mm256_loadu_ps(v.add(8 * t));
-                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(p, vv));
-                        }
-                    }
-                    for (t, acc) in acc.iter().enumerate() {
-                        _mm256_storeu_ps(out.add(c + 8 * t), *acc);
-                    }
-                    c += 64;
-                }
-                while c < full {
-                    let mut acc = _mm256_setzero_ps();
-                    for j in 0..s {
-                        let p = _mm256_set1_ps(*sc.add(j));
-                        let vv = _mm256_loadu_ps(vb.add(j * ld + c));
-                        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, vv));
-                    }
-                    _mm256_storeu_ps(out.add(c), acc);
-                    c += 8;
-                }
-                if rem > 0 {
-                    let mut acc = _mm256_setzero_ps();
-                    for j in 0..s {
-                        let p = _mm256_set1_ps(*sc.add(j));
-                        let vv = _mm256_maskload_ps(vb.add(j * ld + full), dmask);
-                        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, vv));
-                    }
-                    _mm256_maskstore_ps(out.add(full), dmask, acc);
+                let out0 = cp.add(r * args.ld_ctx + h * d);
+                if pairs && i + 1 < args.q_end {
+                    let sc1 = sc.add(s);
+                    scores2(&g, q0, q0.add(ld), kb, mask, sc, sc1);
+                    softmax(sc, s);
+                    softmax(sc1, s);
+                    values2(&g, sc, sc1, vb, out0, out0.add(args.ld_ctx));
+                    i += 2;
+                } else {
+                    scores1(&g, q0, kb, mask, sc);
+                    softmax(sc, s);
+                    values1(&g, sc, vb, out0);
+                    i += 1;
                 }
             }
+        }
+    }
+}
+
+/// `sc[j] = dot8(q, k_j) * scale + mask[j]` for every key `j`, 8 keys at a time.
+///
+/// # Safety
+///
+/// AVX2; `q .. + d` readable, key `j`'s `d` values readable at `kb + j * ld`
+/// for `j < s`, `mask .. + s` readable, `sc .. + s` writable.
+#[target_feature(enable = "avx2")]
+unsafe fn scores1(g: &Geo, q: *const f32, kb: *const f32, mask: *const f32, sc: *mut f32) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    let scale = _mm256_set1_ps(g.scale);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads touch only lanes < rem.
+    unsafe {
+        let mut j = 0;
+        while j + 8 <= s {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut c = 0;
+            while c < full {
+                let qv = _mm256_loadu_ps(q.add(c));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let kv = _mm256_loadu_ps(kb.add((j + t) * ld + c));
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
+                }
+                c += 8;
+            }
+            if rem > 0 {
+                let qv = _mm256_maskload_ps(q.add(full), dmask);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let kv = _mm256_maskload_ps(kb.add((j + t) * ld + full), dmask);
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(qv, kv));
+                }
+            }
+            let dots = hsum8x8(&acc);
+            let v = _mm256_add_ps(_mm256_mul_ps(dots, scale), _mm256_loadu_ps(mask.add(j)));
+            _mm256_storeu_ps(sc.add(j), v);
+            j += 8;
+        }
+        while j < s {
+            let acc = dot_tail(g, q, kb.add(j * ld));
+            *sc.add(j) = hsum(acc) * g.scale + *mask.add(j);
+            j += 1;
+        }
+    }
+}
+
+/// [`scores1`] for two query rows at once (4 keys at a time), into `sc0` and
+/// `sc1`.
+///
+/// # Safety
+///
+/// [`scores1`]'s contract for each of `(q0, sc0)` and `(q1, sc1)`.
+#[target_feature(enable = "avx2")]
+unsafe fn scores2(
+    g: &Geo,
+    q0: *const f32,
+    q1: *const f32,
+    kb: *const f32,
+    mask: *const f32,
+    sc0: *mut f32,
+    sc1: *mut f32,
+) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    let scale = _mm256_set1_ps(g.scale);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads touch only lanes < rem.
+    unsafe {
+        let mut j = 0;
+        while j + 4 <= s {
+            // acc[t]: query 0 with key j + t; acc[4 + t]: query 1.
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut c = 0;
+            while c < full {
+                let x0 = _mm256_loadu_ps(q0.add(c));
+                let x1 = _mm256_loadu_ps(q1.add(c));
+                for t in 0..4 {
+                    let kv = _mm256_loadu_ps(kb.add((j + t) * ld + c));
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(x0, kv));
+                    acc[4 + t] = _mm256_add_ps(acc[4 + t], _mm256_mul_ps(x1, kv));
+                }
+                c += 8;
+            }
+            if rem > 0 {
+                let x0 = _mm256_maskload_ps(q0.add(full), dmask);
+                let x1 = _mm256_maskload_ps(q1.add(full), dmask);
+                for t in 0..4 {
+                    let kv = _mm256_maskload_ps(kb.add((j + t) * ld + full), dmask);
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(x0, kv));
+                    acc[4 + t] = _mm256_add_ps(acc[4 + t], _mm256_mul_ps(x1, kv));
+                }
+            }
+            let dots = hsum8x8(&acc);
+            let m4 = _mm_loadu_ps(mask.add(j));
+            let v = _mm256_add_ps(_mm256_mul_ps(dots, scale), _mm256_set_m128(m4, m4));
+            _mm_storeu_ps(sc0.add(j), _mm256_castps256_ps128(v));
+            _mm_storeu_ps(sc1.add(j), _mm256_extractf128_ps::<1>(v));
+            j += 4;
+        }
+        while j < s {
+            let k = kb.add(j * ld);
+            *sc0.add(j) = hsum(dot_tail(g, q0, k)) * g.scale + *mask.add(j);
+            *sc1.add(j) = hsum(dot_tail(g, q1, k)) * g.scale + *mask.add(j);
+            j += 1;
+        }
+    }
+}
+
+/// The 8 lane sums of `q . k` over `d` values (zero-padded), before the
+/// reduction.
+///
+/// # Safety
+///
+/// AVX2; `d` values readable at `q` and at `k`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot_tail(g: &Geo, q: *const f32, k: *const f32) -> __m256 {
+    let mut acc = _mm256_setzero_ps();
+    // SAFETY: (whole block) c + 8 <= full <= d; masked lanes < rem.
+    unsafe {
+        let mut c = 0;
+        while c < g.full {
+            let p = _mm256_mul_ps(_mm256_loadu_ps(q.add(c)), _mm256_loadu_ps(k.add(c)));
+            acc = _mm256_add_ps(acc, p);
+            c += 8;
+        }
+        if g.rem > 0 {
+            let p = _mm256_mul_ps(
+                _mm256_maskload_ps(q.add(g.full), g.dmask),
+                _mm256_maskload_ps(k.add(g.full), g.dmask),
+            );
+            acc = _mm256_add_ps(acc, p);
+        }
+    }
+    acc
+}
+
+/// `out[c] = sum_j p[j] * v_j[c]` (in key order from `+0.0`), 64 columns per
+/// pass.
+///
+/// # Safety
+///
+/// AVX2; `p .. + s` readable, value `j`'s `d` values readable at `vb + j * ld`
+/// for `j < s`, `out .. + d` writable.
+#[target_feature(enable = "avx2")]
+unsafe fn values1(g: &Geo, p: *const f32, vb: *const f32, out: *mut f32) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads and stores touch only lanes < rem.
+    unsafe {
+        let mut c = 0;
+        while c + 64 <= full {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..s {
+                let pj = _mm256_set1_ps(*p.add(j));
+                let v = vb.add(j * ld + c);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let vv = _mm256_loadu_ps(v.add(8 * t));
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(pj, vv));
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(c + 8 * t), *acc);
+            }
+            c += 64;
+        }
+        while c < full {
+            let mut acc = _mm256_setzero_ps();
+            for j in 0..s {
+                let pj = _mm256_set1_ps(*p.add(j));
+                let vv = _mm256_loadu_ps(vb.add(j * ld + c));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(pj, vv));
+            }
+            _mm256_storeu_ps(out.add(c), acc);
+            c += 8;
+        }
+        if rem > 0 {
+            let mut acc = _mm256_setzero_ps();
+            for j in 0..s {
+                let pj = _mm256_set1_ps(*p.add(j));
+                let vv = _mm256_maskload_ps(vb.add(j * ld + full), dmask);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(pj, vv));
+            }
+            _mm256_maskstore_ps(out.add(full), dmask, acc);
+        }
+    }
+}
+
+/// [`values1`] for two rows of probabilities at once (32 columns per pass).
+///
+/// # Safety
+///
+/// [`values1`]'s contract for each of `(p0, out0)` and `(p1, out1)`.
+#[target_feature(enable = "avx2")]
+unsafe fn values2(
+    g: &Geo,
+    p0: *const f32,
+    p1: *const f32,
+    vb: *const f32,
+    out0: *mut f32,
+    out1: *mut f32,
+) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads and stores touch only lanes < rem.
+    unsafe {
+        let mut c = 0;
+        while c + 32 <= full {
+            // acc[t]: row 0, columns c + 8t ..; acc[4 + t]: row 1.
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..s {
+                let a0 = _mm256_set1_ps(*p0.add(j));
+                let a1 = _mm256_set1_ps(*p1.add(j));
+                let v = vb.add(j * ld + c);
+                for t in 0..4 {
+                    let vv = _mm256_loadu_ps(v.add(8 * t));
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(a0, vv));
+                    acc[4 + t] = _mm256_add_ps(acc[4 + t], _mm256_mul_ps(a1, vv));
+                }
+            }
+            for t in 0..4 {
+                _mm256_storeu_ps(out0.add(c + 8 * t), acc[t]);
+                _mm256_storeu_ps(out1.add(c + 8 * t), acc[4 + t]);
+            }
+            c += 32;
+        }
+        while c < full {
+            let (mut x0, mut x1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..s {
+                let vv = _mm256_loadu_ps(vb.add(j * ld + c));
+                x0 = _mm256_add_ps(x0, _mm256_mul_ps(_mm256_set1_ps(*p0.add(j)), vv));
+                x1 = _mm256_add_ps(x1, _mm256_mul_ps(_mm256_set1_ps(*p1.add(j)), vv));
+            }
+            _mm256_storeu_ps(out0.add(c), x0);
+            _mm256_storeu_ps(out1.add(c), x1);
+            c += 8;
+        }
+        if rem > 0 {
+            let (mut x0, mut x1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..s {
+                let vv = _mm256_maskload_ps(vb.add(j * ld + full), dmask);
+                x0 = _mm256_add_ps(x0, _mm256_mul_ps(_mm256_set1_ps(*p0.add(j)), vv));
+                x1 = _mm256_add_ps(x1, _mm256_mul_ps(_mm256_set1_ps(*p1.add(j)), vv));
+            }
+            _mm256_maskstore_ps(out0.add(full), dmask, x0);
+            _mm256_maskstore_ps(out1.add(full), dmask, x1);
         }
     }
 }
