@@ -6,37 +6,43 @@
 //! ```text
 //! for each group of NB = 3 n-blocks (48 outputs)
 //!   for each tile of MR = 8 token rows
+//!     asum[i] = sum of a[i][0..4 kg]                (vpdpbusd with all-ones bytes)
 //!     acc[i][b] = 0                                (24 zmm of 16 x i32)
 //!     for each k-group g
-//!       w[b] = the 64 bytes of (n-block b, g)      (one zmm: 16 rows x 4 k)
+//!       u[b] = the 64 bytes of (n-block b, g) xor 0x80   (one zmm: 16 rows x 4 k, s8 -> u8: w + 128)
 //!       for each row i
-//!         u = broadcast (a[i][4g..4g+4] xor 0x80)  (s8 -> u8: a + 128)
-//!         acc[i][b] = vpdpbusd(acc[i][b], u, w[b]) (per lane: 4 u8 x s8 products + acc)
-//!     acc -= (zp[i] + 128) * row_sum[r]            (undo the +128 and the zero point)
+//!         acc[i][b] = vpdpbusd(acc[i][b], u[b], {1to16} a[i][4g..4g+4])
+//!                                                  (per lane: 4 u8 x s8 products + acc)
+//!     acc -= 128 * asum[i] + zp[i] * row_sum[r]    (undo the +128 and the zero point)
 //!     epilogue
 //! ```
 //!
-//! `vpdpbusd` multiplies *unsigned* bytes by signed bytes, so activations are
-//! offset by 128 (`xor 0x80` maps -128..=127 to 0..=255): `sum (a + 128) * w =
-//! sum a * w + 128 * row_sum`, and the row sums are stored in the model file
-//! for exactly this. The intermediate sums stay far below 2^31 (`|sum| <=
-//! 255 * 127 * K` with `K < 2^16`), the i32 additions are exact in any order,
-//! and the corrected accumulator equals the scalar one, so the result is
-//! bit-identical. The float epilogue is the scalar one lane-wise (separate
+//! `vpdpbusd` multiplies *unsigned* bytes by signed bytes. The weights take the
+//! unsigned side, offset by 128 (`xor 0x80` maps -127..=127 to 1..=255), and
+//! the activations the signed side, read straight from memory with an embedded
+//! broadcast: `sum (w + 128) * a = sum a * w + 128 * sum a`. So a k-group costs
+//! 3 `vpxord` (one per weight vector) besides its 24 `vpdpbusd`, where offsetting
+//! the activations instead would cost a broadcast from a general register per
+//! row (8, on the port `vpdpbusd` also needs). The intermediate sums stay far
+//! below 2^31 (`|sum| <= 255 * 128 * K` with `K < 2^16`), the i32 additions are
+//! exact in any order, and the corrected accumulator equals the scalar one, so
+//! the result is bit-identical. The float epilogue is the scalar one lane-wise (separate
 //! `vmulps` and `vaddps`; `Activate` / `Tanh` 8 lanes at a time with AVX2's
 //! functions, themselves the scalar reference lane for lane);
 //! partial n-blocks use masked loads and stores.
 //!
-//! 24 accumulators + 3 weight vectors + the broadcast fit the 32 zmm registers.
-//! Per k-group: 3 weight loads and 8 broadcasts feed 24 `vpdpbusd`.
+//! 24 accumulators + 3 weight vectors fit the 32 zmm registers. Per k-group:
+//! 3 weight loads and 3 `vpxord` feed 24 `vpdpbusd` with broadcast memory
+//! operands.
 //!
 //! **Not measured on hardware yet**: the development machine has AVX2 but no
 //! AVX-512. The tile shape follows the usual VNNI analysis, not a benchmark.
+//! The kernel body is written once ([`kernel_body`]) and also instantiated over
+//! a portable emulation of the intrinsics it uses (`emu`, tests only), so its
+//! loops, tails, offsets and epilogue are tested against the scalar reference
+//! on any x86-64 machine; only the intrinsics themselves are not.
 
-use super::epilogue16_avx2;
-use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
-use core::arch::x86_64::*;
 
 /// Token rows per tile.
 const MR: usize = 8;
@@ -124,7 +130,7 @@ fn gemm_i8_i8_8x48c4_avx512vnni(
     check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
     // SAFETY: the features are available (only reachable through a
     // `Vnni512Kernels` table) and `check_gemm_q8` proved every access in bounds.
-    unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
+    unsafe { real::gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
 }
 
 /// Dispatches a tile of `$r` rows by `$b` n-blocks to its monomorphized loop.
@@ -142,171 +148,490 @@ macro_rules! tile_dispatch {
     }};
 }
 
-/// The n-block-group and row-tile loops.
-///
-/// # Safety
-///
-/// The CPU must support the tier's features, and the arguments must pass
-/// [`check_gemm_q8`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn gemm(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    let kg = w.k_groups;
-    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
-    let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
-    let outp = out.as_mut_ptr();
-    let mut nb = 0;
-    while nb < n_blocks {
-        let nbs = (n_blocks - nb).min(NB);
-        // SAFETY: nb < n_blocks; packed holds n_blocks * block bytes.
-        let wp = unsafe { w.packed.as_ptr().add(nb * block) };
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            // SAFETY: rows i..i+rows exist.
-            let ap = unsafe { a.as_ptr().add(i * lda) };
-            // SAFETY: rows i..i+rows have kg * 4 readable bytes, n-blocks
-            // nb..nb+nbs have `block` readable bytes each; features available.
-            let acc: [[__m512i; NB]; MR] =
-                unsafe { tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg), [8 7 6 5 4 3 2 1]) };
-            for (t, acc) in acc.iter().enumerate().take(rows) {
-                let row = i + t;
-                for (b, &acc) in acc.iter().enumerate().take(nbs) {
-                    // SAFETY: row < m and n-block nb + b exists; the outputs
-                    // of this row are in bounds (check_gemm_q8).
-                    unsafe {
-                        store16(
-                            acc,
-                            a_scales[row],
-                            a_zps[row],
-                            w,
-                            nb + b,
-                            bias,
-                            outp.add(row * ldo),
-                            ep,
-                        )
+/// The kernel: `gemm` (the n-block-group and row-tile loops), `tile`,
+/// `row_sum` and `store16`, over whatever `__m512i`, `__m512` and `_mm512_*`
+/// are in scope, each function with the given attributes (the target
+/// features for the real intrinsics, none for the emulation).
+macro_rules! kernel_body {
+    ($(#[$feat:meta])*) => {
+        use super::{MR, NB};
+        use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
+        use crate::kernels::{x86_64::epilogue16_avx2, Epilogue, QMatrix};
+
+        /// The n-block-group and row-tile loops.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support the tier's features, and the arguments must
+        /// pass [`check_gemm_q8`](crate::kernels::check_gemm_q8).
+        #[allow(clippy::too_many_arguments)]
+        $(#[$feat])*
+        pub(super) unsafe fn gemm(
+            a: &[i8],
+            lda: usize,
+            a_scales: &[f32],
+            a_zps: &[i32],
+            m: usize,
+            w: &QMatrix<'_>,
+            bias: &[f32],
+            out: &mut [f32],
+            ldo: usize,
+            ep: Epilogue,
+        ) {
+            let kg = w.k_groups;
+            let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
+            let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
+            let outp = out.as_mut_ptr();
+            let mut nb = 0;
+            while nb < n_blocks {
+                let nbs = (n_blocks - nb).min(NB);
+                // SAFETY: nb < n_blocks; packed holds n_blocks * block bytes.
+                let wp = unsafe { w.packed.as_ptr().add(nb * block) };
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(MR);
+                    // SAFETY: rows i..i+rows exist.
+                    let ap = unsafe { a.as_ptr().add(i * lda) };
+                    let mut asum = [0i32; MR];
+                    for (t, s) in asum.iter_mut().enumerate().take(rows) {
+                        // SAFETY: row i + t has kg * 4 readable bytes; the
+                        // features are available.
+                        *s = unsafe { row_sum(ap.add(t * lda), kg * Q8_K_GROUP) };
+                    }
+                    // SAFETY: rows i..i+rows have kg * 4 readable bytes,
+                    // n-blocks nb..nb+nbs have `block` readable bytes each;
+                    // the features are available.
+                    let acc: [[__m512i; NB]; MR] = unsafe {
+                        tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg), [8 7 6 5 4 3 2 1])
                     };
+                    for (t, acc) in acc.iter().enumerate().take(rows) {
+                        let row = i + t;
+                        for (b, &acc) in acc.iter().enumerate().take(nbs) {
+                            // SAFETY: row < m and n-block nb + b exists; the
+                            // outputs of this row are in bounds (check_gemm_q8).
+                            unsafe {
+                                store16(
+                                    acc,
+                                    (a_scales[row], a_zps[row], asum[t]),
+                                    w,
+                                    nb + b,
+                                    bias,
+                                    outp.add(row * ldo),
+                                    ep,
+                                )
+                            };
+                        }
+                    }
+                    i += rows;
+                }
+                nb += nbs;
+            }
+        }
+
+        /// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
+        #[inline(always)]
+        fn widen<const R: usize, const B: usize>(
+            acc: [[__m512i; B]; R],
+        ) -> [[__m512i; NB]; MR] {
+            // SAFETY: `__m512i` is plain data; an all-zero value is valid.
+            let mut out = [[unsafe { core::mem::zeroed::<__m512i>() }; NB]; MR];
+            for (o, a) in out.iter_mut().zip(&acc) {
+                o[..B].copy_from_slice(a);
+            }
+            out
+        }
+
+        /// `sum a[c]` over the `len` bytes at `a`: `vpdpbusd` of all-ones
+        /// bytes with 64 activations at a time, the tail by a masked load.
+        ///
+        /// # Safety
+        ///
+        /// The tier's features; `len` bytes readable at `a`.
+        $(#[$feat])*
+        #[inline]
+        unsafe fn row_sum(a: *const i8, len: usize) -> i32 {
+            let ones = _mm512_set1_epi8(1);
+            let mut s = _mm512_setzero_si512();
+            let mut c = 0;
+            while c + 64 <= len {
+                // SAFETY: c + 64 <= len bytes readable.
+                let v = unsafe { _mm512_loadu_si512(a.add(c) as *const _) };
+                s = _mm512_dpbusd_epi32(s, ones, v);
+                c += 64;
+            }
+            if c < len {
+                let mask: __mmask64 = (1u64 << (len - c)) - 1;
+                // SAFETY: only the `len - c` readable bytes are loaded.
+                let v = unsafe { _mm512_maskz_loadu_epi8(mask, a.add(c)) };
+                s = _mm512_dpbusd_epi32(s, ones, v);
+            }
+            _mm512_reduce_add_epi32(s)
+        }
+
+        /// `R` rows x `B` n-blocks of `vpdpbusd` sums of `(w + 128) * a` over
+        /// all `kg` k-groups.
+        ///
+        /// # Safety
+        ///
+        /// The tier's features; `a + r * lda .. + kg * 4` readable for `r < R`;
+        /// `w + b * block .. + kg * 64` readable for `b < B`.
+        $(#[$feat])*
+        #[inline]
+        unsafe fn tile<const R: usize, const B: usize>(
+            a: *const i8,
+            lda: usize,
+            w: *const i8,
+            block: usize,
+            kg: usize,
+        ) -> [[__m512i; B]; R] {
+            let offset = _mm512_set1_epi8(-128);
+            let mut acc = [[_mm512_setzero_si512(); B]; R];
+            for g in 0..kg {
+                let mut wu = [_mm512_setzero_si512(); B];
+                for (b, wu) in wu.iter_mut().enumerate() {
+                    // SAFETY: b < B, g < kg: 64 readable bytes.
+                    let wv = unsafe { _mm512_loadu_si512(w.add(b * block + g * 64) as *const _) };
+                    *wu = _mm512_xor_si512(wv, offset);
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: r < R, g < kg: 4 readable bytes.
+                    let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
+                    let av = _mm512_set1_epi32(a4);
+                    for (acc, &wu) in acc.iter_mut().zip(&wu) {
+                        *acc = _mm512_dpbusd_epi32(*acc, wu, av);
+                    }
                 }
             }
-            i += rows;
+            acc
         }
-        nb += nbs;
-    }
+
+        /// The epilogue of one row's 16 outputs of n-block `nb`; `(sa, za,
+        /// asum)` are the row's scale, zero point and sum of activations.
+        ///
+        /// # Safety
+        ///
+        /// The tier's features and AVX2; `out + nb * 16 .. out + min(n, nb * 16 + 16)`
+        /// writable; the weight vectors hold `ceil(n / 16) * 16` values;
+        /// `bias` holds `n`.
+        #[allow(clippy::too_many_arguments)]
+        $(#[$feat])*
+        #[inline]
+        unsafe fn store16(
+            acc: __m512i,
+            (sa, za, asum): (f32, i32, i32),
+            w: &QMatrix<'_>,
+            nb: usize,
+            bias: &[f32],
+            out: *mut f32,
+            ep: Epilogue,
+        ) {
+            let r0 = nb * Q8_N_BLOCK;
+            let count = (w.n - r0).min(16);
+            let mask: __mmask16 = if count == 16 {
+                0xffff
+            } else {
+                (1u16 << count) - 1
+            };
+            // SAFETY: r0 + 16 <= the padded length of scales and row sums.
+            let (rs, sw) = unsafe {
+                (
+                    _mm512_loadu_si512(w.row_sums.as_ptr().add(r0) as *const _),
+                    _mm512_loadu_ps(w.scales.as_ptr().add(r0)),
+                )
+            };
+            // acc - 128 * asum - za * rs (i32, wrapping like the reference).
+            let acc = _mm512_sub_epi32(
+                _mm512_sub_epi32(acc, _mm512_set1_epi32(asum.wrapping_mul(128))),
+                _mm512_mullo_epi32(_mm512_set1_epi32(za), rs),
+            );
+            let s = _mm512_mul_ps(_mm512_set1_ps(sa), sw);
+            let y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
+            // SAFETY: the masked lanes r0..r0+count are below n <= bias.len().
+            let b = unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(r0)) };
+            let y = _mm512_add_ps(y, b);
+            // SAFETY: out + r0 .. + count is writable (our contract).
+            let o = unsafe { out.add(r0) };
+            match ep {
+                // SAFETY: only the `count` writable lanes are stored.
+                Epilogue::Store => unsafe { _mm512_mask_storeu_ps(o, mask, y) },
+                // SAFETY: only the `count` valid lanes are loaded and stored.
+                Epilogue::Accumulate => unsafe {
+                    _mm512_mask_storeu_ps(o, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), y))
+                },
+                _ => {
+                    let mut t = [0.0f32; 16];
+                    // SAFETY: a 16-float array.
+                    unsafe { _mm512_storeu_ps(t.as_mut_ptr(), y) };
+                    // SAFETY: `count` outputs at `o` are writable; the tier
+                    // requires AVX2 (`Vnni512Kernels::is_available`).
+                    unsafe { epilogue16_avx2(o, &t, count, ep) };
+                }
+            }
+        }
+    };
 }
 
-/// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
-#[inline(always)]
-fn widen<const R: usize, const B: usize>(acc: [[__m512i; B]; R]) -> [[__m512i; NB]; MR] {
-    // SAFETY: `__m512i` is plain data; an all-zero value is valid.
-    let mut out = [[unsafe { core::mem::zeroed::<__m512i>() }; NB]; MR];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        o[..B].copy_from_slice(a);
-    }
-    out
+/// The kernel over the real intrinsics.
+mod real {
+    use core::arch::x86_64::*;
+    kernel_body!(#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]);
 }
 
-/// `R` rows x `B` n-blocks of `vpdpbusd` sums (with the +128 offset) over all
-/// `kg` k-groups.
-///
-/// # Safety
-///
-/// AVX-512 F/BW/VNNI; `a + r * lda .. + kg * 4` readable for `r < R`;
-/// `w + b * block .. + kg * 64` readable for `b < B`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-unsafe fn tile<const R: usize, const B: usize>(
-    a: *const i8,
-    lda: usize,
-    w: *const i8,
-    block: usize,
-    kg: usize,
-) -> [[__m512i; B]; R] {
-    let mut acc = [[_mm512_setzero_si512(); B]; R];
-    for g in 0..kg {
-        let mut wv = [_mm512_setzero_si512(); B];
-        for (b, wv) in wv.iter_mut().enumerate() {
-            // SAFETY: b < B, g < kg: 64 readable bytes.
-            *wv = unsafe { _mm512_loadu_si512(w.add(b * block + g * 64) as *const _) };
+/// The kernel over [`emu`]'s portable intrinsics, for tests on any x86-64 CPU
+/// with AVX2 (the activation epilogues are AVX2's).
+#[cfg(test)]
+mod emulated {
+    use super::emu::*;
+    kernel_body!();
+}
+
+/// Portable stand-ins for the AVX-512 intrinsics [`kernel_body`] uses, written
+/// from their definitions in Intel's intrinsics guide (lane 0 = lowest
+/// address; masks select lane `l` by bit `l`).
+#[cfg(test)]
+#[allow(non_camel_case_types)]
+mod emu {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    #[repr(C, align(64))]
+    pub struct __m512i(pub [u8; 64]);
+    #[derive(Clone, Copy, Debug)]
+    pub struct __m512(pub [f32; 16]);
+    pub type __mmask16 = u16;
+    pub type __mmask64 = u64;
+
+    fn lanes(v: __m512i) -> [i32; 16] {
+        core::array::from_fn(|l| i32::from_le_bytes(v.0[4 * l..4 * l + 4].try_into().unwrap()))
+    }
+    fn from_lanes(x: [i32; 16]) -> __m512i {
+        let mut v = [0u8; 64];
+        for (l, x) in x.iter().enumerate() {
+            v[4 * l..4 * l + 4].copy_from_slice(&x.to_le_bytes());
         }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: r < R, g < kg: 4 readable bytes.
-            let a4 = unsafe { (a.add(r * lda + g * 4) as *const u32).read_unaligned() };
-            let u = _mm512_set1_epi32((a4 ^ 0x8080_8080) as i32);
-            for (acc, &wv) in acc.iter_mut().zip(&wv) {
-                *acc = _mm512_dpbusd_epi32(*acc, u, wv);
+        __m512i(v)
+    }
+    pub fn _mm512_setzero_si512() -> __m512i {
+        __m512i([0; 64])
+    }
+    pub fn _mm512_set1_epi8(x: i8) -> __m512i {
+        __m512i([x as u8; 64])
+    }
+    pub fn _mm512_set1_epi32(x: i32) -> __m512i {
+        from_lanes([x; 16])
+    }
+    pub fn _mm512_xor_si512(a: __m512i, b: __m512i) -> __m512i {
+        __m512i(core::array::from_fn(|i| a.0[i] ^ b.0[i]))
+    }
+    pub fn _mm512_sub_epi32(a: __m512i, b: __m512i) -> __m512i {
+        let (a, b) = (lanes(a), lanes(b));
+        from_lanes(core::array::from_fn(|l| a[l].wrapping_sub(b[l])))
+    }
+    pub fn _mm512_mullo_epi32(a: __m512i, b: __m512i) -> __m512i {
+        let (a, b) = (lanes(a), lanes(b));
+        from_lanes(core::array::from_fn(|l| a[l].wrapping_mul(b[l])))
+    }
+    /// Per 32-bit lane: `src + sum_{j<4} u8(a byte j) * i8(b byte j)`, wrapping.
+    pub fn _mm512_dpbusd_epi32(src: __m512i, a: __m512i, b: __m512i) -> __m512i {
+        let s = lanes(src);
+        from_lanes(core::array::from_fn(|l| {
+            (0..4).fold(s[l], |acc, j| {
+                acc.wrapping_add(a.0[4 * l + j] as i32 * b.0[4 * l + j] as i8 as i32)
+            })
+        }))
+    }
+    pub fn _mm512_reduce_add_epi32(a: __m512i) -> i32 {
+        lanes(a).iter().fold(0i32, |s, &v| s.wrapping_add(v))
+    }
+    /// # Safety
+    ///
+    /// 64 bytes readable at `p`.
+    pub unsafe fn _mm512_loadu_si512(p: *const __m512i) -> __m512i {
+        // SAFETY: our contract.
+        __m512i(unsafe { (p as *const [u8; 64]).read_unaligned() })
+    }
+    /// # Safety
+    ///
+    /// The bytes of the set mask bits readable at `p`.
+    pub unsafe fn _mm512_maskz_loadu_epi8(k: __mmask64, p: *const i8) -> __m512i {
+        __m512i(core::array::from_fn(|i| {
+            if k >> i & 1 == 1 {
+                // SAFETY: a selected byte, readable (our contract).
+                unsafe { *p.add(i) as u8 }
+            } else {
+                0
+            }
+        }))
+    }
+    pub fn _mm512_set1_ps(x: f32) -> __m512 {
+        __m512([x; 16])
+    }
+    pub fn _mm512_mul_ps(a: __m512, b: __m512) -> __m512 {
+        __m512(core::array::from_fn(|l| a.0[l] * b.0[l]))
+    }
+    pub fn _mm512_add_ps(a: __m512, b: __m512) -> __m512 {
+        __m512(core::array::from_fn(|l| a.0[l] + b.0[l]))
+    }
+    pub fn _mm512_cvtepi32_ps(a: __m512i) -> __m512 {
+        let a = lanes(a);
+        __m512(core::array::from_fn(|l| a[l] as f32))
+    }
+    /// # Safety
+    ///
+    /// 16 floats readable at `p`.
+    pub unsafe fn _mm512_loadu_ps(p: *const f32) -> __m512 {
+        // SAFETY: our contract.
+        __m512(unsafe { (p as *const [f32; 16]).read_unaligned() })
+    }
+    /// # Safety
+    ///
+    /// The floats of the set mask bits readable at `p`.
+    pub unsafe fn _mm512_maskz_loadu_ps(k: __mmask16, p: *const f32) -> __m512 {
+        __m512(core::array::from_fn(|l| {
+            if k >> l & 1 == 1 {
+                // SAFETY: a selected float, readable (our contract).
+                unsafe { *p.add(l) }
+            } else {
+                0.0
+            }
+        }))
+    }
+    /// # Safety
+    ///
+    /// 16 floats writable at `p`.
+    pub unsafe fn _mm512_storeu_ps(p: *mut f32, a: __m512) {
+        // SAFETY: our contract.
+        unsafe { (p as *mut [f32; 16]).write_unaligned(a.0) }
+    }
+    /// # Safety
+    ///
+    /// The floats of the set mask bits writable at `p`.
+    pub unsafe fn _mm512_mask_storeu_ps(p: *mut f32, k: __mmask16, a: __m512) {
+        for l in 0..16 {
+            if k >> l & 1 == 1 {
+                // SAFETY: a selected float (our contract).
+                unsafe { *p.add(l) = a.0[l] };
             }
         }
     }
-    acc
 }
 
-/// The epilogue of one row's 16 outputs of n-block `nb`.
-///
-/// # Safety
-///
-/// AVX-512 F; `out + nb * 16 .. out + min(n, nb * 16 + 16)` writable; the
-/// weight vectors hold `ceil(n / 16) * 16` values; `bias` holds `n`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-unsafe fn store16(
-    acc: __m512i,
-    sa: f32,
-    za: i32,
-    w: &QMatrix<'_>,
-    nb: usize,
-    bias: &[f32],
-    out: *mut f32,
-    ep: Epilogue,
-) {
-    let r0 = nb * Q8_N_BLOCK;
-    let count = (w.n - r0).min(16);
-    let mask: __mmask16 = if count == 16 {
-        0xffff
-    } else {
-        (1u16 << count) - 1
-    };
-    // SAFETY: r0 + 16 <= the padded length of scales and row sums.
-    let (rs, sw) = unsafe {
-        (
-            _mm512_loadu_si512(w.row_sums.as_ptr().add(r0) as *const _),
-            _mm512_loadu_ps(w.scales.as_ptr().add(r0)),
-        )
-    };
-    // acc - 128 * rs - za * rs, as one product: (za + 128) is in 0..=255.
-    let acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(za + 128), rs));
-    let s = _mm512_mul_ps(_mm512_set1_ps(sa), sw);
-    let y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
-    // SAFETY: the masked lanes r0..r0+count are below n <= bias.len().
-    let b = unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(r0)) };
-    let y = _mm512_add_ps(y, b);
-    // SAFETY: out + r0 .. + count is writable (our contract).
-    let o = unsafe { out.add(r0) };
-    match ep {
-        // SAFETY: only the `count` writable lanes are stored.
-        Epilogue::Store => unsafe { _mm512_mask_storeu_ps(o, mask, y) },
-        // SAFETY: only the `count` valid lanes are loaded and stored.
-        Epilogue::Accumulate => unsafe {
-            _mm512_mask_storeu_ps(o, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), y))
-        },
-        _ => {
-            let mut t = [0.0f32; 16];
-            // SAFETY: a 16-float array.
-            unsafe { _mm512_storeu_ps(t.as_mut_ptr(), y) };
-            // SAFETY: `count` outputs at `o` are writable; the tier requires
-            // AVX2 (`Vnni512Kernels::is_available`).
-            unsafe { epilogue16_avx2(o, &t, count, ep) };
+#[cfg(test)]
+mod tests {
+    use crate::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
+    use crate::kernels::{scalar, Epilogue, QMatrix};
+
+    /// xorshift64.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
         }
+        fn i8_in(&mut self, lo: i32, hi: i32) -> i8 {
+            (lo + (self.next() % (hi - lo + 1) as u64) as i32) as i8
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() % 2001) as f32 / 1000.0 - 1.0
+        }
+    }
+
+    /// The kernel body over the emulated intrinsics gives the scalar
+    /// reference's bits: row counts 1..=19 (every tile height and a partial
+    /// second tile), widths that leave 1, 2 or 3 n-blocks and partial blocks,
+    /// depths with and without a masked `row_sum` tail, extreme activations and
+    /// weights, every zero point, every epilogue.
+    #[test]
+    fn kernel_body_matches_the_scalar_reference() {
+        if !std::is_x86_feature_detected!("avx2") {
+            println!("AVX2 not available (the activation epilogues use it): skipped");
+            return;
+        }
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let eps = [
+            Epilogue::Store,
+            Epilogue::Accumulate,
+            Epilogue::Tanh,
+            Epilogue::Activate(Activation::GeluNew),
+            Epilogue::Activate(Activation::Gelu),
+            Epilogue::Activate(Activation::Relu),
+        ];
+        let mut cases = 0;
+        for &(m, n, k) in &[
+            (1usize, 1usize, 1usize),
+            (8, 48, 64),
+            (9, 49, 65),
+            (19, 40, 260),
+            (3, 16, 7),
+            (16, 97, 129),
+            (7, 33, 300),
+            (5, 150, 768),
+            (2, 5, 3),
+        ] {
+            let kg = k.div_ceil(Q8_K_GROUP);
+            let nbl = n.div_ceil(Q8_N_BLOCK);
+            let lda = kg * Q8_K_GROUP + 3;
+            // Extreme values too: -128 activations, +-127 weights.
+            let a: Vec<i8> = (0..m * lda)
+                .map(|i| match i % 11 {
+                    0 => -128,
+                    1 => 127,
+                    _ => rng.i8_in(-128, 127),
+                })
+                .collect();
+            let mut packed = vec![0i8; nbl * kg * Q8_N_BLOCK * Q8_K_GROUP];
+            let mut row_sums = vec![0i32; nbl * Q8_N_BLOCK];
+            for (r, sum) in row_sums.iter_mut().enumerate().take(n) {
+                for c in 0..k {
+                    let v = match (r + c) % 13 {
+                        0 => 127,
+                        1 => -127,
+                        _ => rng.i8_in(-127, 127),
+                    };
+                    let idx = ((r / Q8_N_BLOCK * kg + c / Q8_K_GROUP) * Q8_N_BLOCK
+                        + r % Q8_N_BLOCK)
+                        * Q8_K_GROUP
+                        + c % Q8_K_GROUP;
+                    packed[idx] = v;
+                    *sum += v as i32;
+                }
+            }
+            let scales: Vec<f32> = (0..nbl * Q8_N_BLOCK)
+                .map(|_| rng.f32().abs() * 0.01)
+                .collect();
+            let smooth = vec![1.0f32; k];
+            let w = QMatrix {
+                n,
+                k,
+                k_groups: kg,
+                packed: &packed,
+                scales: &scales,
+                row_sums: &row_sums,
+                smooth: &smooth,
+            };
+            let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.05).collect();
+            let a_zps: Vec<i32> = (0..m)
+                .map(|i| [-128, 127, 0][i % 3].max(rng.i8_in(-128, 127) as i32 * (i % 2) as i32))
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let ldo = n + 2;
+            for ep in eps {
+                let init: Vec<f32> = (0..m * ldo).map(|_| rng.f32()).collect();
+                let (mut want, mut got) = (init.clone(), init);
+                scalar::gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &mut want, ldo, ep);
+                crate::kernels::check_gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &got, ldo);
+                // SAFETY: the arguments passed `check_gemm_q8`; the emulated
+                // body needs only AVX2 (checked above) for its epilogues.
+                unsafe {
+                    super::emulated::gemm(
+                        &a, lda, &a_scales, &a_zps, m, &w, &bias, &mut got, ldo, ep,
+                    )
+                };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} {ep:?}");
+                cases += 1;
+            }
+        }
+        println!("{cases} cases, emulated AVX-512 VNNI kernel = scalar");
     }
 }
