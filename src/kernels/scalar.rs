@@ -32,10 +32,22 @@ pub fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
     (range / 255.0f32, zp as i32)
 }
 
-/// Round to nearest, ties to even (the IEEE default rounding mode).
+/// Round to nearest, ties to even (the IEEE default rounding mode): for
+/// `|v| < 2^23`, `(|v| + 2^23) - 2^23` (the addition rounds away the fraction
+/// in that mode; two plain f32 operations, no call), with `v`'s sign put back
+/// (so `-0.3` gives `-0.0`); larger values, infinities and NaN are already
+/// integral and pass unchanged. Equal to `libm::rintf` on every f32
+/// (`round_half_even_matches_rintf`).
 #[inline]
 pub fn round_half_even(v: f32) -> f32 {
-    libm::rintf(v)
+    const TWO23: f32 = 8_388_608.0;
+    let a = abs(v);
+    if a < TWO23 {
+        let r = (a + TWO23) - TWO23;
+        f32::from_bits(r.to_bits() | (v.to_bits() & 0x8000_0000))
+    } else {
+        v
+    }
 }
 
 /// Reference [`super::QuantizeRowsFn`].

@@ -251,6 +251,10 @@ pub(crate) fn gemm_f32_avx2(
 /// # Safety
 ///
 /// AVX2; the bounds asserted by [`gemm_f32_avx2`].
+///
+/// Blocks of 4 outputs go outermost, so their weights (4 rows of `k`) stay in
+/// cache while every input row passes, two rows at a time: each weight vector
+/// loaded serves both. Each output is still `scalar::dot_f32` term for term.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 unsafe fn gemm_f32(
@@ -265,44 +269,89 @@ unsafe fn gemm_f32(
     ldo: usize,
     ep: crate::kernels::Epilogue,
 ) {
-    let full = k / 8 * 8;
-    let (ap, wp) = (a.as_ptr(), w.as_ptr());
+    let mut r = 0;
+    while r + 4 <= n {
+        let mut i = 0;
+        while i + 2 <= m {
+            // SAFETY: rows i, i + 1 < m and outputs r..r + 4 <= n (the
+            // caller's bounds).
+            unsafe { block_f32::<2>(a, lda, i, w, k, r, bias, out, ldo, ep) };
+            i += 2;
+        }
+        if i < m {
+            // SAFETY: row i < m and outputs r..r + 4 <= n.
+            unsafe { block_f32::<1>(a, lda, i, w, k, r, bias, out, ldo, ep) };
+        }
+        r += 4;
+    }
     for i in 0..m {
         let x = &a[i * lda..i * lda + k];
-        let orow = &mut out[i * ldo..i * ldo + n];
-        // SAFETY: row i of `a` and rows r..r + 4 of `w` hold k floats and
-        // every chunk has c + 8 <= k (asserted by the caller).
-        let xp = unsafe { ap.add(i * lda) };
-        let mut r = 0;
-        while r + 4 <= n {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut c = 0;
-            while c < full {
-                // SAFETY: as above.
-                unsafe {
-                    let xv = _mm256_loadu_ps(xp.add(c));
-                    for (t, acc) in acc.iter_mut().enumerate() {
-                        let wv = _mm256_loadu_ps(wp.add((r + t) * k + c));
-                        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, wv));
-                    }
-                }
-                c += 8;
-            }
-            for (t, acc) in acc.iter().enumerate() {
-                let wr = &w[(r + t) * k..(r + t + 1) * k];
-                // SAFETY: AVX2 is available.
-                let mut s = unsafe { hsum_dot(*acc) };
-                for (xv, wv) in x[full..].iter().zip(&wr[full..]) {
-                    s += xv * wv;
-                }
-                scalar::epilogue(&mut orow[r + t], s + bias[r + t], ep);
-            }
-            r += 4;
-        }
         for r in r..n {
             let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
-            scalar::epilogue(&mut orow[r], y, ep);
+            scalar::epilogue(&mut out[i * ldo + r], y, ep);
         }
+    }
+}
+
+/// Outputs `r..r + 4` of input rows `i..i + R`: 8-lane partial sums over the
+/// whole chunks of `k`, `scalar::dot_f32`'s reduction tree, its sequential
+/// tail, the bias and the epilogue.
+///
+/// # Safety
+///
+/// AVX2; `i + R <= m` and `r + 4 <= n` within the bounds asserted by
+/// [`gemm_f32_avx2`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_f32<const R: usize>(
+    a: &[f32],
+    lda: usize,
+    i: usize,
+    w: &[f32],
+    k: usize,
+    r: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: crate::kernels::Epilogue,
+) {
+    let full = k / 8 * 8;
+    let (ap, wp) = (a.as_ptr(), w.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    let mut c = 0;
+    while c < full {
+        // SAFETY: rows i..i + R of `a` and rows r..r + 4 of `w` hold k floats
+        // and c + 8 <= k (our contract).
+        unsafe {
+            let mut wv = [_mm256_setzero_ps(); 4];
+            for (t, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm256_loadu_ps(wp.add((r + t) * k + c));
+            }
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_loadu_ps(ap.add((i + q) * lda + c));
+                for (acc, &wv) in acc.iter_mut().zip(&wv) {
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, wv));
+                }
+            }
+        }
+        c += 8;
+    }
+    for (q, acc) in acc.iter().enumerate() {
+        let x = &a[(i + q) * lda..(i + q) * lda + k];
+        let mut y = [0.0f32; 16];
+        for (t, acc) in acc.iter().enumerate() {
+            let wr = &w[(r + t) * k..(r + t + 1) * k];
+            // SAFETY: AVX2 is available.
+            let mut s = unsafe { hsum_dot(*acc) };
+            for (xv, wv) in x[full..].iter().zip(&wr[full..]) {
+                s += xv * wv;
+            }
+            y[t] = s + bias[r + t];
+        }
+        let o = &mut out[(i + q) * ldo + r..(i + q) * ldo + r + 4];
+        // SAFETY: AVX2 is available; `o` holds the 4 outputs.
+        unsafe { super::epilogue16_avx2(o.as_mut_ptr(), &y, 4, ep) };
     }
 }
 

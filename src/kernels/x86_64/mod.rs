@@ -43,14 +43,15 @@ unsafe fn epilogue_lanes(out: *mut f32, y: &[f32], count: usize, ep: Epilogue) {
 /// [`epilogue_lanes`] for up to 16 outputs, with the `Activate` / `Tanh`
 /// functions evaluated 8 lanes at a time by AVX2's (lane for lane the scalar
 /// reference, so bit-identical to [`epilogue_lanes`]); `Store` /
-/// `Accumulate` per element. The AVX-512 tier's epilogue for those two.
+/// `Accumulate` per element. The AVX-512 tier's epilogue for those two, and the
+/// AVX2 f32 GEMM's.
 ///
 /// # Safety
 ///
 /// AVX2 must be available; `count <= 16`; `out..out + count` must be valid for
 /// reads and writes and not aliased.
 #[target_feature(enable = "avx2")]
-unsafe fn epilogue16_avx2(out: *mut f32, y: &[f32; 16], count: usize, ep: Epilogue) {
+pub(crate) unsafe fn epilogue16_avx2(out: *mut f32, y: &[f32; 16], count: usize, ep: Epilogue) {
     use core::arch::x86_64::*;
     debug_assert!(count <= 16);
     for half in 0..2 {
