@@ -518,8 +518,9 @@ mod emu {
 
 #[cfg(test)]
 mod tests {
-    use crate::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
-    use crate::kernels::{scalar, Epilogue, QMatrix};
+    use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
+    use crate::kernels::x86_64::ALL_EPILOGUES;
+    use crate::kernels::{scalar, QMatrix};
 
     /// xorshift64.
     struct Rng(u64);
@@ -550,14 +551,6 @@ mod tests {
             return;
         }
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let eps = [
-            Epilogue::Store,
-            Epilogue::Accumulate,
-            Epilogue::Tanh,
-            Epilogue::Activate(Activation::GeluNew),
-            Epilogue::Activate(Activation::Gelu),
-            Epilogue::Activate(Activation::Relu),
-        ];
         let mut cases = 0;
         for &(m, n, k) in &[
             (1usize, 1usize, 1usize),
@@ -617,7 +610,7 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
             let ldo = n + 2;
-            for ep in eps {
+            for ep in ALL_EPILOGUES {
                 let init: Vec<f32> = (0..m * ldo).map(|_| rng.f32()).collect();
                 let (mut want, mut got) = (init.clone(), init);
                 scalar::gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &mut want, ldo, ep);

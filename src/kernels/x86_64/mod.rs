@@ -82,10 +82,23 @@ pub(crate) unsafe fn epilogue16_avx2(out: *mut f32, y: &[f32; 16], count: usize,
     }
 }
 
+/// Every epilogue, for the x86-64 kernels' unit tests.
+#[cfg(test)]
+pub(super) const ALL_EPILOGUES: [Epilogue; 6] = {
+    use crate::format::Activation;
+    [
+        Epilogue::Store,
+        Epilogue::Accumulate,
+        Epilogue::Tanh,
+        Epilogue::Activate(Activation::GeluNew),
+        Epilogue::Activate(Activation::Gelu),
+        Epilogue::Activate(Activation::Relu),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Activation;
 
     /// The AVX-512 tier's vectorized epilogue gives the scalar epilogue's bits
     /// for every epilogue, every output count and special values.
@@ -113,15 +126,7 @@ mod tests {
             4.0e-3,
             88.0,
         ];
-        let eps = [
-            Epilogue::Store,
-            Epilogue::Accumulate,
-            Epilogue::Tanh,
-            Epilogue::Activate(Activation::GeluNew),
-            Epilogue::Activate(Activation::Gelu),
-            Epilogue::Activate(Activation::Relu),
-        ];
-        for ep in eps {
+        for ep in ALL_EPILOGUES {
             for rot in 0..16 {
                 let mut y = [0.0f32; 16];
                 for (l, v) in y.iter_mut().enumerate() {
