@@ -15,6 +15,11 @@
 //! per chunk, so a plan for `c` chunks holds `c` copies of it
 //! ([`Plan::with_threads`], [`chunks_for_threads`],
 //! `Model::workspace_len_threads`).
+//!
+//! A multi-threaded run of at most [`COLUMN_SPLIT_ROWS`] token rows splits its
+//! linear layers by output columns instead (every thread reads only its share
+//! of each weight matrix): each part writes `[rows][its columns]` into its own
+//! stretch of the `cols` region, which is then copied into place.
 
 use crate::cast;
 use crate::format::{HeadKind, ModelConfig, ALIGN};
@@ -25,6 +30,13 @@ pub const ATTN_ROWS: usize = 8;
 /// Most chunks one phase of a run is split into (the per-chunk attention
 /// scratch is planned for at most this many).
 pub const MAX_CHUNKS: usize = 64;
+
+/// Most token rows (`batch * seq`) for which a multi-threaded run splits its
+/// linear layers by output columns rather than by rows: with few rows, a row
+/// split has every thread stream every weight matrix for a handful of rows
+/// each, while a column split has each thread read its own part of the
+/// weights once.
+pub const COLUMN_SPLIT_ROWS: usize = 128;
 
 /// Chunks per thread in a multi-threaded run. Threads take the next unclaimed
 /// chunk, so with several chunks each a thread that the operating system
@@ -142,6 +154,9 @@ pub struct Plan {
     pub xzps: usize,
     /// Head outputs.
     pub out: usize,
+    /// Column-split scratch, `[min(T, COLUMN_SPLIT_ROWS)][max(3A, I, H)]`
+    /// (multi-threaded plans only).
+    pub cols: usize,
     /// Row stride of the quantized activations, in bytes.
     pub ldq: usize,
 }
@@ -189,6 +204,13 @@ impl Plan {
         } else {
             0
         };
+        let cols = if threads > 1 {
+            r16(t
+                .min(COLUMN_SPLIT_ROWS)
+                .checked_mul(a.checked_mul(3)?.max(i).max(h))?)?
+        } else {
+            0
+        };
         Some(Plan {
             h: r16(t.checked_mul(h)?)?,
             qkv: r16(t.checked_mul(3 * a)?)?,
@@ -204,6 +226,7 @@ impl Plan {
             xscales: r16(t)?,
             xzps: r16(t)?,
             out: out.checked_add(pooled)?,
+            cols,
             ldq,
         })
     }
@@ -222,6 +245,7 @@ impl Plan {
             self.xscales,
             self.xzps,
             self.out,
+            self.cols,
         ]
         .iter()
         .try_fold(0usize, |acc, &v| acc.checked_add(v))
@@ -244,6 +268,7 @@ pub(crate) struct Regions<'w> {
     pub mask: &'w mut [f32],
     pub qs: QScratch<'w>,
     pub out: &'w mut [f32],
+    pub cols: &'w mut [f32],
 }
 
 /// Scratch for quantized activations: `[T][ld]` values, one scale and zero point per row.
@@ -270,7 +295,8 @@ impl<'w> Regions<'w> {
         let (xq, rest) = rest.split_at_mut(plan.xq);
         let (xscales, rest) = rest.split_at_mut(plan.xscales);
         let (xzps, rest) = rest.split_at_mut(plan.xzps);
-        let (out, _) = rest.split_at_mut(plan.out);
+        let (out, rest) = rest.split_at_mut(plan.out);
+        let (cols, _) = rest.split_at_mut(plan.cols);
         let qs = QScratch {
             q: cast::f32s_as_i8s_mut(xq),
             ld: plan.ldq,
@@ -287,6 +313,7 @@ impl<'w> Regions<'w> {
             mask,
             qs,
             out,
+            cols,
         })
     }
 }

@@ -35,7 +35,9 @@ const CKPTS: &[&str] = &[
 /// An input: `(batch, seq, ids, mask, token types)`.
 type Case = (usize, usize, Vec<u32>, Option<Vec<u32>>, Option<Vec<u32>>);
 
-/// seq 1, 7, 33 (batch 1) and a padded pair batch of 2 x 33.
+/// seq 1, 7, 33, 150 (batch 1) and a padded pair batch of 2 x 33: runs of
+/// few rows split linear layers by output columns, the 150-token one by rows
+/// (`COLUMN_SPLIT_ROWS`).
 fn cases() -> Vec<Case> {
     let ids = |n: usize, salt: u32| -> Vec<u32> {
         (0..n as u32)
@@ -48,7 +50,7 @@ fn cases() -> Vec<Case> {
             })
             .collect()
     };
-    let mut v: Vec<Case> = [1usize, 7, 33]
+    let mut v: Vec<Case> = [1usize, 7, 33, 150]
         .into_iter()
         .map(|s| (1, s, ids(s, 0), None, None))
         .collect();
@@ -139,7 +141,7 @@ fn threaded_run_allocates_nothing_once_the_pool_exists() {
             let model = Model::from_vec(&bytes).unwrap();
             for threads in [2, 3] {
                 let pool = ThreadPool::new(threads).unwrap();
-                let mut ws = model.new_workspace_threads(33, 2, threads);
+                let mut ws = model.new_workspace_threads(150, 2, threads);
                 for case in &cases {
                     let inp = input(case);
                     // Twice: the first run on a fresh pool must not allocate either.
@@ -274,7 +276,7 @@ fn one_pool_shared_by_concurrent_runs() {
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| {
-                let mut ws = model.new_workspace_threads(33, 2, 2);
+                let mut ws = model.new_workspace_threads(150, 2, 2);
                 for _ in 0..5 {
                     for (c, w) in cases.iter().zip(&want) {
                         let got = bits(&model.run_with(&pool, &mut ws, &input(c)).unwrap());

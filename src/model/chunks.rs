@@ -22,9 +22,19 @@
 //! Attention chunk boundaries are also kept at multiples of
 //! [`ATTN_ROWS`] query rows within a sequence, so a kernel that scores query
 //! rows in blocks sees the same blocks.
+//!
+//! Short inputs (at most [`COLUMN_SPLIT_ROWS`] token rows) split each linear
+//! layer by output columns instead ([`Exec::columns`], [`ColPart`]): every
+//! part computes all rows for a range of outputs, a whole number of packed
+//! weight blocks, into its own scratch, which is then copied into place. The
+//! kernels compute every output from its own weight row, so this too is
+//! bit-identical.
 
 use super::Trace;
-use crate::workspace::{chunks_for_threads, QScratch, Regions, ATTN_ROWS, MAX_CHUNKS};
+use crate::format::Q8_N_BLOCK;
+use crate::workspace::{
+    chunks_for_threads, QScratch, Regions, ATTN_ROWS, COLUMN_SPLIT_ROWS, MAX_CHUNKS,
+};
 
 /// Fewest rows a row chunk gets when there are more chunks than threads (so
 /// GEMM kernels still see whole row tiles).
@@ -74,6 +84,14 @@ pub(super) struct AttnChunk<'w> {
     pub mask: &'w mut [f32],
 }
 
+/// Output columns `begin..end` of one linear layer over `rows` rows, and the
+/// part's scratch `out` (`[rows][end - begin]`).
+pub(super) struct ColPart<'w> {
+    pub begin: usize,
+    pub end: usize,
+    pub out: &'w mut [f32],
+}
+
 /// The work of one row chunk; the trace is the caller's on a single-threaded
 /// run and a no-op otherwise.
 pub(super) type RowFn<'f> = dyn Fn(&mut RowChunk<'_>, &mut dyn FnMut(Trace, &[f32])) + Sync + 'f;
@@ -112,7 +130,7 @@ impl Exec<'_> {
     }
 
     /// Runs `f` on every item, on the pool when there is one.
-    fn for_each<T: Send>(&self, items: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
+    pub fn for_each<T: Send>(&self, items: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
         #[cfg(feature = "std")]
         if let Some(p) = self.pool {
             p.for_each_mut(items, f);
@@ -147,6 +165,49 @@ impl Exec<'_> {
         self.for_each(&mut items[..n], &|c| {
             if let Some(c) = c {
                 f(c, &mut |_, _| {});
+            }
+        });
+    }
+
+    /// Whether a run of `t` token rows splits its linear layers by output
+    /// columns ([`Exec::columns`]) rather than by rows.
+    pub fn split_columns(&self, t: usize) -> bool {
+        self.threads() > 1 && t <= COLUMN_SPLIT_ROWS
+    }
+
+    /// The column ranges [`Exec::columns`] splits `n` outputs into: up to
+    /// [`Exec::chunks`] parts of whole [`Q8_N_BLOCK`]-column blocks.
+    pub fn column_parts(&self, n: usize) -> impl Iterator<Item = (usize, usize)> {
+        column_parts(n, self.chunks())
+    }
+
+    /// `f` on each part of [`Exec::column_parts`]`(n)` in parallel, each with
+    /// its own `rows * (end - begin)` floats of `scratch`, in order.
+    ///
+    /// # Panics
+    ///
+    /// If `scratch` holds fewer than `rows * n` floats (a planning bug).
+    pub fn columns(
+        &self,
+        n: usize,
+        rows: usize,
+        scratch: &mut [f32],
+        f: &(dyn Fn(&mut ColPart<'_>) + Sync),
+    ) {
+        let mut items: [Option<ColPart<'_>>; MAX_CHUNKS] = [const { None }; MAX_CHUNKS];
+        let mut rest = &mut scratch[..rows * n];
+        let mut count = 0;
+        for ((begin, end), item) in self.column_parts(n).zip(items.iter_mut()) {
+            *item = Some(ColPart {
+                begin,
+                end,
+                out: take_rows(&mut rest, rows * (end - begin)),
+            });
+            count += 1;
+        }
+        self.for_each(&mut items[..count], &|p| {
+            if let Some(p) = p.as_mut().filter(|p| p.end > p.begin) {
+                f(p);
             }
         });
     }
@@ -255,9 +316,76 @@ fn split_rows<'r>(
     items
 }
 
+/// `n` outputs split into at most `parts` ranges of whole [`Q8_N_BLOCK`]-column
+/// blocks (the last one may end in a partial block), as even as blocks allow:
+/// `(begin, end)` for each, none empty unless `n` is 0.
+fn column_parts(n: usize, parts: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = n.div_ceil(Q8_N_BLOCK);
+    let parts = parts.min(blocks).clamp(1, MAX_CHUNKS);
+    (0..parts).map(move |p| {
+        let at = |p: usize| (p * blocks / parts * Q8_N_BLOCK).min(n);
+        (at(p), at(p + 1))
+    })
+}
+
+/// `rows` rows split into at most `parts` ranges of `rows / parts` or
+/// `rows / parts + 1` rows: `(begin, end)` for each.
+pub(super) fn row_ranges(rows: usize, parts: usize) -> impl Iterator<Item = (usize, usize)> {
+    let parts = parts.clamp(1, MAX_CHUNKS).min(rows.max(1));
+    (0..parts).map(move |p| (p * rows / parts, (p + 1) * rows / parts))
+}
+
 /// Splits the first `len` values off `*s`.
-fn take_rows<'r, T>(s: &mut &'r mut [T], len: usize) -> &'r mut [T] {
+pub(super) fn take_rows<'r, T>(s: &mut &'r mut [T], len: usize) -> &'r mut [T] {
     let (head, tail) = core::mem::take(s).split_at_mut(len);
     *s = tail;
     head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_parts_tile_the_outputs_in_whole_blocks() {
+        for n in 0..200 {
+            for parts in 0..=MAX_CHUNKS + 1 {
+                let v: Vec<_> = column_parts(n, parts).collect();
+                assert!(
+                    !v.is_empty() && v.len() <= parts.max(1),
+                    "n {n} parts {parts}"
+                );
+                assert_eq!(v[0].0, 0);
+                assert_eq!(v.last().unwrap().1, n);
+                for w in v.windows(2) {
+                    assert_eq!(w[0].1, w[1].0);
+                }
+                for &(b, e) in &v {
+                    assert_eq!(b % Q8_N_BLOCK, 0, "n {n} parts {parts}: {v:?}");
+                    assert!(b < e || n == 0, "n {n} parts {parts}: {v:?}");
+                }
+                let blocks = n.div_ceil(Q8_N_BLOCK);
+                let widest = v.iter().map(|(b, e)| e - b).max().unwrap();
+                let fewest = parts.clamp(1, MAX_CHUNKS).min(blocks.max(1));
+                assert!(widest <= blocks.div_ceil(fewest) * Q8_N_BLOCK);
+            }
+        }
+    }
+
+    #[test]
+    fn row_ranges_tile_the_rows_evenly() {
+        for rows in 0..100 {
+            for parts in 0..=MAX_CHUNKS + 1 {
+                let v: Vec<_> = row_ranges(rows, parts).collect();
+                assert_eq!(v[0].0, 0);
+                assert_eq!(v.last().unwrap().1, rows);
+                for w in v.windows(2) {
+                    assert_eq!(w[0].1, w[1].0);
+                }
+                let sizes: Vec<_> = v.iter().map(|(b, e)| e - b).collect();
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "rows {rows} parts {parts}: {v:?}");
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! lives in its own file, named after the Hugging Face module it reproduces.
 
 mod chunks;
+mod columns;
 mod embeddings;
 mod encoder;
 mod heads;
