@@ -39,7 +39,8 @@
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
 //!
 //! `gemm_f32` (f32 model files, and the f32 parts of int8 ones) is vectorized
-//! on x86-64 (AVX2's, also in the AVX-512 tier) and scalar on aarch64.
+//! on x86-64 (AVX2's, also in the AVX-512 tier) and aarch64 (NEON's, also in
+//! the NEON-dot tier).
 //!
 //! Every tier reproduces every entry bit for bit (including NaN inputs,
 //! infinities, all-zero rows and every [`Epilogue`]), so **every tier's

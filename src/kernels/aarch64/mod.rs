@@ -10,7 +10,7 @@
 //!   no `sdot` intrinsic, so it is emitted with `asm!`.
 //!
 //! `neon_float` holds both tiers' float kernels (epilogue activations,
-//! `layer_norm`, `attention`). Both tiers are bit-identical to
+//! `gemm_f32`, `layer_norm`, `attention`). Both tiers are bit-identical to
 //! [`crate::kernels::scalar`].
 
 pub mod neon;

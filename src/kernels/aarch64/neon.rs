@@ -37,7 +37,6 @@
 //! even), `fadd zp`, `fcvtzs` (exact on integers; NaN gives 0 like the scalar
 //! `as i8`), an integer clamp to -128..=127 and saturating narrows.
 
-use super::epilogue_lanes;
 use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{
     check_gemm_q8, quant_params, quantize_value, Epilogue, Kernels, QMatrix, Tier,
@@ -87,9 +86,9 @@ impl NeonKernels {
             tier: Tier::Neon,
             quantize_rows: quantize_i8_4x4_neon,
             gemm_q8: gemm_i8_i8_2x16c4_neon,
+            gemm_f32: super::neon_float::gemm_f32_neon,
             layer_norm: super::neon_float::layer_norm_neon,
             attention: super::neon_float::attention_neon,
-            ..Kernels::scalar()
         }
     }
 }
@@ -411,28 +410,8 @@ pub(crate) unsafe fn store16(
             unsafe { vld1q_f32(t.as_ptr()) }
         };
         let y = vaddq_f32(y, b);
-        // SAFETY: out + r0 .. + count is writable (our contract).
-        let o = unsafe { out.add(r0) };
-        match ep {
-            // SAFETY: 4 outputs at `o` are writable.
-            Epilogue::Store if count == 4 => unsafe { vst1q_f32(o, y) },
-            // SAFETY: 4 outputs at `o` are readable and writable.
-            Epilogue::Accumulate if count == 4 => unsafe {
-                vst1q_f32(o, vaddq_f32(vld1q_f32(o), y))
-            },
-            // SAFETY: 4 outputs at `o` are writable; NEON is available.
-            Epilogue::Activate(a) if count == 4 => unsafe {
-                vst1q_f32(o, super::neon_float::activate(y, a))
-            },
-            // SAFETY: as above.
-            Epilogue::Tanh if count == 4 => unsafe { vst1q_f32(o, super::neon_float::tanh(y)) },
-            _ => {
-                let mut t = [0.0f32; 4];
-                // SAFETY: a 4-float array.
-                unsafe { vst1q_f32(t.as_mut_ptr(), y) };
-                // SAFETY: `count` outputs at `o` are writable.
-                unsafe { epilogue_lanes(o, &t, count, ep) };
-            }
-        }
+        // SAFETY: out + r0 .. + count is writable (our contract); NEON is
+        // available.
+        unsafe { super::neon_float::epilogue4(out.add(r0), y, count, ep) };
     }
 }

@@ -21,7 +21,7 @@ use crate::kernels::scalar::{
     self, ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E,
     TANH_P, TANH_SMALL,
 };
-use crate::kernels::AttentionArgs;
+use crate::kernels::{AttentionArgs, Epilogue};
 use core::arch::aarch64::*;
 
 /// `if a < b { a } else { b }` lane-wise.
@@ -147,6 +147,200 @@ pub(crate) unsafe fn activate(x: float32x4_t, a: Activation) -> float32x4_t {
         }
         // SAFETY: NEON is available (our contract).
         Activation::Relu => unsafe { max_sel(x, vdupq_n_f32(0.0)) },
+    }
+}
+
+/// Applies `ep` to `count` (1..=4) consecutive outputs at `o` whose
+/// pre-epilogue values are the first `count` lanes of `y`: 4 lanes at once
+/// with the vector functions when `count` is 4, else lane by lane with the
+/// scalar epilogue (the same results).
+///
+/// # Safety
+///
+/// NEON; `o .. o + count` readable, writable and not aliased.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(crate) unsafe fn epilogue4(o: *mut f32, y: float32x4_t, count: usize, ep: Epilogue) {
+    match ep {
+        // SAFETY: 4 outputs at `o` are writable (our contract).
+        Epilogue::Store if count == 4 => unsafe { vst1q_f32(o, y) },
+        // SAFETY: 4 outputs at `o` are readable and writable.
+        Epilogue::Accumulate if count == 4 => unsafe { vst1q_f32(o, vaddq_f32(vld1q_f32(o), y)) },
+        // SAFETY: 4 outputs at `o` are writable; NEON is available.
+        Epilogue::Activate(a) if count == 4 => unsafe { vst1q_f32(o, activate(y, a)) },
+        // SAFETY: as above.
+        Epilogue::Tanh if count == 4 => unsafe { vst1q_f32(o, tanh(y)) },
+        _ => {
+            let mut t = [0.0f32; 4];
+            // SAFETY: a 4-float array.
+            unsafe { vst1q_f32(t.as_mut_ptr(), y) };
+            // SAFETY: `count` outputs at `o` are writable (our contract).
+            unsafe { super::epilogue_lanes(o, &t, count, ep) };
+        }
+    }
+}
+
+/// [`scalar::dot_f32`]'s reduction of its 8 partial sums `lo` (lanes 0-3)
+/// and `hi` (4-7): `((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))`.
+///
+/// # Safety
+///
+/// NEON must be available.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn hsum_dot(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    let s = vaddq_f32(lo, hi);
+    // [s0 + s1, s2 + s3, ..]
+    let t = vpaddq_f32(s, s);
+    vpadds_f32(vget_low_f32(t))
+}
+
+/// [`crate::kernels::GemmF32Fn`] for NEON, bit-identical to
+/// [`scalar::gemm_f32`] (the same 8-lane partial sums of `scalar::dot_f32`,
+/// kept as two 4-lane halves, its reduction tree, then its sequential tail,
+/// bias and epilogue; separate multiplies and adds, never `fmla`). Private
+/// to the crate: reachable only through the NEON tables.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_f32_neon(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+    assert!(lda >= k && ldo >= n, "gemm_f32: row stride too small");
+    assert!(
+        need(lda, k).is_some_and(|v| a.len() >= v),
+        "gemm_f32: input too short"
+    );
+    assert!(
+        n.checked_mul(k).is_some_and(|v| w.len() >= v),
+        "gemm_f32: weights too short"
+    );
+    assert!(bias.len() >= n, "gemm_f32: bias too short");
+    assert!(
+        need(ldo, n).is_some_and(|v| out.len() >= v),
+        "gemm_f32: output too short"
+    );
+    // SAFETY: NEON is available (only reachable through a NEON table) and the
+    // asserts above bound every access.
+    unsafe { gemm_f32(a, lda, m, w, n, k, bias, out, ldo, ep) }
+}
+
+/// # Safety
+///
+/// NEON; the bounds asserted by [`gemm_f32_neon`].
+///
+/// Blocks of 4 outputs go outermost, so their weights (4 rows of `k`) stay in
+/// cache while every input row passes, two rows at a time: each weight vector
+/// loaded serves both. Each output is still `scalar::dot_f32` term for term.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+unsafe fn gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    let mut r = 0;
+    while r + 4 <= n {
+        let mut i = 0;
+        while i + 2 <= m {
+            // SAFETY: rows i, i + 1 < m and outputs r..r + 4 <= n (the
+            // caller's bounds).
+            unsafe { block_f32::<2>(a, lda, i, w, k, r, bias, out, ldo, ep) };
+            i += 2;
+        }
+        if i < m {
+            // SAFETY: row i < m and outputs r..r + 4 <= n.
+            unsafe { block_f32::<1>(a, lda, i, w, k, r, bias, out, ldo, ep) };
+        }
+        r += 4;
+    }
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        for r in r..n {
+            let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
+            scalar::epilogue(&mut out[i * ldo + r], y, ep);
+        }
+    }
+}
+
+/// Outputs `r..r + 4` of input rows `i..i + R`: 8-lane partial sums (two
+/// 4-lane halves) over the whole chunks of `k`, `scalar::dot_f32`'s
+/// reduction tree, its sequential tail, the bias and the epilogue.
+///
+/// # Safety
+///
+/// NEON; `i + R <= m` and `r + 4 <= n` within the bounds asserted by
+/// [`gemm_f32_neon`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn block_f32<const R: usize>(
+    a: &[f32],
+    lda: usize,
+    i: usize,
+    w: &[f32],
+    k: usize,
+    r: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    let full = k / 8 * 8;
+    let (ap, wp) = (a.as_ptr(), w.as_ptr());
+    let mut acc = [[[vdupq_n_f32(0.0); 2]; 4]; R];
+    let mut c = 0;
+    while c < full {
+        // SAFETY: rows i..i + R of `a` and rows r..r + 4 of `w` hold k floats
+        // and c + 8 <= k (our contract).
+        unsafe {
+            let mut wv = [[vdupq_n_f32(0.0); 2]; 4];
+            for (t, wv) in wv.iter_mut().enumerate() {
+                *wv = load8(wp.add((r + t) * k + c));
+            }
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let xv = load8(ap.add((i + q) * lda + c));
+                for (acc, wv) in acc.iter_mut().zip(&wv) {
+                    acc[0] = vaddq_f32(acc[0], vmulq_f32(xv[0], wv[0]));
+                    acc[1] = vaddq_f32(acc[1], vmulq_f32(xv[1], wv[1]));
+                }
+            }
+        }
+        c += 8;
+    }
+    for (q, acc) in acc.iter().enumerate() {
+        let x = &a[(i + q) * lda..(i + q) * lda + k];
+        let mut y = [0.0f32; 4];
+        for (t, acc) in acc.iter().enumerate() {
+            let wr = &w[(r + t) * k..(r + t + 1) * k];
+            // SAFETY: NEON is available.
+            let mut s = unsafe { hsum_dot(acc[0], acc[1]) };
+            for (xv, wv) in x[full..].iter().zip(&wr[full..]) {
+                s += xv * wv;
+            }
+            y[t] = s + bias[r + t];
+        }
+        let o = &mut out[(i + q) * ldo + r..(i + q) * ldo + r + 4];
+        // SAFETY: NEON is available; `o` holds the 4 outputs; `y` is 4 floats.
+        unsafe { epilogue4(o.as_mut_ptr(), vld1q_f32(y.as_ptr()), 4, ep) };
     }
 }
 
