@@ -329,6 +329,93 @@ pub(crate) fn check_gemm_q8(
     );
 }
 
+/// Panics unless the arguments of a [`GemmF32Fn`] call are in bounds (what
+/// the SIMD tiers' raw-pointer loops rely on, as for [`check_gemm_q8`]).
+/// Returns `false` for an empty call.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn check_gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &[f32],
+    ldo: usize,
+) -> bool {
+    if m == 0 || n == 0 {
+        return false;
+    }
+    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
+    assert!(lda >= k && ldo >= n, "gemm_f32: row stride too small");
+    assert!(
+        need(lda, k).is_some_and(|v| a.len() >= v),
+        "gemm_f32: input too short"
+    );
+    assert!(
+        n.checked_mul(k).is_some_and(|v| w.len() >= v),
+        "gemm_f32: weights too short"
+    );
+    assert!(bias.len() >= n, "gemm_f32: bias too short");
+    assert!(
+        need(ldo, n).is_some_and(|v| out.len() >= v),
+        "gemm_f32: output too short"
+    );
+    true
+}
+
+/// `block(out, i, rows, r)` of [`gemm_f32_blocks`].
+pub(crate) type F32Block<'a> = dyn FnMut(&mut [f32], usize, usize, usize) + 'a;
+
+/// The loop order of the SIMD `gemm_f32`s: blocks of 4 outputs outermost
+/// (their 4 weight rows stay in cache while every input row passes), input
+/// rows two at a time, `block(out, i, rows, r)` computing outputs `r..r + 4`
+/// of rows `i..i + rows` (`rows` 2, or 1 for an odd last row); then the
+/// outputs past the last whole block with the scalar reference.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn gemm_f32_blocks(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+    block: &mut F32Block<'_>,
+) {
+    let mut r = 0;
+    while r + 4 <= n {
+        let mut i = 0;
+        while i + 2 <= m {
+            block(out, i, 2, r);
+            i += 2;
+        }
+        if i < m {
+            block(out, i, 1, r);
+        }
+        r += 4;
+    }
+    for i in 0..m {
+        let x = &a[i * lda..i * lda + k];
+        for r in r..n {
+            let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
+            scalar::epilogue(&mut out[i * ldo + r], y, ep);
+        }
+    }
+}
+
 /// Panics unless every access of an attention call is in bounds (what the
 /// raw-pointer loops below rely on). Returns `false` for an empty call.
 #[cfg_attr(

@@ -13,10 +13,10 @@
 
 use crate::format::Activation;
 use crate::kernels::scalar::{
-    self, ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E,
-    TANH_P, TANH_SMALL,
+    ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E, TANH_P,
+    TANH_SMALL,
 };
-use crate::kernels::AttentionArgs;
+use crate::kernels::{check_gemm_f32, gemm_f32_blocks, AttentionArgs, Epilogue};
 use core::arch::x86_64::*;
 
 /// `e^x` lane-wise, as [`scalar::exp`](crate::kernels::scalar::exp).
@@ -223,74 +223,35 @@ pub(crate) fn gemm_f32_avx2(
     bias: &[f32],
     out: &mut [f32],
     ldo: usize,
-    ep: crate::kernels::Epilogue,
+    ep: Epilogue,
 ) {
-    if m == 0 || n == 0 {
+    if !check_gemm_f32(a, lda, m, w, n, k, bias, out, ldo) {
         return;
     }
-    let need = |ld: usize, len: usize| (m - 1).checked_mul(ld).and_then(|v| v.checked_add(len));
-    assert!(lda >= k && ldo >= n, "gemm_f32: row stride too small");
-    assert!(
-        need(lda, k).is_some_and(|v| a.len() >= v),
-        "gemm_f32: input too short"
+    gemm_f32_blocks(
+        a,
+        lda,
+        m,
+        w,
+        n,
+        k,
+        bias,
+        out,
+        ldo,
+        ep,
+        &mut |out, i, rows, r| {
+            // SAFETY: AVX2 is available (only reachable through its tables);
+            // `check_gemm_f32` bounds every access, and `gemm_f32_blocks` passes
+            // rows i..i + rows <= m and outputs r..r + 4 <= n.
+            unsafe {
+                if rows == 2 {
+                    block_f32::<2>(a, lda, i, w, k, r, bias, out, ldo, ep)
+                } else {
+                    block_f32::<1>(a, lda, i, w, k, r, bias, out, ldo, ep)
+                }
+            }
+        },
     );
-    assert!(
-        n.checked_mul(k).is_some_and(|v| w.len() >= v),
-        "gemm_f32: weights too short"
-    );
-    assert!(bias.len() >= n, "gemm_f32: bias too short");
-    assert!(
-        need(ldo, n).is_some_and(|v| out.len() >= v),
-        "gemm_f32: output too short"
-    );
-    // SAFETY: AVX2 is available (only reachable through an AVX2 table) and
-    // the asserts above bound every access.
-    unsafe { gemm_f32(a, lda, m, w, n, k, bias, out, ldo, ep) }
-}
-
-/// # Safety
-///
-/// AVX2; the bounds asserted by [`gemm_f32_avx2`].
-///
-/// Blocks of 4 outputs go outermost, so their weights (4 rows of `k`) stay in
-/// cache while every input row passes, two rows at a time: each weight vector
-/// loaded serves both. Each output is still `scalar::dot_f32` term for term.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-unsafe fn gemm_f32(
-    a: &[f32],
-    lda: usize,
-    m: usize,
-    w: &[f32],
-    n: usize,
-    k: usize,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: crate::kernels::Epilogue,
-) {
-    let mut r = 0;
-    while r + 4 <= n {
-        let mut i = 0;
-        while i + 2 <= m {
-            // SAFETY: rows i, i + 1 < m and outputs r..r + 4 <= n (the
-            // caller's bounds).
-            unsafe { block_f32::<2>(a, lda, i, w, k, r, bias, out, ldo, ep) };
-            i += 2;
-        }
-        if i < m {
-            // SAFETY: row i < m and outputs r..r + 4 <= n.
-            unsafe { block_f32::<1>(a, lda, i, w, k, r, bias, out, ldo, ep) };
-        }
-        r += 4;
-    }
-    for i in 0..m {
-        let x = &a[i * lda..i * lda + k];
-        for r in r..n {
-            let y = scalar::dot_f32(x, &w[r * k..(r + 1) * k]) + bias[r];
-            scalar::epilogue(&mut out[i * ldo + r], y, ep);
-        }
-    }
 }
 
 /// Outputs `r..r + 4` of input rows `i..i + R`: 8-lane partial sums over the
@@ -314,7 +275,7 @@ unsafe fn block_f32<const R: usize>(
     bias: &[f32],
     out: &mut [f32],
     ldo: usize,
-    ep: crate::kernels::Epilogue,
+    ep: Epilogue,
 ) {
     let full = k / 8 * 8;
     let (ap, wp) = (a.as_ptr(), w.as_ptr());
