@@ -798,6 +798,7 @@ unsafe fn softmax(x: *mut f32, s: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::scalar;
 
     /// The SIMD building blocks against the scalar ones on special values.
     #[test]
