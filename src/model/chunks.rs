@@ -348,8 +348,9 @@ mod tests {
 
     #[test]
     fn column_parts_tile_the_outputs_in_whole_blocks() {
-        for n in 0..200 {
-            for parts in 0..=MAX_CHUNKS + 1 {
+        let sizes = [0, 1, 2, 15, 16, 17, 31, 32, 33, 48, 64, 100, 129, 200, 1100];
+        for n in sizes {
+            for parts in [0, 1, 2, 3, 4, 7, 8, 9, 16, MAX_CHUNKS, MAX_CHUNKS + 1] {
                 let v: Vec<_> = column_parts(n, parts).collect();
                 assert!(
                     !v.is_empty() && v.len() <= parts.max(1),
@@ -374,8 +375,8 @@ mod tests {
 
     #[test]
     fn row_ranges_tile_the_rows_evenly() {
-        for rows in 0..100 {
-            for parts in 0..=MAX_CHUNKS + 1 {
+        for rows in [0, 1, 2, 3, 7, 8, 9, 33, 64, 65, 100] {
+            for parts in [0, 1, 2, 3, 4, 7, 8, 9, 16, MAX_CHUNKS, MAX_CHUNKS + 1] {
                 let v: Vec<_> = row_ranges(rows, parts).collect();
                 assert_eq!(v[0].0, 0);
                 assert_eq!(v.last().unwrap().1, rows);
