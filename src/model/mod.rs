@@ -347,9 +347,11 @@ impl<'a> Model<'a> {
 
     /// Exact workspace bytes for [`Model::run_with`] on a pool of `threads`
     /// threads: [`Model::workspace_len`] plus more copies of the attention
-    /// scratch (`9 * max_seq` floats, rounded up; one per chunk, see
-    /// [`crate::workspace::chunks_for_threads`]). Equal to `workspace_len`
-    /// for 0 or 1 thread. Returns `usize::MAX` if the size overflows.
+    /// scratch (`8 * max_seq` floats and `max_seq` for the mask, rounded up;
+    /// one per chunk, see [`crate::workspace::chunks_for_threads`]) and the
+    /// column-split scratch (`min(batch * max_seq, COLUMN_SPLIT_ROWS)` rows of
+    /// the widest layer output). Equal to `workspace_len` for 0 or 1 thread.
+    /// Returns `usize::MAX` if the size overflows.
     pub fn workspace_len_threads(&self, max_seq: usize, batch: usize, threads: usize) -> usize {
         Plan::with_threads(self.config(), batch, max_seq, threads)
             .and_then(|p| p.bytes())
@@ -481,10 +483,12 @@ impl<'a> Model<'a> {
     /// phase). `ws` needs [`Model::workspace_len_threads`]`(seq, batch,
     /// pool.threads())` bytes: each thread needs its own attention scratch.
     ///
-    /// The run alternates row-parallel phases (embeddings, linear layers,
-    /// LayerNorm: token rows split evenly between the threads) and an
-    /// attention phase (query rows split), two synchronizations per layer.
-    /// The heads after the encoder run on the calling thread.
+    /// Attention is split by query rows. Runs of up to
+    /// [`crate::workspace::COLUMN_SPLIT_ROWS`] token rows split each linear
+    /// layer by output columns (each thread reads only its share of the
+    /// weights; about ten synchronizations per layer); longer runs split the
+    /// row-local work by token rows (two synchronizations per layer). The
+    /// pooler and the sequence-level heads run on the calling thread.
     ///
     /// # Panics
     ///
