@@ -257,6 +257,65 @@ fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
     }
 }
 
+/// Outputs computed in column parts (whole 16-output blocks, as threaded runs
+/// split a layer) equal the outputs of one call, for `gemm_q8` and `gemm_f32`
+/// with every epilogue: each output depends only on its own weight row.
+fn check_column_split(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
+    let w = OwnedQ::random(rng, n, k);
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+    let kpad = k.div_ceil(4) * 4;
+    let a = q_activations(rng, m, kpad, kpad, k);
+    let af = activations(rng, m, k, k);
+    let sa: Vec<f32> = (0..m).map(|_| rng.unit().abs() * 0.05 + 1e-4).collect();
+    let za: Vec<i32> = (0..m).map(|_| rng.int(-128, 127)).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+    let ldo = n + 3;
+    let init: Vec<f32> = (0..m * ldo).map(|_| rng.unit()).collect();
+    let cuts: Vec<usize> = [0, 16, 48, 64, 112]
+        .into_iter()
+        .filter(|&c| c < n)
+        .chain([n])
+        .collect();
+    for ep in EPILOGUES {
+        let q8 = |parts: &[usize]| {
+            let mut out = init.clone();
+            for p in parts.windows(2) {
+                let (c0, c1) = (p[0], p[1]);
+                let full = w.view();
+                let block = full.k_groups * Q8_K_GROUP * Q8_N_BLOCK;
+                let part = QMatrix {
+                    n: c1 - c0,
+                    packed: &full.packed[c0 / Q8_N_BLOCK * block..],
+                    scales: &full.scales[c0..],
+                    row_sums: &full.row_sums[c0..],
+                    ..full
+                };
+                let out = &mut out[c0..];
+                (kern.gemm_q8)(&a, kpad, &sa, &za, m, &part, &bias[c0..c1], out, ldo, ep);
+            }
+            bits(&out)
+        };
+        let f32s = |parts: &[usize]| {
+            let mut out = init.clone();
+            for p in parts.windows(2) {
+                let (c0, c1) = (p[0], p[1]);
+                let (wp, bp) = (&wf[c0 * k..c1 * k], &bias[c0..c1]);
+                (kern.gemm_f32)(&af, k, m, wp, c1 - c0, k, bp, &mut out[c0..], ldo, ep);
+            }
+            bits(&out)
+        };
+        let tier = kern.tier.name();
+        assert!(
+            q8(&cuts) == q8(&[0, n]),
+            "{tier} gemm_q8 m={m} k={k} n={n} {ep:?}"
+        );
+        assert!(
+            f32s(&cuts) == f32s(&[0, n]),
+            "{tier} gemm_f32 m={m} k={k} n={n} {ep:?}"
+        );
+    }
+}
+
 /// Quantize then multiply, the way `Model::linear` calls them.
 fn check_linear(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
     let w = OwnedQ::random(rng, n, k);
@@ -565,6 +624,17 @@ macro_rules! kernel_suite {
                 let mut rng = Rng(4);
                 for &(m, kk, n) in &[(1, 5, 3), (7, 128, 48), (33, 768, 33), (128, 312, 65)] {
                     check_linear(&k, &mut rng, m, kk, n);
+                }
+            }
+
+            #[test]
+            fn column_split_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "column_split_bit_exact") else {
+                    return;
+                };
+                let mut rng = Rng(8);
+                for &(m, kk, n) in &[(1, 9, 17), (7, 100, 70), (20, 300, 130)] {
+                    check_column_split(&k, &mut rng, m, kk, n);
                 }
             }
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use albert_edge::workspace::COLUMN_SPLIT_ROWS;
 use albert_edge::{Input, Kernels, Model, Precision, RunError, ThreadPool};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,8 +36,8 @@ const CKPTS: &[&str] = &[
 /// An input: `(batch, seq, ids, mask, token types)`.
 type Case = (usize, usize, Vec<u32>, Option<Vec<u32>>, Option<Vec<u32>>);
 
-/// seq 1, 7, 33, 150 (batch 1) and a padded pair batch of 2 x 33: runs of
-/// few rows split linear layers by output columns, the 150-token one by rows
+/// seq 1, 7, 33, 136 (batch 1) and a padded pair batch of 2 x 33: runs of
+/// few rows split linear layers by output columns, the 136-token one by rows
 /// (`COLUMN_SPLIT_ROWS`).
 fn cases() -> Vec<Case> {
     let ids = |n: usize, salt: u32| -> Vec<u32> {
@@ -50,7 +51,7 @@ fn cases() -> Vec<Case> {
             })
             .collect()
     };
-    let mut v: Vec<Case> = [1usize, 7, 33, 150]
+    let mut v: Vec<Case> = [1usize, 7, 33, 136]
         .into_iter()
         .map(|s| (1, s, ids(s, 0), None, None))
         .collect();
@@ -97,17 +98,23 @@ fn outputs_are_bit_identical_for_1_to_4_threads() {
                     let mut ws = model.new_workspace(case.1, case.0);
                     let want = bits(&model.run(&mut ws, &inp).unwrap());
                     assert!(!want.is_empty());
+                    // The long case is there for the row split of threaded
+                    // runs: 2 and 4 threads only, and no second full pass
+                    // (it is the costliest case under emulation).
+                    let long = case.0 * case.1 > COLUMN_SPLIT_ROWS;
                     // `run` skips what no output reads (sequence classification:
                     // all but the first token in the last layer); a traced run
                     // computes everything. Same outputs, bit for bit.
-                    let full = bits(&model.run_traced(&mut ws, &inp, &mut |_, _| {}).unwrap());
-                    assert!(
-                        full == want,
-                        "{ckpt} {precision:?} {tier} batch {} seq {}: run differs from the full pass",
-                        case.0,
-                        case.1
-                    );
-                    for pool in &pools {
+                    if !long {
+                        let full = bits(&model.run_traced(&mut ws, &inp, &mut |_, _| {}).unwrap());
+                        assert!(
+                            full == want,
+                            "{ckpt} {precision:?} {tier} batch {} seq {}: run differs from the full pass",
+                            case.0,
+                            case.1
+                        );
+                    }
+                    for pool in pools.iter().filter(|p| !long || p.threads() % 2 == 0) {
                         let n = pool.threads();
                         let mut ws = model.new_workspace_threads(case.1, case.0, n);
                         let got = bits(&model.run_with(pool, &mut ws, &inp).unwrap());
@@ -141,7 +148,7 @@ fn threaded_run_allocates_nothing_once_the_pool_exists() {
             let model = Model::from_vec(&bytes).unwrap();
             for threads in [2, 3] {
                 let pool = ThreadPool::new(threads).unwrap();
-                let mut ws = model.new_workspace_threads(150, 2, threads);
+                let mut ws = model.new_workspace_threads(136, 2, threads);
                 for case in &cases {
                     let inp = input(case);
                     // Twice: the first run on a fresh pool must not allocate either.
@@ -276,7 +283,7 @@ fn one_pool_shared_by_concurrent_runs() {
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| {
-                let mut ws = model.new_workspace_threads(150, 2, 2);
+                let mut ws = model.new_workspace_threads(136, 2, 2);
                 for _ in 0..5 {
                     for (c, w) in cases.iter().zip(&want) {
                         let got = bits(&model.run_with(&pool, &mut ws, &input(c)).unwrap());
