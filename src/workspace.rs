@@ -157,6 +157,19 @@ pub struct Plan {
     /// Column-split scratch, `[min(T, COLUMN_SPLIT_ROWS)][max(3A, I, H)]`
     /// (multi-threaded plans only).
     pub cols: usize,
+    /// Second parts of two-part quantized activations ([`crate::format::DType::Q8R`]
+    /// matrices; this and the next four are 0 for a model without them):
+    /// `[T][ldq]` bytes.
+    pub xq2: usize,
+    /// Their scales `[T]`.
+    pub xscales2: usize,
+    /// Their zero points `[T]`.
+    pub xzps2: usize,
+    /// The two parts' sum before a residual add, `[T][H]`.
+    pub fine: usize,
+    /// Zeros, the bias of the second part's GEMM (`[N]`, the most outputs of
+    /// a `Q8R` matrix).
+    pub zeros: usize,
     /// Row stride of the quantized activations, in bytes.
     pub ldq: usize,
 }
@@ -168,16 +181,19 @@ fn r16(n: usize) -> Option<usize> {
 impl Plan {
     /// The plan for `batch` sequences of `seq` tokens, or `None` on overflow.
     pub fn new(cfg: &ModelConfig, batch: usize, seq: usize) -> Option<Plan> {
-        Plan::with_threads(cfg, batch, seq, 1)
+        Plan::with_threads(cfg, batch, seq, 1, 0)
     }
 
     /// The plan for a run split over `threads` threads: attention scratch for
-    /// [`chunks_for_threads`]`(threads)` chunks, everything else as [`Plan::new`].
+    /// [`chunks_for_threads`]`(threads)` chunks, everything else as [`Plan::new`];
+    /// `fine` is the most outputs of a [`crate::format::DType::Q8R`] matrix
+    /// of the model (0 if it has none), which adds the regions they need.
     pub fn with_threads(
         cfg: &ModelConfig,
         batch: usize,
         seq: usize,
         threads: usize,
+        fine: usize,
     ) -> Option<Plan> {
         let chunks = chunks_for_threads(threads);
         let scores_chunk = r16(seq.checked_mul(ATTN_ROWS)?)?;
@@ -227,6 +243,11 @@ impl Plan {
             xzps: r16(t)?,
             out: out.checked_add(pooled)?,
             cols,
+            xq2: if fine > 0 { t.checked_mul(ldq)? / 4 } else { 0 },
+            xscales2: if fine > 0 { r16(t)? } else { 0 },
+            xzps2: if fine > 0 { r16(t)? } else { 0 },
+            fine: if fine > 0 { r16(t.checked_mul(h)?)? } else { 0 },
+            zeros: r16(fine)?,
             ldq,
         })
     }
@@ -246,6 +267,11 @@ impl Plan {
             self.xzps,
             self.out,
             self.cols,
+            self.xq2,
+            self.xscales2,
+            self.xzps2,
+            self.fine,
+            self.zeros,
         ]
         .iter()
         .try_fold(0usize, |acc, &v| acc.checked_add(v))
@@ -277,6 +303,56 @@ pub(crate) struct QScratch<'w> {
     pub ld: usize,
     pub scales: &'w mut [f32],
     pub zps: &'w mut [i32],
+    /// The second parts for a [`crate::format::DType::Q8R`] matrix, as `q`,
+    /// `scales`, `zps` (empty for a model without such matrices).
+    pub q2: &'w mut [i8],
+    pub scales2: &'w mut [f32],
+    pub zps2: &'w mut [i32],
+    /// `[T][H]`: a `Q8R` result before its residual add.
+    pub fine: &'w mut [f32],
+    /// Zeros, shared by every chunk.
+    pub zeros: &'w [f32],
+}
+
+impl<'w> QScratch<'w> {
+    /// The same scratch, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> QScratch<'_> {
+        QScratch {
+            q: &mut *self.q,
+            ld: self.ld,
+            scales: &mut *self.scales,
+            zps: &mut *self.zps,
+            q2: &mut *self.q2,
+            scales2: &mut *self.scales2,
+            zps2: &mut *self.zps2,
+            fine: &mut *self.fine,
+            zeros: self.zeros,
+        }
+    }
+
+    /// Splits the next `rows` rows off the front of every per-row part (`n`
+    /// values per row of `fine`).
+    pub fn take_front(&mut self, rows: usize, h: usize) -> QScratch<'w> {
+        fn take<'a, T>(s: &mut &'a mut [T], n: usize) -> &'a mut [T] {
+            let all = core::mem::take(s);
+            let (head, tail) = all.split_at_mut(n.min(all.len()));
+            *s = tail;
+            head
+        }
+        let ld = self.ld;
+        let second = !self.scales2.is_empty();
+        QScratch {
+            q: take(&mut self.q, rows * ld),
+            ld,
+            scales: take(&mut self.scales, rows),
+            zps: take(&mut self.zps, rows),
+            q2: take(&mut self.q2, if second { rows * ld } else { 0 }),
+            scales2: take(&mut self.scales2, if second { rows } else { 0 }),
+            zps2: take(&mut self.zps2, if second { rows } else { 0 }),
+            fine: take(&mut self.fine, if second { rows * h } else { 0 }),
+            zeros: self.zeros,
+        }
+    }
 }
 
 impl<'w> Regions<'w> {
@@ -296,12 +372,23 @@ impl<'w> Regions<'w> {
         let (xscales, rest) = rest.split_at_mut(plan.xscales);
         let (xzps, rest) = rest.split_at_mut(plan.xzps);
         let (out, rest) = rest.split_at_mut(plan.out);
-        let (cols, _) = rest.split_at_mut(plan.cols);
+        let (cols, rest) = rest.split_at_mut(plan.cols);
+        let (xq2, rest) = rest.split_at_mut(plan.xq2);
+        let (xscales2, rest) = rest.split_at_mut(plan.xscales2);
+        let (xzps2, rest) = rest.split_at_mut(plan.xzps2);
+        let (fine, rest) = rest.split_at_mut(plan.fine);
+        let (zeros, _) = rest.split_at_mut(plan.zeros);
+        zeros.fill(0.0);
         let qs = QScratch {
             q: cast::f32s_as_i8s_mut(xq),
             ld: plan.ldq,
             scales: xscales,
             zps: cast::f32s_as_i32s_mut(xzps),
+            q2: cast::f32s_as_i8s_mut(xq2),
+            scales2: xscales2,
+            zps2: cast::f32s_as_i32s_mut(xzps2),
+            fine,
+            zeros,
         };
         Some(Regions {
             h,

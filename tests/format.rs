@@ -333,3 +333,58 @@ fn a_workspace_can_be_reused_across_models() {
     assert_eq!(first, again);
     assert_ne!(first, other);
 }
+
+/// The two-part activation dtype (`Q8R`, 3) is checked like `Q8`: never on the
+/// word embeddings, never in an f32 file; an unknown dtype code is named.
+#[test]
+fn two_part_dtype_is_only_accepted_where_it_can_run() {
+    let b = tiny_int8();
+    let table = section(&b, format::section::TENSOR_TABLE);
+    let count = u32::from_le_bytes(b[table.start..table.start + 4].try_into().unwrap()) as usize;
+    let entry = |b: &[u8], i: usize| {
+        let e = table.start + 8 + i * 32;
+        let role = u32::from_le_bytes(b[e..e + 4].try_into().unwrap());
+        let dtype = u32::from_le_bytes(b[e + 4..e + 8].try_into().unwrap());
+        (e, role, dtype)
+    };
+    let set = |b: &mut Vec<u8>, e: usize, dtype: u32| {
+        b[e + 4..e + 8].copy_from_slice(&dtype.to_le_bytes());
+        reseal(b);
+    };
+    let word = (0..count).map(|i| entry(&b, i)).find(|t| t.1 == 1).unwrap();
+    assert_eq!(word.2, 2, "word embeddings are Q8");
+    let mut m = b.clone();
+    set(&mut m, word.0, 3);
+    assert!(
+        matches!(load(&m), Err(LoadError::BadTensor { .. })),
+        "{:?}",
+        load(&m)
+    );
+    // Every other int8 matrix may switch between one and two parts.
+    let mut switched = 0;
+    for i in 0..count {
+        let (e, role, dtype) = entry(&b, i);
+        if role != 1 && (dtype == 2 || dtype == 3) {
+            let mut m = b.clone();
+            set(&mut m, e, 5 - dtype);
+            assert_eq!(load(&m), Ok(()), "role {role:#x}");
+            set(&mut m, e, 4);
+            assert_eq!(
+                load(&m),
+                Err(LoadError::UnknownCode {
+                    field: "tensor dtype",
+                    value: 4
+                })
+            );
+            switched += 1;
+        }
+    }
+    assert!(switched >= 4);
+    let f = other_f32();
+    let table_f = section(&f, format::section::TENSOR_TABLE);
+    let e = table_f.start + 8;
+    let mut m = f.clone();
+    m[e + 4..e + 8].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut m);
+    assert!(load(&m).is_err());
+}

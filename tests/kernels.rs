@@ -836,3 +836,71 @@ fn round_half_even_matches_rintf() {
         check(v);
     }
 }
+
+/// Two-part activations (`DType::Q8R`): the second part quantizes what the
+/// first leaves out, so the two together reproduce every finite row to within
+/// half a step of the second part, a step about 255 times finer than the
+/// first's; rows the first part zeroes (non-finite, constant) have a zero
+/// second part too.
+#[test]
+fn residual_quantization_refines_the_first_part() {
+    let mut rng = Rng(7);
+    let (m, k) = (45, 77);
+    let x = activations(&mut rng, m, k, k);
+    let smooth: Vec<f32> = (0..k).map(|_| 0.25 + rng.unit().abs() * 4.0).collect();
+    let ld = k.div_ceil(Q8_K_GROUP) * Q8_K_GROUP;
+    let (mut q1, mut s1, mut z1) = (vec![0i8; m * ld], vec![0f32; m], vec![0i32; m]);
+    scalar::quantize_rows(&x, k, m, &smooth, &mut q1, ld, &mut s1, &mut z1);
+    let (mut q2, mut s2, mut z2) = (vec![1i8; m * ld], vec![0f32; m], vec![0i32; m]);
+    let first = (&q1[..], &s1[..], &z1[..]);
+    scalar::quantize_residual_rows(&x, k, m, &smooth, first, ld, &mut q2, &mut s2, &mut z2);
+    let mut refined = 0;
+    for i in 0..m {
+        let row = &x[i * k..(i + 1) * k];
+        assert!(
+            q2[i * ld + k..(i + 1) * ld].iter().all(|&v| v == 0),
+            "row {i}: padding"
+        );
+        if s1[i] == 0.0 {
+            assert_eq!((s2[i], z2[i]), (0.0, 0), "row {i}");
+            assert!(q2[i * ld..i * ld + k].iter().all(|&v| v == 0), "row {i}");
+            continue;
+        }
+        if s1[i] < f32::MIN_POSITIVE * 1e6 {
+            // Near-subnormal rows: f32 itself has too few bits left to refine.
+            continue;
+        }
+        // The residual spans at most one step of the first part.
+        assert!(
+            s2[i] <= s1[i] / 255.0 * 1.001,
+            "row {i}: {} vs {}",
+            s2[i],
+            s1[i]
+        );
+        let (mut err1, mut err2) = (0f64, 0f64);
+        for c in 0..k {
+            let v = (row[c] * smooth[c]) as f64;
+            let a = s1[i] as f64 * (q1[i * ld + c] as i32 - z1[i]) as f64;
+            let b = s2[i] as f64 * (q2[i * ld + c] as i32 - z2[i]) as f64;
+            err1 = err1.max((v - a).abs());
+            err2 = err2.max((v - a - b).abs());
+        }
+        // Half a step of part 2, plus the f32 rounding of the residual itself
+        // (products of the row's largest magnitude).
+        let vmax = (0..k)
+            .map(|c| (row[c] * smooth[c]).abs())
+            .fold(0f32, f32::max) as f64;
+        let bound = 0.5 * s2[i] as f64 * 1.01 + 4.0 * f32::EPSILON as f64 * vmax;
+        assert!(
+            err2 <= bound,
+            "row {i}: two parts off by {err2:e} > {bound:e} (s1 {} s2 {} err1 {err1:e})",
+            s1[i],
+            s2[i]
+        );
+        if err1 > 0.0 {
+            assert!(err2 < err1 / 50.0, "row {i}: {err2:e} vs one part {err1:e}");
+            refined += 1;
+        }
+    }
+    assert!(refined >= m / 2, "only {refined} rows refined");
+}

@@ -91,6 +91,26 @@ struct ConvertArgs {
     /// shorter pieces or `<unk>`) and runs.
     #[arg(long, value_name = "CORPUS")]
     keep_vocab: Option<PathBuf>,
+    /// int8: how activations are quantized before each int8 matrix. `1`: one int8
+    /// part per token row. `2`: two parts (the row, then what rounding left out),
+    /// about 16-bit activations for twice the multiplies. `auto`: `1`, unless the
+    /// file's outputs then differ from the f32 model's by more than a cosine of
+    /// 0.9999 on synthetic check inputs; `2` is then given to the matrix kinds
+    /// that close the gap best, one kind at a time.
+    #[arg(long, value_enum, default_value = "auto")]
+    activation_parts: PartsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartsArg {
+    /// Decide per model (see above).
+    Auto,
+    /// One int8 part.
+    #[value(name = "1")]
+    One,
+    /// Two int8 parts.
+    #[value(name = "2")]
+    Two,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -222,6 +242,11 @@ fn run(cli: &ConvertArgs) -> Result<()> {
     let mut options = Options {
         heads: cli.prune_heads.clone().unwrap_or_default(),
         ffn_fraction: cli.prune_ffn.unwrap_or(0.0),
+        activation_parts: match cli.activation_parts {
+            PartsArg::Auto => convert::ActivationParts::Auto,
+            PartsArg::One => convert::ActivationParts::One,
+            PartsArg::Two => convert::ActivationParts::Two,
+        },
         ..Options::default()
     };
     if let Some(PresetArg::Fast) = cli.prune {
@@ -307,6 +332,21 @@ fn print_summary(output: &std::path::Path, precision: Precision, r: &convert::Re
             "none (run on token ids)"
         }
     );
+    if let Some(p) = &r.parts {
+        let kinds: Vec<&str> = p.two_parts.iter().map(|k| k.name()).collect();
+        let which = if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        };
+        println!("  two-part activations {which}");
+        if let (Some(one), Some(chosen)) = (p.cosine_one, p.cosine_chosen) {
+            println!(
+                "    worst output cosine with f32 on the check inputs: {one:.6} with one part, {chosen:.6} as written (target {})",
+                convert::PARTS_TARGET
+            );
+        }
+    }
     if !r.quant_errors.is_empty() {
         println!("  int8 weight error (relative RMS, max abs) per matrix:");
         for e in &r.quant_errors {

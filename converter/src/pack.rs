@@ -13,19 +13,82 @@ use albert_edge::{HeadKind, Precision};
 use anyhow::{ensure, Context, Result};
 
 /// The result of packing.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Packed {
-    /// The complete file.
+    /// The complete file (every int8 matrix [`DType::Q8`]).
     pub bytes: Vec<u8>,
     /// Quantization error per int8 matrix (empty for f32 files).
     pub quant_errors: Vec<QuantError>,
+    parts: Parts,
 }
 
+/// What [`Packed::with_two_parts`] re-assembles.
+#[derive(Clone)]
+struct Parts {
+    cfg: ModelConfig,
+    labels: Vec<String>,
+    tokenizer: Option<Vec<u8>>,
+    items: Vec<Item>,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("bytes", &self.bytes.len())
+            .field("quant_errors", &self.quant_errors)
+            .finish()
+    }
+}
+
+/// The matrix kinds whose activations can be quantized in two parts
+/// ([`DType::Q8R`]): every int8 matrix the runtime multiplies activations by
+/// (not the word embeddings, which are looked up).
+pub const TWO_PART_KINDS: [RoleKind; 6] = [
+    RoleKind::MappingInWeight,
+    RoleKind::QkvWeight,
+    RoleKind::AttnOutWeight,
+    RoleKind::FfnWeight,
+    RoleKind::FfnOutWeight,
+    RoleKind::MlmDecoderWeight,
+];
+
+impl Packed {
+    /// The same file with the int8 matrices of these kinds stored as
+    /// [`DType::Q8R`] (two-part activations); the bytes of every tensor are
+    /// unchanged, only their dtype in the tensor table.
+    pub fn with_two_parts(&self, kinds: &[RoleKind]) -> Result<Vec<u8>> {
+        let labels: Vec<&str> = self.parts.labels.iter().map(String::as_str).collect();
+        let two = |k: RoleKind| kinds.contains(&k) && TWO_PART_KINDS.contains(&k);
+        assemble(
+            &self.parts.cfg,
+            &labels,
+            self.parts.tokenizer.as_deref(),
+            &self.parts.items,
+            &two,
+        )
+    }
+
+    /// The kinds of [`TWO_PART_KINDS`] this file has int8 matrices of.
+    pub fn int8_kinds(&self) -> Vec<RoleKind> {
+        TWO_PART_KINDS
+            .into_iter()
+            .filter(|k| {
+                self.parts
+                    .items
+                    .iter()
+                    .any(|it| it.role.kind == *k && matches!(it.data, Data::Q8(_)))
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone)]
 enum Data {
     F32(Vec<f32>),
     Q8(Vec<u8>),
 }
 
+#[derive(Clone)]
 struct Item {
     role: Role,
     rows: usize,
@@ -256,10 +319,17 @@ pub fn pack(
         );
     }
     let labels: Vec<&str> = m.labels.iter().map(String::as_str).collect();
-    let bytes = assemble(&cfg, &labels, tokenizer, &items).context("assembling the model file")?;
+    let bytes = assemble(&cfg, &labels, tokenizer, &items, &|_| false)
+        .context("assembling the model file")?;
     Ok(Packed {
         bytes,
         quant_errors: errors,
+        parts: Parts {
+            cfg,
+            labels: m.labels.clone(),
+            tokenizer: tokenizer.map(<[u8]>::to_vec),
+            items,
+        },
     })
 }
 
@@ -393,6 +463,7 @@ fn assemble(
     labels: &[&str],
     tokenizer: Option<&[u8]>,
     items: &[Item],
+    two_parts: &dyn Fn(RoleKind) -> bool,
 ) -> Result<Vec<u8>> {
     let mut sections: Vec<(u32, Vec<u8>)> = vec![
         (section::CONFIG, cfg.to_bytes().to_vec()),
@@ -424,6 +495,7 @@ fn assemble(
         pad_to_align(&mut data);
         let (dtype, bytes): (DType, Vec<u8>) = match &it.data {
             Data::F32(v) => (DType::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Data::Q8(b) if two_parts(it.role.kind) => (DType::Q8R, b.clone()),
             Data::Q8(b) => (DType::Q8, b.clone()),
         };
         table.extend_from_slice(&TensorEntry::encode(

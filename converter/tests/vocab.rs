@@ -273,6 +273,7 @@ fn pruning_and_vocabulary_together() {
         calibrate: Some(fixture_corpus()),
         keep_vocab: Some(fixture_corpus()),
         preset: None,
+        ..Options::default()
     };
     let (bytes, report) =
         convert::convert_with(&r, Precision::Int8, &o, &mut |_, _, _| {}).unwrap();

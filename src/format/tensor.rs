@@ -18,6 +18,12 @@ pub enum DType {
     F32 = 1,
     /// int8 matrix `[rows = out][cols = in]`, packed for the kernels (see [`q8_layout`]).
     Q8 = 2,
+    /// [`DType::Q8`] storage whose activations are quantized in two int8 parts:
+    /// the row as for `Q8`, then what that leaves out (the residual), each part
+    /// multiplied by the weights and the two results added (about 16 bits of
+    /// activation precision for twice the multiply work; see `docs/FORMAT.md`).
+    /// Never on the word embeddings.
+    Q8R = 3,
 }
 
 impl DType {
@@ -25,8 +31,14 @@ impl DType {
         match c {
             1 => Some(Self::F32),
             2 => Some(Self::Q8),
+            3 => Some(Self::Q8R),
             _ => None,
         }
+    }
+
+    /// Whether the tensor is an int8 matrix ([`DType::Q8`] or [`DType::Q8R`]).
+    pub fn is_q8(self) -> bool {
+        matches!(self, Self::Q8 | Self::Q8R)
     }
 }
 
@@ -342,7 +354,7 @@ impl TensorEntry {
 pub fn tensor_len(dtype: DType, rows: u32, cols: u32) -> Option<usize> {
     match dtype {
         DType::F32 => (rows as usize).checked_mul(cols as usize)?.checked_mul(4),
-        DType::Q8 => Some(q8_layout(rows as usize, cols as usize)?.total_len),
+        DType::Q8 | DType::Q8R => Some(q8_layout(rows as usize, cols as usize)?.total_len),
     }
 }
 
@@ -417,8 +429,11 @@ pub(super) fn validate_table(
             field: "tensor dtype",
             value: rd_u32(b, 4),
         })?;
-        if dtype == DType::Q8 && (!kind.is_matrix() || cfg.precision != Precision::Int8) {
+        if dtype.is_q8() && (!kind.is_matrix() || cfg.precision != Precision::Int8) {
             return Err(bad("int8 storage is not allowed here"));
+        }
+        if dtype == DType::Q8R && kind == RoleKind::WordEmbeddings {
+            return Err(bad("two-part activations on an embedding table"));
         }
         let (rows, cols) = (rd_u32(b, 8), rd_u32(b, 12));
         if (rows, cols) != kind.shape(cfg) {
@@ -445,7 +460,7 @@ pub(super) fn validate_table(
         {
             return Err(bad("padding before the tensor is not zero"));
         }
-        if dtype == DType::Q8 {
+        if dtype.is_q8() {
             validate_q8(
                 &bytes[offset as usize..end as usize],
                 rows as usize,

@@ -10,9 +10,16 @@ use crate::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
 /// its `smooth` factor. See the rounding rule in [`crate::kernels`].
 #[inline]
 pub fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
+    quantize_values(x.len(), |c| x[c] * smooth[c], q)
+}
+
+/// The rule of [`quantize_row`] for the `n` values `value(0..n)` (called twice
+/// per value, which must give the same bits both times).
+#[inline(always)]
+fn quantize_values(n: usize, value: impl Fn(usize) -> f32, q: &mut [i8]) -> (f32, i32) {
     let (mut lo, mut hi) = (0.0f32, 0.0f32);
-    for (v, s) in x.iter().zip(smooth) {
-        let y = v * s;
+    for c in 0..n {
+        let y = value(c);
         lo = lo.min(y);
         hi = hi.max(y);
     }
@@ -23,13 +30,58 @@ pub fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f32, i32) {
     }
     let inv = 255.0f32 / range;
     let zp = (round_half_even(-lo * inv) - 128.0).clamp(-128.0, 127.0);
-    let (head, tail) = q.split_at_mut(x.len());
-    for ((d, &v), &s) in head.iter_mut().zip(x).zip(smooth) {
-        let r = round_half_even((v * s) * inv) + zp;
+    let (head, tail) = q.split_at_mut(n);
+    for (c, d) in head.iter_mut().enumerate() {
+        let r = round_half_even(value(c) * inv) + zp;
         *d = r.clamp(-128.0, 127.0) as i8;
     }
     tail.fill(0);
     (range / 255.0f32, zp as i32)
+}
+
+/// The second part of a row's two-part quantization ([`crate::format::DType::Q8R`]):
+/// quantizes, by the rule of [`quantize_row`] (smoothing factors 1), the residual
+/// `x[c] * smooth[c] - scale * (q[c] - zp)` that the first part `(q, scale, zp)`
+/// (from [`quantize_row`] on the same `x` and `smooth`) leaves out, each value
+/// computed as one f32 product of `x` and `smooth`, the exact integer
+/// `q[c] - zp` converted to f32, one product with `scale` and one subtraction.
+/// This scalar function is the only implementation every tier uses.
+pub fn quantize_residual_row(
+    x: &[f32],
+    smooth: &[f32],
+    first: (&[i8], f32, i32),
+    out: &mut [i8],
+) -> (f32, i32) {
+    let (q, scale, zp) = first;
+    let value = |c: usize| x[c] * smooth[c] - scale * ((q[c] as i32 - zp) as f32);
+    quantize_values(x.len(), value, out)
+}
+
+/// [`quantize_residual_row`] for `m` rows (strides as in [`quantize_rows`]):
+/// rows of `x`, their first parts in `q` / `scales` / `zps`, the second parts
+/// into `q2` / `scales2` / `zps2`.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_residual_rows(
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    smooth: &[f32],
+    first: (&[i8], &[f32], &[i32]),
+    ldq: usize,
+    q2: &mut [i8],
+    scales2: &mut [f32],
+    zps2: &mut [i32],
+) {
+    let k = smooth.len();
+    let (q, scales, zps) = first;
+    for i in 0..m {
+        (scales2[i], zps2[i]) = quantize_residual_row(
+            &x[i * ldx..i * ldx + k],
+            smooth,
+            (&q[i * ldq..i * ldq + k], scales[i], zps[i]),
+            &mut q2[i * ldq..i * ldq + ldq],
+        );
+    }
 }
 
 /// Round to nearest, ties to even (the IEEE default rounding mode): for

@@ -281,16 +281,13 @@ fn split_rows<'r>(
     d: Dims,
 ) -> [Option<RowChunk<'r>>; MAX_CHUNKS] {
     let mut items: [Option<RowChunk<'r>>; MAX_CHUNKS] = [const { None }; MAX_CHUNKS];
-    let ldq = r.qs.ld;
     let mut h = &mut r.h[..t * d.h];
     let mut qkv = &mut r.qkv[..t * 3 * d.a];
     let mut ctx = &mut r.ctx[..t * d.a];
     let mut ffn = &mut r.ffn[..t * d.i];
     let mut emb = &mut r.emb[..t * d.e];
     let mut out = &mut r.out[d.out_at..d.out_at + t * d.o];
-    let mut q = &mut r.qs.q[..t * ldq];
-    let mut scales = &mut r.qs.scales[..t];
-    let mut zps = &mut r.qs.zps[..t];
+    let mut qs = r.qs.reborrow();
     let mut begin = 0;
     for (c, item) in items.iter_mut().enumerate().take(n.min(MAX_CHUNKS)) {
         let end = (c + 1) * t / n;
@@ -304,12 +301,7 @@ fn split_rows<'r>(
             ffn: take_rows(&mut ffn, rows * d.i),
             emb: take_rows(&mut emb, rows * d.e),
             out: take_rows(&mut out, rows * d.o),
-            qs: QScratch {
-                q: take_rows(&mut q, rows * ldq),
-                ld: ldq,
-                scales: take_rows(&mut scales, rows),
-                zps: take_rows(&mut zps, rows),
-            },
+            qs: qs.take_front(rows, d.h),
         });
         begin = end;
     }

@@ -39,8 +39,9 @@ pub(super) fn quantize(
     w: &TensorEntry,
     qs: &mut QScratch<'_>,
 ) {
-    let Matrix::Q8(q) = m.matrix(w) else { return };
-    let ld = qs.ld;
+    let Matrix::Q8(q, two) = m.matrix(w) else {
+        return;
+    };
     let mut items: [Option<(usize, QScratch<'_>)>; MAX_CHUNKS] = [const { None }; MAX_CHUNKS];
     for (range, item) in split_q(qs, rows, exec.threads()).zip(items.iter_mut()) {
         *item = Some(range);
@@ -48,8 +49,7 @@ pub(super) fn quantize(
     exec.for_each(&mut items, &|item| {
         if let Some((begin, p)) = item.as_mut().filter(|(_, p)| !p.scales.is_empty()) {
             let count = p.scales.len();
-            let x = &x[*begin * ldx..];
-            (m.kernels.quantize_rows)(x, ldx, count, q.smooth, p.q, ld, p.scales, p.zps);
+            m.quantize(&x[*begin * ldx..], ldx, count, &q, two, p);
         }
     });
 }
@@ -60,18 +60,9 @@ fn split_q<'q>(
     rows: usize,
     parts: usize,
 ) -> impl Iterator<Item = (usize, QScratch<'q>)> {
-    let ld = qs.ld;
-    let (mut q, mut scales, mut zps) = (&mut qs.q[..rows * ld], &mut *qs.scales, &mut *qs.zps);
-    row_ranges(rows, parts).map(move |(begin, end)| {
-        let count = end - begin;
-        let part = QScratch {
-            q: take_rows(&mut q, count * ld),
-            ld,
-            scales: take_rows(&mut scales, count),
-            zps: take_rows(&mut zps, count),
-        };
-        (begin, part)
-    })
+    // The column split keeps a two-part result in its `cols` scratch, not `fine`.
+    let mut qs = qs.reborrow();
+    row_ranges(rows, parts).map(move |(begin, end)| (begin, qs.take_front(end - begin, 0)))
 }
 
 /// Phase 1: `ep(x W^T + b)` for `rows` rows into `scratch`, laid out part by
@@ -106,7 +97,7 @@ pub(super) fn gemm(
                 let w = &w[begin * k..end * k];
                 (m.kernels.gemm_f32)(x, ldx, rows, w, width, *k, bias, p.out, width, ep)
             }
-            Matrix::Q8(q) => {
+            Matrix::Q8(q, two) => {
                 let block = q.k_groups * Q8_K_GROUP * Q8_N_BLOCK;
                 let part = QMatrix {
                     n: width,
@@ -115,9 +106,7 @@ pub(super) fn gemm(
                     row_sums: &q.row_sums[begin..],
                     ..*q
                 };
-                let (qx, ld) = (&*qs.q, qs.ld);
-                let (scales, zps) = (&*qs.scales, &*qs.zps);
-                (m.kernels.gemm_q8)(qx, ld, scales, zps, rows, &part, bias, p.out, width, ep)
+                m.gemm_q8(qs, &mut [], rows, &part, *two, bias, p.out, width, ep)
             }
         }
     });
@@ -151,7 +140,7 @@ pub(super) fn post(
 ) {
     let eps = m.config().layer_norm_eps;
     let q8 = post.quantize_for.and_then(|w| match m.matrix(w) {
-        Matrix::Q8(q) => Some(q),
+        Matrix::Q8(q, two) => Some((q, two)),
         Matrix::F32 { .. } => None,
     });
     let parts = exec.threads();
@@ -188,9 +177,9 @@ pub(super) fn post(
                 (m.kernels.layer_norm)(&mut row[..n], gamma, beta, eps);
             }
         }
-        if let Some(w) = &q8 {
+        if let Some((w, two)) = &q8 {
             let count = q.scales.len();
-            (m.kernels.quantize_rows)(out, ldo, count, w.smooth, q.q, q.ld, q.scales, q.zps);
+            m.quantize(out, ldo, count, w, *two, q);
         }
     });
 }

@@ -54,7 +54,7 @@ pub(super) fn forward(
 pub(super) fn word_row(word: &Matrix<'_>, id: usize, out: &mut [f32]) {
     match word {
         Matrix::F32 { w, k, .. } => out.copy_from_slice(&w[id * k..(id + 1) * k]),
-        Matrix::Q8(q) => {
+        Matrix::Q8(q, _) => {
             let scale = q.scales[id];
             let (nb, j) = (id / Q8_N_BLOCK, id % Q8_N_BLOCK);
             for (c, v) in out.iter_mut().enumerate() {

@@ -63,11 +63,8 @@ pub(super) fn forward(
             let h = &c.h[..rows * d.h];
             let w = m.layer_tensor(RoleKind::QkvWeight, layer_of(0));
             if columns {
-                if let Matrix::Q8(q) = m.matrix(&w) {
-                    let qs = &mut c.qs;
-                    (m.kernels.quantize_rows)(
-                        h, d.h, rows, q.smooth, qs.q, qs.ld, qs.scales, qs.zps,
-                    );
+                if let Matrix::Q8(q, two) = m.matrix(&w) {
+                    m.quantize(h, d.h, rows, &q, two, &mut c.qs);
                 }
             } else {
                 qkv(m, layer_of(0), rows, h, c.qkv, &mut c.qs, d, trace);

@@ -159,8 +159,13 @@ struct AlignedBlock([u8; 64]);
 /// A weight matrix view.
 #[derive(Clone, Copy)]
 pub(crate) enum Matrix<'a> {
-    F32 { w: &'a [f32], n: usize, k: usize },
-    Q8(QMatrix<'a>),
+    F32 {
+        w: &'a [f32],
+        n: usize,
+        k: usize,
+    },
+    /// An int8 matrix; `true` for two-part activations ([`DType::Q8R`]).
+    Q8(QMatrix<'a>, bool),
 }
 
 /// The global (non-layer) tensors, located once at load.
@@ -192,6 +197,8 @@ pub struct Model<'a> {
     file: ParsedFile,
     globals: Globals,
     kernels: Kernels,
+    /// Most outputs of a [`DType::Q8R`] matrix (0: none), for the workspace plan.
+    fine: usize,
     /// Views into `bytes` (see the SAFETY note in `from_storage`).
     tokenizer: Option<crate::tokenizer::Tokenizer<'static>>,
 }
@@ -278,11 +285,18 @@ impl<'a> Model<'a> {
             }
             None => None,
         };
+        let fine = (0..file.tensor_count)
+            .map(|i| file.tensor(b, i))
+            .filter(|t| t.dtype == DType::Q8R)
+            .map(|t| t.rows as usize)
+            .max()
+            .unwrap_or(0);
         Ok(Model {
             bytes,
             file,
             globals,
             kernels: Kernels::detect(),
+            fine,
             tokenizer,
         })
     }
@@ -340,9 +354,7 @@ impl<'a> Model<'a> {
     /// Exact workspace bytes for up to `batch` sequences of up to `max_seq` tokens.
     /// Returns `usize::MAX` if the size overflows.
     pub fn workspace_len(&self, max_seq: usize, batch: usize) -> usize {
-        Plan::new(self.config(), batch, max_seq)
-            .and_then(|p| p.bytes())
-            .unwrap_or(usize::MAX)
+        self.workspace_len_threads(max_seq, batch, 1)
     }
 
     /// Exact workspace bytes for [`Model::run_with`] on a pool of `threads`
@@ -353,7 +365,7 @@ impl<'a> Model<'a> {
     /// the widest layer output). Equal to `workspace_len` for 0 or 1 thread.
     /// Returns `usize::MAX` if the size overflows.
     pub fn workspace_len_threads(&self, max_seq: usize, batch: usize, threads: usize) -> usize {
-        Plan::with_threads(self.config(), batch, max_seq, threads)
+        Plan::with_threads(self.config(), batch, max_seq, threads, self.fine)
             .and_then(|p| p.bytes())
             .unwrap_or(usize::MAX)
     }
@@ -388,11 +400,11 @@ impl<'a> Model<'a> {
                 n,
                 k,
             },
-            DType::Q8 => {
+            DType::Q8 | DType::Q8R => {
                 let lay = format::q8_layout(n, k)
                     .unwrap_or(format::q8_layout(0, 0).expect("empty layout"));
                 let b = &self.bytes()[t.range.clone()];
-                Matrix::Q8(QMatrix {
+                let q = QMatrix {
                     n,
                     k,
                     k_groups: lay.k_groups,
@@ -401,7 +413,8 @@ impl<'a> Model<'a> {
                     row_sums: cast::i32s(&b[lay.row_sums_offset..lay.smooth_offset]).unwrap_or(&[]),
                     smooth: cast::f32s(&b[lay.smooth_offset..lay.smooth_offset + 4 * k])
                         .unwrap_or(&[]),
-                })
+                };
+                Matrix::Q8(q, t.dtype == DType::Q8R)
             }
         }
     }
@@ -442,9 +455,102 @@ impl<'a> Model<'a> {
             Matrix::F32 { w, n, k } => {
                 (self.kernels.gemm_f32)(x, ldx, m, w, n, k, bias, out, ldo, ep)
             }
-            Matrix::Q8(q) => {
-                (self.kernels.quantize_rows)(x, ldx, m, q.smooth, qs.q, qs.ld, qs.scales, qs.zps);
-                (self.kernels.gemm_q8)(qs.q, qs.ld, qs.scales, qs.zps, m, &q, bias, out, ldo, ep)
+            Matrix::Q8(q, two) => {
+                self.quantize(x, ldx, m, &q, two, qs);
+                // `fine` is lent out beside the read-only rest of `qs`.
+                let fine = core::mem::take(&mut qs.fine);
+                self.gemm_q8(qs, fine, m, &q, two, bias, out, ldo, ep);
+                qs.fine = fine;
+            }
+        }
+    }
+
+    /// Quantizes `m` rows of `x` (row stride `ldx`) for the int8 matrix `q`
+    /// into `qs`: one int8 part per row, and with `two` ([`DType::Q8R`]) the
+    /// second part, the quantized residual of the first.
+    pub(crate) fn quantize(
+        &self,
+        x: &[f32],
+        ldx: usize,
+        m: usize,
+        q: &QMatrix<'_>,
+        two: bool,
+        qs: &mut QScratch<'_>,
+    ) {
+        (self.kernels.quantize_rows)(x, ldx, m, q.smooth, qs.q, qs.ld, qs.scales, qs.zps);
+        if two {
+            crate::kernels::scalar::quantize_residual_rows(
+                x,
+                ldx,
+                m,
+                q.smooth,
+                (qs.q, qs.scales, qs.zps),
+                qs.ld,
+                qs.q2,
+                qs.scales2,
+                qs.zps2,
+            );
+        }
+    }
+
+    /// `out[i] = ep(y[i])` for the `m` rows quantized in `qs` ([`Model::quantize`])
+    /// times `q` (possibly a range of its outputs, with `bias` to match). With
+    /// `two`, `y = y1 + y2`: `y1` from the first parts with the bias, `y2` from
+    /// the second parts with a zero bias, added in f32 before the epilogue
+    /// (which then runs as the scalar reference; a residual add goes through
+    /// `fine`, which must then hold `m * q.n` values).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_q8(
+        &self,
+        qs: &QScratch<'_>,
+        fine: &mut [f32],
+        m: usize,
+        q: &QMatrix<'_>,
+        two: bool,
+        bias: &[f32],
+        out: &mut [f32],
+        ldo: usize,
+        ep: Epilogue,
+    ) {
+        let k = &self.kernels;
+        if !two {
+            (k.gemm_q8)(qs.q, qs.ld, qs.scales, qs.zps, m, q, bias, out, ldo, ep);
+            return;
+        }
+        let n = q.n;
+        let zeros = &qs.zeros[..n];
+        let (y, ldy) = if ep == Epilogue::Accumulate {
+            (&mut fine[..m * n], n)
+        } else {
+            (&mut *out, ldo)
+        };
+        (k.gemm_q8)(
+            qs.q,
+            qs.ld,
+            qs.scales,
+            qs.zps,
+            m,
+            q,
+            bias,
+            y,
+            ldy,
+            Epilogue::Store,
+        );
+        let acc = Epilogue::Accumulate;
+        (k.gemm_q8)(qs.q2, qs.ld, qs.scales2, qs.zps2, m, q, zeros, y, ldy, acc);
+        if ep == Epilogue::Store {
+            return;
+        }
+        for i in 0..m {
+            let dst = &mut out[i * ldo..i * ldo + n];
+            if ep == Epilogue::Accumulate {
+                for (d, v) in dst.iter_mut().zip(&fine[i * n..(i + 1) * n]) {
+                    *d += *v;
+                }
+            } else {
+                for d in dst {
+                    crate::kernels::scalar::epilogue(d, *d, ep);
+                }
             }
         }
     }
@@ -517,11 +623,17 @@ impl<'a> Model<'a> {
         trace: &mut dyn FnMut(Trace, &[f32]),
     ) -> Result<Outputs<'w>, RunError> {
         self.check_input(input)?;
-        let plan = Plan::with_threads(self.config(), input.batch, input.seq, exec.threads())
-            .ok_or(RunError::WorkspaceTooSmall {
-                needed: usize::MAX,
-                got: ws.len(),
-            })?;
+        let plan = Plan::with_threads(
+            self.config(),
+            input.batch,
+            input.seq,
+            exec.threads(),
+            self.fine,
+        )
+        .ok_or(RunError::WorkspaceTooSmall {
+            needed: usize::MAX,
+            got: ws.len(),
+        })?;
         let needed = plan.bytes().unwrap_or(usize::MAX);
         let got = ws.len();
         // `workspace_len` is the exact requirement for a buffer at any alignment

@@ -177,9 +177,18 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
     let labels: Vec<&str> = m.labels().collect();
     let ws128 = m.workspace_len(128.min(c.max_positions as usize), 1);
     let ws_max = m.workspace_len(c.max_positions as usize, 1);
+    // Matrix kinds whose activations are quantized in two parts (`Q8R`).
+    let mut two_parts: Vec<&str> = Vec::new();
+    for t in m.tensors() {
+        let name = t.role.kind.name();
+        if t.dtype == albert_edge::format::DType::Q8R && !two_parts.contains(&name) {
+            two_parts.push(name);
+        }
+    }
     let v: Value = json!({
         "head": c.head.name(),
         "precision": c.precision.name(),
+        "two_part_activations": two_parts,
         "labels": labels,
         "parameters": m.parameter_count(),
         "file_bytes": m.bytes().len(),
@@ -204,6 +213,9 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
         println!("labels            {}", labels.join(", "));
     }
     println!("precision         {}", c.precision.name());
+    if !two_parts.is_empty() {
+        println!("two-part activ.   {}", two_parts.join(", "));
+    }
     println!("parameters        {}", m.parameter_count());
     println!("file size         {} bytes", m.bytes().len());
     println!("kernel tier       {}", m.kernels().tier.name());
