@@ -370,6 +370,15 @@ pub fn choose_parts(
             .fold(f64::INFINITY, f64::min))
     };
     let one = worst(&packed.bytes)?;
+    if one >= PARTS_TARGET {
+        return Ok(report(Vec::new(), Some(one), Some(one)));
+    }
+    // When even two parts everywhere miss the target, that is the choice (and
+    // the search below would end there too).
+    let all = worst(&packed.with_two_parts(&kinds)?)?;
+    if all < PARTS_TARGET {
+        return Ok(report(kinds, Some(one), Some(all)));
+    }
     let (mut chosen, mut best) = (Vec::new(), one);
     while best < PARTS_TARGET && chosen.len() < kinds.len() {
         let mut step: Option<(RoleKind, f64)> = None;

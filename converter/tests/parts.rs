@@ -101,3 +101,20 @@ fn auto_keeps_one_part_on_a_trained_model() {
     assert!(p.two_parts.is_empty());
     assert!(dtypes(&bytes).iter().all(|(_, d)| *d == DType::Q8));
 }
+
+/// When two parts everywhere would meet the target, auto adds kinds one at a
+/// time and stops as soon as it is met: here fewer than all of them.
+#[test]
+fn auto_stops_at_the_target() {
+    let dir = shared().join("fixtures/tiny-base/base");
+    let (bytes, r) = convert(&dir, ActivationParts::Auto);
+    let p = r.parts.unwrap();
+    println!(
+        "tiny-base/base: {:?}, {:?} -> {:?}",
+        p.two_parts, p.cosine_one, p.cosine_chosen
+    );
+    assert!(p.cosine_one.unwrap() < PARTS_TARGET);
+    assert!(p.cosine_chosen.unwrap() >= PARTS_TARGET);
+    let int8_kinds = dtypes(&bytes).len() - 1; // all but the word embeddings
+    assert!(!p.two_parts.is_empty() && p.two_parts.len() < int8_kinds);
+}
