@@ -323,6 +323,15 @@ unsafe fn gemm(
     let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
     let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
     let outp = out.as_mut_ptr();
+    // An activation is applied in a pass of its own over each n-block pair's
+    // outputs (still in cache), not in each tile's epilogue: there its long
+    // dependency chains (exp, division) stall the next tile's k-loop, while a
+    // pass over many independent vectors runs at the instruction throughput.
+    // Same operations on the same values, so the same bits.
+    let (tile_ep, act) = match ep {
+        Epilogue::Activate(_) | Epilogue::Tanh => (Epilogue::Store, Some(ep)),
+        _ => (ep, None),
+    };
     let mut nb = 0;
     while nb < n_blocks {
         let nbs = (n_blocks - nb).min(NB);
@@ -360,14 +369,54 @@ unsafe fn gemm(
                             nb + b,
                             bias,
                             outp.add(row * ldo),
-                            ep,
+                            tile_ep,
                         )
                     };
                 }
             }
             i += rows;
         }
+        if let Some(ep) = act {
+            let (c0, c1) = (nb * Q8_N_BLOCK, ((nb + nbs) * Q8_N_BLOCK).min(w.n));
+            for row in 0..m {
+                // SAFETY: outputs c0..c1 of row < m are in bounds (check_gemm_q8)
+                // and hold the stored `y`; AVX2 is available.
+                unsafe { activate_run(outp.add(row * ldo + c0), c1 - c0, ep) };
+            }
+        }
         nb += nbs;
+    }
+}
+
+/// `out[j] = ep(out[j])` for `j < count` (`ep` an activation or tanh), 8
+/// lanes at a time with AVX2's functions, the tail with the scalar reference
+/// (lane for lane the same).
+///
+/// # Safety
+///
+/// AVX2; `out..out + count` valid for reads and writes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
+    let mut j = 0;
+    while j + 8 <= count {
+        // SAFETY: j + 8 <= count.
+        unsafe {
+            let o = out.add(j);
+            let y = _mm256_loadu_ps(o);
+            let v = match ep {
+                Epilogue::Activate(a) => avx2_float::activate(y, a),
+                _ => avx2_float::tanh(y),
+            };
+            _mm256_storeu_ps(o, v);
+        }
+        j += 8;
+    }
+    while j < count {
+        // SAFETY: j < count.
+        let o = unsafe { &mut *out.add(j) };
+        crate::kernels::scalar::epilogue(o, *o, ep);
+        j += 1;
     }
 }
 
