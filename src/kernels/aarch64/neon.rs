@@ -234,8 +234,61 @@ unsafe fn gemm(
     ep: Epilogue,
 ) {
     let kg = w.k_groups;
-    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
+    let tile = |ap: *const i8, rows: usize, wblk: *const i8| {
+        // SAFETY: (gemm_blocks' contract) rows 0..rows at `ap` have kg * 4
+        // readable bytes, the block at `wblk` kg * 64; NEON is available.
+        unsafe {
+            if rows == 2 {
+                tile::<2>(ap, lda, wblk, kg)
+            } else {
+                let [r0] = tile::<1>(ap, lda, wblk, kg);
+                [r0, r0]
+            }
+        }
+    };
+    // SAFETY: NEON is available and the arguments pass check_gemm_q8 (our
+    // contract).
+    unsafe { gemm_blocks::<MR>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, &tile) }
+}
+
+/// `tile(a, rows, w)` of [`gemm_blocks`]: the i32 sums of `rows` token rows
+/// from `a` (row stride as given to the GEMM) times one packed n-block `w`.
+pub(crate) type Tile<'a, const MR: usize> =
+    dyn Fn(*const i8, usize, *const i8) -> [[int32x4_t; 4]; MR] + 'a;
+
+/// The loops of the NEON int8 GEMMs (this tier's and the dot-product
+/// tier's, which differ in `tile`): n-blocks of 16 outputs outermost, token
+/// rows in tiles of up to `MR`, each tile's sums through [`store16`]. An
+/// activation (GELU, tanh) is applied in a pass over each n-block's outputs
+/// after its tiles rather than in every tile's epilogue, where its long
+/// dependency chains (exp, division) would hold up the next tile's loads;
+/// the operations and so the bits are the same.
+///
+/// # Safety
+///
+/// NEON; the arguments must pass [`check_gemm_q8`]; `tile` may be called
+/// with any row `i < m` (`rows = min(m - i, MR)`) and n-block.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn gemm_blocks<const MR: usize>(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+    tile: &Tile<'_, MR>,
+) {
+    let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
     let outp = out.as_mut_ptr();
+    let (tile_ep, act) = match ep {
+        Epilogue::Activate(_) | Epilogue::Tanh => (Epilogue::Store, Some(ep)),
+        _ => (ep, None),
+    };
     for nb in 0..w.n.div_ceil(Q8_N_BLOCK) {
         // SAFETY: nb < n_blocks; packed holds n_blocks * block bytes.
         let wblk = unsafe { w.packed.as_ptr().add(nb * block) };
@@ -243,17 +296,7 @@ unsafe fn gemm(
         while i < m {
             let rows = (m - i).min(MR);
             // SAFETY: row i exists.
-            let ap = unsafe { a.as_ptr().add(i * lda) };
-            // SAFETY: rows i..i+rows have kg * 4 readable bytes; the block
-            // has kg * 64; NEON is available.
-            let acc: [[int32x4_t; 4]; MR] = unsafe {
-                if rows == 2 {
-                    tile::<2>(ap, lda, wblk, kg)
-                } else {
-                    let [r0] = tile::<1>(ap, lda, wblk, kg);
-                    [r0, r0]
-                }
-            };
+            let acc = tile(unsafe { a.as_ptr().add(i * lda) }, rows, wblk);
             for (t, acc) in acc.iter().enumerate().take(rows) {
                 let row = i + t;
                 // SAFETY: row < m; the outputs of n-block nb in this row are in
@@ -267,11 +310,30 @@ unsafe fn gemm(
                         nb,
                         bias,
                         outp.add(row * ldo),
-                        ep,
+                        tile_ep,
                     )
                 };
             }
             i += rows;
+        }
+        if let Some(ep) = act {
+            let (c0, c1) = (nb * Q8_N_BLOCK, ((nb + 1) * Q8_N_BLOCK).min(w.n));
+            for row in 0..m {
+                let mut c = c0;
+                while c < c1 {
+                    let count = (c1 - c).min(4);
+                    // SAFETY: outputs c..c + count of row < m are in bounds
+                    // (check_gemm_q8) and hold the stored `y`.
+                    unsafe {
+                        let o = outp.add(row * ldo + c);
+                        let mut t = [0.0f32; 4];
+                        core::ptr::copy_nonoverlapping(o, t.as_mut_ptr(), count);
+                        let y = vld1q_f32(t.as_ptr());
+                        super::neon_float::epilogue4(o, y, count, ep);
+                    }
+                    c += 4;
+                }
+            }
         }
     }
 }

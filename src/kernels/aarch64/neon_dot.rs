@@ -23,7 +23,6 @@
 //! registers. Stable Rust has no `sdot` intrinsic, so each one is a one-line
 //! `asm!` that the register allocator sees as pure.
 
-use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
 use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -104,7 +103,8 @@ fn gemm_i8_i8_4x16c4_neondot(
     unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
 }
 
-/// The n-block and row-tile loops.
+/// The n-block and row-tile loops ([`super::neon::gemm_blocks`] with the
+/// `sdot` tile).
 ///
 /// # Safety
 ///
@@ -124,45 +124,22 @@ unsafe fn gemm(
     ep: Epilogue,
 ) {
     let kg = w.k_groups;
-    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
-    let outp = out.as_mut_ptr();
-    for nb in 0..w.n.div_ceil(Q8_N_BLOCK) {
-        // SAFETY: nb < n_blocks; packed holds n_blocks * block bytes.
-        let wblk = unsafe { w.packed.as_ptr().add(nb * block) };
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            // SAFETY: row i exists.
-            let ap = unsafe { a.as_ptr().add(i * lda) };
-            // SAFETY: rows i..i+rows have kg * 4 readable bytes; the block has
-            // kg * 64; NEON + dotprod are available.
-            let acc: [[int32x4_t; 4]; MR] = unsafe {
-                match rows {
-                    4 => tile::<4>(ap, lda, wblk, kg),
-                    3 => widen(tile::<3>(ap, lda, wblk, kg)),
-                    2 => widen(tile::<2>(ap, lda, wblk, kg)),
-                    _ => widen(tile::<1>(ap, lda, wblk, kg)),
-                }
-            };
-            for (t, acc) in acc.iter().enumerate().take(rows) {
-                let row = i + t;
-                // SAFETY: row < m; the outputs of n-block nb in this row are in
-                // bounds (check_gemm_q8); NEON is available.
-                unsafe {
-                    super::neon::store16(
-                        acc,
-                        a_scales[row],
-                        a_zps[row],
-                        w,
-                        nb,
-                        bias,
-                        outp.add(row * ldo),
-                        ep,
-                    )
-                };
+    let tile = |ap: *const i8, rows: usize, wblk: *const i8| {
+        // SAFETY: (gemm_blocks' contract) rows 0..rows at `ap` have kg * 4
+        // readable bytes, the block at `wblk` kg * 64; NEON + dotprod are
+        // available (this function's contract).
+        unsafe {
+            match rows {
+                4 => tile::<4>(ap, lda, wblk, kg),
+                3 => widen(tile::<3>(ap, lda, wblk, kg)),
+                2 => widen(tile::<2>(ap, lda, wblk, kg)),
+                _ => widen(tile::<1>(ap, lda, wblk, kg)),
             }
-            i += rows;
         }
+    };
+    // SAFETY: NEON is available and the arguments pass check_gemm_q8.
+    unsafe {
+        super::neon::gemm_blocks::<MR>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, &tile)
     }
 }
 
