@@ -20,6 +20,22 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/
 fi
 rustup target add "$TARGET"
 
+# Convert every fixture once, natively, with the converter's defaults (the
+# tests' `common::convert_fixture` reads these files instead of converting
+# under emulation, where the converter's f64 work takes minutes per test
+# binary): the device runs files converted on the big machine, as users do.
+MODELS="$(mktemp -d)"
+cargo build --release -p albert-convert
+for cfg in "$ALBERT_EDGE_SHARED"/fixtures/*/*/config.json; do
+    dir="$(dirname "$cfg")"
+    name="$(basename "$(dirname "$dir")")__$(basename "$dir")"
+    for p in int8 f32; do
+        "${CARGO_TARGET_DIR:-target}/release/albert-convert" "$dir" -o "$MODELS/$name.$p.albert" --precision "$p" -q
+    done
+done
+export ALBERT_EDGE_FIXTURE_MODELS="$MODELS"
+echo "converted $(ls "$MODELS" | wc -l) fixture models natively into $MODELS"
+
 for cpu in cortex-a72 cortex-a76; do
     echo "== aarch64 tests under qemu -cpu $cpu"
     export ALBERT_EDGE_TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"

@@ -402,6 +402,56 @@ fn bits_nan(v: &[f32]) -> Vec<u32> {
         .collect()
 }
 
+/// The in-place activation entry (the two-part activations' epilogue) against
+/// the scalar reference: every length 0..=37 (vector bodies and tails), every
+/// activation and tanh, ordinary and special values; `Store` / `Accumulate`
+/// leave the values unchanged.
+fn check_activate(kern: &Kernels, rng: &mut Rng) {
+    let specials = [
+        0.0f32,
+        -0.0,
+        1e-40,
+        -1e-40,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX,
+        f32::NAN,
+        9.0,
+        -9.0,
+        0.625,
+        -0.625,
+    ];
+    let eps = [
+        Epilogue::Activate(Activation::GeluNew),
+        Epilogue::Activate(Activation::Gelu),
+        Epilogue::Activate(Activation::Relu),
+        Epilogue::Tanh,
+        Epilogue::Store,
+        Epilogue::Accumulate,
+    ];
+    for len in 0..=37 {
+        let x: Vec<f32> = (0..len)
+            .map(|i| {
+                if i % 5 == 4 {
+                    specials[(rng.next() % specials.len() as u64) as usize]
+                } else {
+                    rng.unit() * 6.0
+                }
+            })
+            .collect();
+        for ep in eps {
+            let (mut got, mut want) = (x.clone(), x.clone());
+            (kern.activate)(&mut got, ep);
+            scalar::activate_in_place(&mut want, ep);
+            assert_eq!(bits_nan(&got), bits_nan(&want), "{ep:?}, length {len}");
+            if matches!(ep, Epilogue::Store | Epilogue::Accumulate) {
+                assert_eq!(bits_nan(&got), bits_nan(&x), "{ep:?} changed the values");
+            }
+        }
+    }
+}
+
 /// One attention call of `kern` against the scalar reference.
 #[allow(clippy::too_many_arguments)]
 fn check_attention_case(
@@ -660,6 +710,14 @@ macro_rules! kernel_suite {
                     return;
                 };
                 check_epilogue_specials(&k, &mut Rng(7));
+            }
+
+            #[test]
+            fn activate_in_place_bit_exact() {
+                let Some(k) = tier_or_skip($tier, "activate_in_place_bit_exact") else {
+                    return;
+                };
+                check_activate(&k, &mut Rng(8));
             }
 
             #[test]

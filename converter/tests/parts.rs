@@ -106,11 +106,11 @@ fn auto_keeps_one_part_on_a_trained_model() {
 /// time and stops as soon as it is met: here fewer than all of them.
 #[test]
 fn auto_stops_at_the_target() {
-    let dir = shared().join("fixtures/tiny-base/base");
+    let dir = shared().join("fixtures/tiny-gelu/seqcls2");
     let (bytes, r) = convert(&dir, ActivationParts::Auto);
     let p = r.parts.unwrap();
     println!(
-        "tiny-base/base: {:?}, {:?} -> {:?}",
+        "tiny-gelu/seqcls2: {:?}, {:?} -> {:?}",
         p.two_parts, p.cosine_one, p.cosine_chosen
     );
     assert!(p.cosine_one.unwrap() < PARTS_TARGET);

@@ -161,6 +161,10 @@ pub type GemmF32Fn =
 pub type LayerNormFn = fn(&mut [f32], &[f32], &[f32], f32);
 /// Attention for one sequence, all heads: see [`scalar::attention`].
 pub type AttentionFn = fn(&AttentionArgs<'_>, &mut [f32], &mut [f32]);
+/// `activate(x, ep)`: `x[j] = ep(x[j])` in place for an activation or tanh
+/// epilogue (`Epilogue::Activate`, `Epilogue::Tanh`; the others leave `x`
+/// unchanged): see [`scalar::activate_in_place`].
+pub type ActivateFn = fn(&mut [f32], Epilogue);
 
 /// Inputs of the attention kernel for one sequence of the batch.
 #[derive(Debug)]
@@ -204,6 +208,8 @@ pub struct Kernels {
     pub layer_norm: LayerNormFn,
     /// Multi-head attention (scores, softmax, weighted sum of values).
     pub attention: AttentionFn,
+    /// An activation applied in place (two-part activations' epilogue).
+    pub activate: ActivateFn,
 }
 
 impl core::fmt::Debug for Kernels {
@@ -222,6 +228,7 @@ impl Kernels {
             gemm_f32: scalar::gemm_f32,
             layer_norm: scalar::layer_norm,
             attention: scalar::attention,
+            activate: scalar::activate_in_place,
         }
     }
 

@@ -497,8 +497,8 @@ impl<'a> Model<'a> {
     /// times `q` (possibly a range of its outputs, with `bias` to match). With
     /// `two`, `y = y1 + y2`: `y1` from the first parts with the bias, `y2` from
     /// the second parts with a zero bias, added in f32 before the epilogue
-    /// (which then runs as the scalar reference; a residual add goes through
-    /// `fine`, which must then hold `m * q.n` values).
+    /// (an activation then runs as the kernels' `activate`; a residual add
+    /// goes through `fine`, which must then hold `m * q.n` values).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_q8(
         &self,
@@ -548,9 +548,7 @@ impl<'a> Model<'a> {
                     *d += *v;
                 }
             } else {
-                for d in dst {
-                    crate::kernels::scalar::epilogue(d, *d, ep);
-                }
+                (k.activate)(dst, ep);
             }
         }
     }

@@ -37,8 +37,21 @@ pub const CHECKPOINTS: &[&str] = &[
     "tiny-e-eq-h/seqcls2",
 ];
 
-/// Converts a fixture checkpoint to model-file bytes.
+/// Converts a fixture checkpoint to model-file bytes (with the converter's
+/// defaults, as `albert-convert FIXTURE -o FILE --precision P` does).
+///
+/// With `ALBERT_EDGE_FIXTURE_MODELS=DIR`, reads `DIR/<ckpt with / as __>.<int8|f32>.albert`
+/// instead when it exists: `.ci/arm-tests.sh` converts the fixtures once,
+/// natively, and the emulated aarch64 runs test the runtime on those files
+/// (converting on the big machine and running on the device is how the
+/// files are used; the converter's own tests run natively).
 pub fn convert_fixture(ckpt: &str, precision: Precision) -> Vec<u8> {
+    if let Some(d) = std::env::var_os("ALBERT_EDGE_FIXTURE_MODELS") {
+        let name = format!("{}.{}.albert", ckpt.replace('/', "__"), precision.name());
+        if let Ok(b) = std::fs::read(std::path::Path::new(&d).join(name)) {
+            return b;
+        }
+    }
     let dir = shared().join("fixtures").join(ckpt);
     let raw = load::safetensors::load_dir(&dir).unwrap_or_else(|e| panic!("{ckpt}: {e:#}"));
     convert::convert(&raw, precision)

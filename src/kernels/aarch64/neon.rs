@@ -89,6 +89,7 @@ impl NeonKernels {
             gemm_f32: super::neon_float::gemm_f32_neon,
             layer_norm: super::neon_float::layer_norm_neon,
             attention: super::neon_float::attention_neon,
+            activate: activate_neon,
         }
     }
 }
@@ -319,22 +320,45 @@ pub(crate) unsafe fn gemm_blocks<const MR: usize>(
         if let Some(ep) = act {
             let (c0, c1) = (nb * Q8_N_BLOCK, ((nb + 1) * Q8_N_BLOCK).min(w.n));
             for row in 0..m {
-                let mut c = c0;
-                while c < c1 {
-                    let count = (c1 - c).min(4);
-                    // SAFETY: outputs c..c + count of row < m are in bounds
-                    // (check_gemm_q8) and hold the stored `y`.
-                    unsafe {
-                        let o = outp.add(row * ldo + c);
-                        let mut t = [0.0f32; 4];
-                        core::ptr::copy_nonoverlapping(o, t.as_mut_ptr(), count);
-                        let y = vld1q_f32(t.as_ptr());
-                        super::neon_float::epilogue4(o, y, count, ep);
-                    }
-                    c += 4;
-                }
+                // SAFETY: outputs c0..c1 of row < m are in bounds
+                // (check_gemm_q8) and hold the stored `y`; NEON is available.
+                unsafe { activate_run(outp.add(row * ldo + c0), c1 - c0, ep) };
             }
         }
+    }
+}
+
+/// [`crate::kernels::ActivateFn`] for NEON. Private: reachable only through
+/// [`NeonKernels::kernels`].
+fn activate_neon(x: &mut [f32], ep: Epilogue) {
+    if matches!(ep, Epilogue::Activate(_) | Epilogue::Tanh) {
+        // SAFETY: NEON is available (only reachable through a `NeonKernels`
+        // table); `x` is valid for `x.len()` reads and writes.
+        unsafe { activate_run(x.as_mut_ptr(), x.len(), ep) }
+    }
+}
+
+/// `out[j] = ep(out[j])` for `j < count` (`ep` an activation or tanh), 4
+/// lanes at a time (the tail through [`super::neon_float::epilogue4`]'s
+/// scalar lanes: the same bits).
+///
+/// # Safety
+///
+/// NEON; `out..out + count` valid for reads and writes.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
+    let mut c = 0;
+    while c < count {
+        let n = (count - c).min(4);
+        // SAFETY: c + n <= count.
+        unsafe {
+            let o = out.add(c);
+            let mut t = [0.0f32; 4];
+            core::ptr::copy_nonoverlapping(o, t.as_mut_ptr(), n);
+            super::neon_float::epilogue4(o, vld1q_f32(t.as_ptr()), n, ep);
+        }
+        c += 4;
     }
 }
 

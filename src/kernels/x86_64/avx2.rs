@@ -120,6 +120,7 @@ impl Avx2Kernels {
             gemm_f32: super::avx2_float::gemm_f32_avx2,
             layer_norm: super::avx2_float::layer_norm_avx2,
             attention: super::avx2_float::attention_avx2,
+            activate: activate_avx2,
         }
     }
 }
@@ -385,6 +386,16 @@ unsafe fn gemm(
             }
         }
         nb += nbs;
+    }
+}
+
+/// [`crate::kernels::ActivateFn`] for AVX2. Private: reachable only through
+/// [`Avx2Kernels::kernels`].
+fn activate_avx2(x: &mut [f32], ep: Epilogue) {
+    if matches!(ep, Epilogue::Activate(_) | Epilogue::Tanh) {
+        // SAFETY: AVX2 is available (only reachable through an `Avx2Kernels`
+        // table); `x` is valid for `x.len()` reads and writes.
+        unsafe { activate_run(x.as_mut_ptr(), x.len(), ep) }
     }
 }
 
