@@ -144,6 +144,28 @@ pub enum Epilogue {
     Tanh,
 }
 
+impl Epilogue {
+    /// Whether this is an activation or tanh: a function of each output's
+    /// value alone, which the GEMMs may apply in a pass after their tiles.
+    pub fn is_activation(self) -> bool {
+        matches!(self, Epilogue::Activate(_) | Epilogue::Tanh)
+    }
+
+    /// What a SIMD GEMM's tiles store (`Store` for an activation, else the
+    /// epilogue itself), and the activation its pass applies afterwards.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    pub(crate) fn split_activation(self) -> (Epilogue, Option<Epilogue>) {
+        if self.is_activation() {
+            (Epilogue::Store, Some(self))
+        } else {
+            (self, None)
+        }
+    }
+}
+
 /// `quantize_rows(x, ldx, m, smooth, q, ldq, scales, zero_points)`: quantizes `m`
 /// rows of `k = smooth.len()` values (row stride `ldx`), each first multiplied
 /// by its channel's `smooth` factor, into `q` (row stride `ldq >= round_up(k, 4)`;

@@ -139,7 +139,7 @@ pub fn epilogue(out: &mut f32, y: f32, ep: Epilogue) {
 /// Reference [`super::ActivateFn`]: `x[j] = ep(x[j])` for `Activate` and
 /// `Tanh`; `Store` and `Accumulate` leave `x` unchanged.
 pub fn activate_in_place(x: &mut [f32], ep: Epilogue) {
-    if matches!(ep, Epilogue::Activate(_) | Epilogue::Tanh) {
+    if ep.is_activation() {
         for v in x {
             epilogue(v, *v, ep);
         }

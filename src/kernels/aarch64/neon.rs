@@ -286,10 +286,7 @@ pub(crate) unsafe fn gemm_blocks<const MR: usize>(
 ) {
     let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
     let outp = out.as_mut_ptr();
-    let (tile_ep, act) = match ep {
-        Epilogue::Activate(_) | Epilogue::Tanh => (Epilogue::Store, Some(ep)),
-        _ => (ep, None),
-    };
+    let (tile_ep, act) = ep.split_activation();
     for nb in 0..w.n.div_ceil(Q8_N_BLOCK) {
         // SAFETY: nb < n_blocks; packed holds n_blocks * block bytes.
         let wblk = unsafe { w.packed.as_ptr().add(nb * block) };
@@ -331,7 +328,7 @@ pub(crate) unsafe fn gemm_blocks<const MR: usize>(
 /// [`crate::kernels::ActivateFn`] for NEON. Private: reachable only through
 /// [`NeonKernels::kernels`].
 fn activate_neon(x: &mut [f32], ep: Epilogue) {
-    if matches!(ep, Epilogue::Activate(_) | Epilogue::Tanh) {
+    if ep.is_activation() {
         // SAFETY: NEON is available (only reachable through a `NeonKernels`
         // table); `x` is valid for `x.len()` reads and writes.
         unsafe { activate_run(x.as_mut_ptr(), x.len(), ep) }

@@ -329,10 +329,7 @@ unsafe fn gemm(
     // dependency chains (exp, division) stall the next tile's k-loop, while a
     // pass over many independent vectors runs at the instruction throughput.
     // Same operations on the same values, so the same bits.
-    let (tile_ep, act) = match ep {
-        Epilogue::Activate(_) | Epilogue::Tanh => (Epilogue::Store, Some(ep)),
-        _ => (ep, None),
-    };
+    let (tile_ep, act) = ep.split_activation();
     let mut nb = 0;
     while nb < n_blocks {
         let nbs = (n_blocks - nb).min(NB);
@@ -392,7 +389,7 @@ unsafe fn gemm(
 /// [`crate::kernels::ActivateFn`] for AVX2. Private: reachable only through
 /// [`Avx2Kernels::kernels`].
 fn activate_avx2(x: &mut [f32], ep: Epilogue) {
-    if matches!(ep, Epilogue::Activate(_) | Epilogue::Tanh) {
+    if ep.is_activation() {
         // SAFETY: AVX2 is available (only reachable through an `Avx2Kernels`
         // table); `x` is valid for `x.len()` reads and writes.
         unsafe { activate_run(x.as_mut_ptr(), x.len(), ep) }
@@ -408,7 +405,7 @@ fn activate_avx2(x: &mut [f32], ep: Epilogue) {
 /// AVX2; `out..out + count` valid for reads and writes.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
+pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
     let mut j = 0;
     while j + 8 <= count {
         // SAFETY: j + 8 <= count.

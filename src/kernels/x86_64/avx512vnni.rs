@@ -184,10 +184,7 @@ macro_rules! kernel_body {
             let outp = out.as_mut_ptr();
             // Activations in a pass per n-block group after its tiles, as in
             // the AVX2 GEMM (same operations, same bits).
-            let (tile_ep, act) = match ep {
-                Epilogue::Activate(_) | Epilogue::Tanh => (Epilogue::Store, Some(ep)),
-                _ => (ep, None),
-            };
+            let (tile_ep, act) = ep.split_activation();
             let mut nb = 0;
             while nb < n_blocks {
                 let nbs = (n_blocks - nb).min(NB);
@@ -233,22 +230,18 @@ macro_rules! kernel_body {
                     i += rows;
                 }
                 if let Some(ep) = act {
-                    let end = ((nb + nbs) * Q8_N_BLOCK).min(w.n);
+                    let (c0, c1) = (nb * Q8_N_BLOCK, ((nb + nbs) * Q8_N_BLOCK).min(w.n));
                     for row in 0..m {
-                        let mut c = nb * Q8_N_BLOCK;
-                        while c < end {
-                            let count = (end - c).min(16);
-                            let mut t = [0.0f32; 16];
-                            // SAFETY: outputs c..c + count of row < m are in
-                            // bounds (check_gemm_q8) and hold the stored `y`;
-                            // the tier requires AVX2.
-                            unsafe {
-                                let o = outp.add(row * ldo + c);
-                                core::ptr::copy_nonoverlapping(o, t.as_mut_ptr(), count);
-                                epilogue16_avx2(o, &t, count, ep);
-                            }
-                            c += 16;
-                        }
+                        // SAFETY: outputs c0..c1 of row < m are in bounds
+                        // (check_gemm_q8) and hold the stored `y`; the tier
+                        // requires AVX2.
+                        unsafe {
+                            crate::kernels::x86_64::avx2::activate_run(
+                                outp.add(row * ldo + c0),
+                                c1 - c0,
+                                ep,
+                            )
+                        };
                     }
                 }
                 nb += nbs;
