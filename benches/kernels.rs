@@ -20,7 +20,7 @@
 //! Criterion groups (`gemm_q8/M{m}_K{k}_N{n}`, `quantize_rows/M{m}_K{k}`) have
 //! one entry per tier, with element throughput = MACs (or values quantized).
 
-use albert_edge::format::{Q8_K_GROUP, Q8_N_BLOCK};
+use albert_edge::format::{q8_pair_bounded, Q8_K_GROUP, Q8_N_BLOCK};
 use albert_edge::kernels::{Epilogue, Kernels, QMatrix, Tier};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -45,6 +45,9 @@ struct Data {
     smooth: Vec<f32>,
     bias: Vec<f32>,
     out: Vec<f32>,
+    /// Passed as `QMatrix::pairs_bounded` (the weights are pair-bounded; false
+    /// times the kernels' path for files without that property).
+    pairs_bounded: bool,
 }
 
 impl Data {
@@ -57,9 +60,15 @@ impl Data {
             s
         };
         let (nb, kg) = (n.div_ceil(Q8_N_BLOCK), k.div_ceil(Q8_K_GROUP));
-        let packed: Vec<i8> = (0..nb * kg * 64)
+        let mut packed: Vec<i8> = (0..nb * kg * 64)
             .map(|_| ((rnd() % 255) as i32 - 127) as i8)
             .collect();
+        // Pair-bounded, as the converter writes them (see format::Q8_PAIR_BOUND).
+        for p in packed.chunks_exact_mut(2) {
+            if !q8_pair_bounded(p[0], p[1]) {
+                p[1] = ((128 - (p[0] as i32).abs()) * (p[1] as i32).signum()) as i8;
+            }
+        }
         let x: Vec<f32> = (0..m * k)
             .map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0)
             .collect();
@@ -79,6 +88,7 @@ impl Data {
             smooth: vec![1.0; k],
             bias: vec![0.1; n],
             out: vec![0.0; m * n],
+            pairs_bounded: true,
         };
         (Kernels::scalar().quantize_rows)(
             &d.x,
@@ -104,6 +114,7 @@ impl Data {
             scales: &self.wscales,
             row_sums: &self.row_sums,
             smooth: &self.smooth,
+            pairs_bounded: self.pairs_bounded,
         };
         (kern.gemm_q8)(
             black_box(&self.q),
@@ -222,7 +233,7 @@ fn measured_peak(tier: Tier) -> Option<f64> {
 #[cfg(target_arch = "x86_64")]
 mod peak {
     use std::arch::asm;
-    /// MACs per iteration of [`avx2`]: 8 chains x (sign, maddubs, madd, add) x 32.
+    /// MACs per iteration of [`avx2`]: 8 chains x (maddubs, madd, add) x 32.
     pub const AVX2_MACS: u64 = 8 * 32;
     /// MACs per iteration of [`vnni`]: 16 chains x 64.
     pub const VNNI_MACS: u64 = 16 * 64;
@@ -235,7 +246,8 @@ mod peak {
         (iters * macs) as f64 / t.as_secs_f64() / 1e9
     }
 
-    /// The AVX2 kernel's per-pair sequence on 8 independent accumulators.
+    /// The AVX2 kernel's per-32-MAC sequence for pair-bounded weights
+    /// (`vpmaddubsw`, `vpmaddwd`, `vpaddd`) on 8 independent accumulators.
     ///
     /// # Safety
     ///
@@ -249,14 +261,10 @@ mod peak {
                 "vpcmpeqw ymm15, ymm15, ymm15",
                 "vpabsw ymm15, ymm15", // ones (i16)
                 "2:",
-                "vpsignb ymm8, ymm12, ymm13",
-                "vpsignb ymm9, ymm12, ymm13",
-                "vpsignb ymm10, ymm12, ymm13",
-                "vpsignb ymm11, ymm12, ymm13",
-                "vpmaddubsw ymm8, ymm14, ymm8",
-                "vpmaddubsw ymm9, ymm14, ymm9",
-                "vpmaddubsw ymm10, ymm14, ymm10",
-                "vpmaddubsw ymm11, ymm14, ymm11",
+                "vpmaddubsw ymm8, ymm14, ymm12",
+                "vpmaddubsw ymm9, ymm14, ymm13",
+                "vpmaddubsw ymm10, ymm14, ymm12",
+                "vpmaddubsw ymm11, ymm14, ymm13",
                 "vpmaddwd ymm8, ymm8, ymm15",
                 "vpmaddwd ymm9, ymm9, ymm15",
                 "vpmaddwd ymm10, ymm10, ymm15",
@@ -265,14 +273,10 @@ mod peak {
                 "vpaddd ymm1, ymm1, ymm9",
                 "vpaddd ymm2, ymm2, ymm10",
                 "vpaddd ymm3, ymm3, ymm11",
-                "vpsignb ymm8, ymm12, ymm14",
-                "vpsignb ymm9, ymm12, ymm14",
-                "vpsignb ymm10, ymm12, ymm14",
-                "vpsignb ymm11, ymm12, ymm14",
-                "vpmaddubsw ymm8, ymm13, ymm8",
-                "vpmaddubsw ymm9, ymm13, ymm9",
-                "vpmaddubsw ymm10, ymm13, ymm10",
-                "vpmaddubsw ymm11, ymm13, ymm11",
+                "vpmaddubsw ymm8, ymm13, ymm12",
+                "vpmaddubsw ymm9, ymm13, ymm14",
+                "vpmaddubsw ymm10, ymm13, ymm12",
+                "vpmaddubsw ymm11, ymm13, ymm14",
                 "vpmaddwd ymm8, ymm8, ymm15",
                 "vpmaddwd ymm9, ymm9, ymm15",
                 "vpmaddwd ymm10, ymm10, ymm15",
@@ -368,17 +372,28 @@ fn table() {
         for &(k, n) in SHAPES {
             let mut d = Data::new(m, k, n);
             for (kern, (p, nom)) in tiers.iter().zip(&peaks) {
-                let budget = if kern.tier == Tier::Scalar { 300 } else { 1500 };
-                let t = best_time(Duration::from_millis(budget), || d.gemm(kern));
-                let g = (m * k * n) as f64 / t.as_secs_f64() / 1e9;
-                let pct =
-                    |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));
-                println!(
-                    "| {m} | {k} x {n} | {} | {g:.1} | {} | {} |",
-                    kern.tier.name(),
-                    pct(p),
-                    pct(nom)
-                );
+                // AVX2 has a second path for weights that are not pair-bounded.
+                let variants: &[(bool, &str)] = if kern.tier == Tier::Avx2 {
+                    &[(true, ""), (false, " (unbounded)")]
+                } else {
+                    &[(true, "")]
+                };
+                for &(bounded, label) in variants {
+                    d.pairs_bounded = bounded;
+                    let budget = if kern.tier == Tier::Scalar { 300 } else { 1500 };
+                    let t = best_time(Duration::from_millis(budget), || d.gemm(kern));
+                    let g = (m * k * n) as f64 / t.as_secs_f64() / 1e9;
+                    let pct = |p: &Option<f64>| {
+                        p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p))
+                    };
+                    println!(
+                        "| {m} | {k} x {n} | {}{label} | {g:.1} | {} | {} |",
+                        kern.tier.name(),
+                        pct(p),
+                        pct(nom)
+                    );
+                }
+                d.pairs_bounded = true;
             }
         }
     }

@@ -19,7 +19,7 @@
 //! -128 / 127, NaN and infinity. Each test prints which tier it ran, or that
 //! it was skipped because this CPU cannot run it.
 
-use albert_edge::format::{Activation, Q8_K_GROUP, Q8_N_BLOCK};
+use albert_edge::format::{q8_pair_bounded, Activation, Q8_K_GROUP, Q8_N_BLOCK, Q8_PAIR_BOUND};
 use albert_edge::kernels::{scalar, AttentionArgs, Epilogue, Kernels, QMatrix, Tier};
 
 /// SplitMix64: tiny, deterministic, good enough for test data.
@@ -68,25 +68,50 @@ struct OwnedQ {
     scales: Vec<f32>,
     row_sums: Vec<i32>,
     smooth: Vec<f32>,
+    pairs_bounded: bool,
 }
 
 impl OwnedQ {
     /// Random weights in -127..=127 with special rows: row 0 all +127, row 1
-    /// all -127, row 2 all zero (when they exist).
+    /// all -127, row 2 all zero (when they exist). Not pair-bounded when
+    /// `k >= 2` and `n >= 1` (row 0).
     fn random(rng: &mut Rng, n: usize, k: usize) -> OwnedQ {
+        Self::build(rng, n, k, false)
+    }
+
+    /// Random pair-bounded weights (`format::Q8_PAIR_BOUND`), at the bound
+    /// where possible: row 0 pairs (127, 1), row 1 pairs (-127, -1), row 2
+    /// all zero, other rows random with the second of a pair clamped.
+    fn random_bounded(rng: &mut Rng, n: usize, k: usize) -> OwnedQ {
+        Self::build(rng, n, k, true)
+    }
+
+    fn build(rng: &mut Rng, n: usize, k: usize, bounded: bool) -> OwnedQ {
         let (nb, kg) = (n.div_ceil(Q8_N_BLOCK), k.div_ceil(Q8_K_GROUP));
         let mut packed = vec![0i8; nb * kg * Q8_N_BLOCK * Q8_K_GROUP];
         let mut scales = vec![0.0f32; nb * Q8_N_BLOCK];
         let mut row_sums = vec![0i32; nb * Q8_N_BLOCK];
         for r in 0..n {
             for c in 0..k {
-                let v = match r {
-                    0 => 127,
-                    1 => -127,
-                    2 => 0,
-                    _ => rng.int(-127, 127),
-                };
                 let idx = ((r / 16) * kg + c / 4) * 64 + (r % 16) * 4 + c % 4;
+                let v = match (r, bounded && c % 2 == 1) {
+                    (0, true) => 1,
+                    (1, true) => -1,
+                    (0, _) => 127,
+                    (1, _) => -127,
+                    (2, _) => 0,
+                    (_, false) => rng.int(-127, 127),
+                    (_, true) => {
+                        // The pair's first weight is at idx - 1.
+                        let first = packed[idx - 1];
+                        let v = rng.int(-127, 127);
+                        if q8_pair_bounded(first, v as i8) {
+                            v
+                        } else {
+                            (Q8_PAIR_BOUND - (first as i32).abs()) * v.signum()
+                        }
+                    }
+                };
                 packed[idx] = v as i8;
                 row_sums[r] += v;
             }
@@ -96,6 +121,8 @@ impl OwnedQ {
         for s in &mut smooth[..k] {
             *s = 0.5 + rng.unit().abs() * 1.5;
         }
+        let pairs_bounded = packed.chunks_exact(2).all(|p| q8_pair_bounded(p[0], p[1]));
+        assert_eq!(pairs_bounded, bounded || k < 2 || n == 0);
         OwnedQ {
             n,
             k,
@@ -103,6 +130,7 @@ impl OwnedQ {
             scales,
             row_sums,
             smooth,
+            pairs_bounded,
         }
     }
     fn view(&self) -> QMatrix<'_> {
@@ -114,6 +142,7 @@ impl OwnedQ {
             scales: &self.scales,
             row_sums: &self.row_sums,
             smooth: &self.smooth[..self.k],
+            pairs_bounded: self.pairs_bounded,
         }
     }
 }
@@ -216,7 +245,15 @@ fn check_quantize(kern: &Kernels, rng: &mut Rng, m: usize, k: usize) {
 
 /// `gemm_q8` of `kern` equals the scalar one for `m x k` by `n`, every epilogue.
 fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
+    // Both AVX2 paths: any weights (sign trick) and pair-bounded (u8 offset).
     let w = OwnedQ::random(rng, n, k);
+    check_gemm_with(kern, rng, m, &w);
+    let w = OwnedQ::random_bounded(rng, n, k);
+    check_gemm_with(kern, rng, m, &w);
+}
+
+fn check_gemm_with(kern: &Kernels, rng: &mut Rng, m: usize, w: &OwnedQ) {
+    let (k, n) = (w.k, w.n);
     let kpad = k.div_ceil(4) * 4;
     let lda = kpad + 8;
     let a = q_activations(rng, m, kpad, lda, k);
@@ -246,8 +283,9 @@ fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
         if got != want {
             let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap();
             panic!(
-                "gemm_q8 {} differs (m={m} k={k} n={n} ep={ep:?}) at row {} col {}: {} vs scalar {}",
+                "gemm_q8 {} differs (m={m} k={k} n={n} ep={ep:?} pairs_bounded={}) at row {} col {}: {} vs scalar {}",
                 kern.tier.name(),
+                w.pairs_bounded,
                 at / ldo,
                 at % ldo,
                 f32::from_bits(got[at]),

@@ -9,6 +9,7 @@ use crate::names;
 use crate::pack;
 use crate::prune;
 use crate::quantize::QuantError;
+pub use crate::quantize::WeightPairs;
 use crate::vocab::{self, VocabReport};
 use albert_edge::format::RoleKind;
 use albert_edge::tokenizer::Tokenizer;
@@ -130,6 +131,8 @@ pub struct Options {
     pub preset: Option<Preset>,
     /// int8 activation quantization.
     pub activation_parts: ActivationParts,
+    /// int8 weight values (`--weight-pairs`).
+    pub weight_pairs: WeightPairs,
 }
 
 /// A named pruning preset (`--prune NAME`): a fixed rule, applied to any model's shape.
@@ -265,7 +268,15 @@ pub fn finish(
 ) -> Result<(Vec<u8>, Report)> {
     let stats = int8_stats(m, precision, samples)?;
     let parts = Parts::Choose(ActivationParts::default());
-    finish_with_stats(m, precision, tokenizer, input_bytes, stats.as_ref(), parts)
+    finish_with_stats(
+        m,
+        precision,
+        tokenizer,
+        input_bytes,
+        stats.as_ref(),
+        parts,
+        WeightPairs::Free,
+    )
 }
 
 /// The activation ranges [`finish`] uses for int8 (`None` for f32).
@@ -290,8 +301,8 @@ pub fn int8_stats(
     })
 }
 
-/// [`finish`] with activation ranges already collected, and the activation
-/// parts to use.
+/// [`finish`] with activation ranges already collected, the activation parts
+/// and the int8 weight values to use.
 pub fn finish_with_stats(
     m: &Albert,
     precision: Precision,
@@ -299,8 +310,9 @@ pub fn finish_with_stats(
     input_bytes: u64,
     stats: Option<&ActStats>,
     parts: Parts,
+    pairs: WeightPairs,
 ) -> Result<(Vec<u8>, Report)> {
-    let mut packed = pack::pack(m, precision, tokenizer, stats)?;
+    let mut packed = pack::pack_with(m, precision, tokenizer, stats, pairs)?;
     let parts = if precision == Precision::Int8 {
         let r = match parts {
             Parts::Choose(mode) => choose_parts(m, &packed, mode)?,
@@ -543,7 +555,7 @@ pub fn convert_with(
     let mut parts = Parts::Choose(o.activation_parts);
     if precision == Precision::Int8 && o.keep_vocab.is_some() {
         progress("choosing activation parts", 0, 1);
-        let packed = pack::pack(&m, precision, None, stats.as_ref())?;
+        let packed = pack::pack_with(&m, precision, None, stats.as_ref(), o.weight_pairs)?;
         parts = Parts::Chosen(choose_parts(&m, &packed, o.activation_parts)?);
     }
     let mut vocab_report = None;
@@ -567,6 +579,7 @@ pub fn convert_with(
         raw.source_bytes,
         stats.as_ref(),
         parts,
+        o.weight_pairs,
     )?;
     report.before = before;
     report.vocab = vocab_report;

@@ -4,7 +4,7 @@
 
 use crate::calibrate::{self, ActStats};
 use crate::model::{Albert, Linear, Mat};
-use crate::quantize::{self, QRows, QuantError};
+use crate::quantize::{self, QRows, QuantError, WeightPairs};
 use albert_edge::format::{
     self, section, DType, ModelConfig, Role, RoleKind, SectionEntry, TensorEntry, Q8_K_GROUP,
     Q8_N_BLOCK,
@@ -162,6 +162,17 @@ pub fn pack(
     tokenizer: Option<&[u8]>,
     stats: Option<&ActStats>,
 ) -> Result<Packed> {
+    pack_with(m, precision, tokenizer, stats, WeightPairs::Free)
+}
+
+/// [`pack`] with a choice of int8 weight values ([`WeightPairs`]; ignored for f32).
+pub fn pack_with(
+    m: &Albert,
+    precision: Precision,
+    tokenizer: Option<&[u8]>,
+    stats: Option<&ActStats>,
+    pairs: WeightPairs,
+) -> Result<Packed> {
     let cfg = model_config(m, precision);
     cfg.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut items: Vec<Item> = Vec::new();
@@ -170,7 +181,7 @@ pub fn pack(
     let mut deltas: Vec<(Role, Vec<f64>)> = Vec::new();
     let mut matrix = |items: &mut Vec<Item>, role: Role, w: &Mat, quantize: bool| {
         if quantize {
-            let q = quantize_role(w, role, stats);
+            let q = quantize_role(w, role, stats, pairs);
             let name = if role.kind.is_layer() {
                 format!("{} [layer {}]", role.kind.name(), role.layer)
             } else {
@@ -340,10 +351,10 @@ const ALPHAS: [f32; 5] = [0.4, 0.5, 0.6, 0.7, 0.8];
 /// [`ALPHAS`], smooths and rounds by GPTQ, then measures the squared output error of the
 /// int8 product (activations quantized exactly as the runtime does) against `W x` on
 /// the sampled calibration rows, and keeps the best. Without: per-row round to nearest.
-fn quantize_role(w: &Mat, role: Role, stats: Option<&ActStats>) -> QRows {
+fn quantize_role(w: &Mat, role: Role, stats: Option<&ActStats>, pairs: WeightPairs) -> QRows {
     let code = role.code();
     let Some(x_max) = stats.and_then(|st| st.max_abs.get(&code)) else {
-        return quantize::quantize(w);
+        return quantize::quantize(w, pairs);
     };
     let st = stats.expect("x_max came from stats");
     // One GPTQ factorization serves every smoothing candidate.
@@ -373,10 +384,10 @@ fn quantize_role(w: &Mat, role: Role, stats: Option<&ActStats>) -> QRows {
                         h[i * k + j] /= (s[i] as f64) * (s[j] as f64);
                     }
                 }
-                quantize::quantize_gptq(&ws, &h)
+                quantize::quantize_gptq(&ws, &h, pairs)
             }
-            (Some(g), _) => g.quantize(&ws, &s),
-            _ => quantize::quantize(&ws),
+            (Some(g), _) => g.quantize(&ws, &s, pairs),
+            _ => quantize::quantize(&ws, pairs),
         };
         q.smooth = s.iter().map(|f| 1.0 / f).collect();
         q
@@ -590,10 +601,10 @@ mod tests {
                 })
             })
             .collect();
-        let q = quantize_role(&w, role, Some(&stats));
+        let q = quantize_role(&w, role, Some(&stats), WeightPairs::Free);
         assert!(q.q.iter().all(|&v| (-127..=127).contains(&v)));
         assert!(q.smooth.iter().all(|&f| f.is_finite() && f > 0.0));
-        let plain = quantize::quantize(&w);
+        let plain = quantize::quantize(&w, WeightPairs::Free);
         let (ours, theirs) = (
             output_error(&q, &xs, &exact),
             output_error(&plain, &xs, &exact),
@@ -603,6 +614,6 @@ mod tests {
             "searched smoothing + GPTQ {ours} vs plain rounding {theirs}"
         );
         // Without statistics: plain rounding.
-        assert_eq!(quantize_role(&w, role, None), plain);
+        assert_eq!(quantize_role(&w, role, None, WeightPairs::Free), plain);
     }
 }

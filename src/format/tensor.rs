@@ -74,6 +74,23 @@ pub struct Q8Layout {
     pub total_len: usize,
 }
 
+/// Bound on `|w[r][2j] + w[r][2j + 1]|` of a *pair-bounded* int8 matrix.
+///
+/// With it, `u0 * w0 + u1 * w1` fits an i16 for any unsigned activations
+/// `u0, u1 <= 255` (same signs: `255 * 128 = 32640`; opposite signs: at most
+/// `255 * 127`), so a kernel may offset the activations to u8 and use a
+/// pairwise multiply that saturates to i16 (AVX2 `vpmaddubsw`) exactly.
+/// The converter writes pair-bounded matrices; the runtime checks each file at
+/// load and uses such kernels only when every int8 matrix is pair-bounded.
+pub const Q8_PAIR_BOUND: i32 = 128;
+
+/// Whether the weights `w0`, `w1` of inputs `2j`, `2j + 1` of one row are
+/// within [`Q8_PAIR_BOUND`]. (Opposite signs always are: `|w0 + w1| <= 127`.)
+#[inline]
+pub const fn q8_pair_bounded(w0: i8, w1: i8) -> bool {
+    (w0 as i32 + w1 as i32).abs() <= Q8_PAIR_BOUND
+}
+
 /// Computes [`Q8Layout`] with checked arithmetic.
 pub fn q8_layout(n: usize, k: usize) -> Option<Q8Layout> {
     let n_blocks = n.checked_add(Q8_N_BLOCK - 1)? / Q8_N_BLOCK;
@@ -386,7 +403,8 @@ pub(super) fn validate_table(
     bytes: &[u8],
     file: &ParsedFile,
     data: Range<usize>,
-) -> Result<(), LoadError> {
+) -> Result<bool, LoadError> {
+    let mut pairs_bounded = true;
     let cfg = &file.config;
     let n_layers = cfg.num_groups * cfg.inner_group_num;
     let mut expected_offset = data.start as u64;
@@ -461,7 +479,7 @@ pub(super) fn validate_table(
             return Err(bad("padding before the tensor is not zero"));
         }
         if dtype.is_q8() {
-            validate_q8(
+            pairs_bounded &= validate_q8(
                 &bytes[offset as usize..end as usize],
                 rows as usize,
                 cols as usize,
@@ -503,13 +521,15 @@ pub(super) fn validate_table(
         }
     }
     let _ = ALIGN;
-    Ok(())
+    Ok(pairs_bounded)
 }
 
 /// Checks a packed int8 matrix: values in -127..=127, zero padding, finite
 /// non-negative scales (zero on padding rows), and row sums equal to the sums of
-/// the stored values.
-fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<(), &'static str> {
+/// the stored values. Returns whether the matrix is pair-bounded
+/// ([`q8_pair_bounded`] holds for every row's inputs `2j, 2j + 1`).
+fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<bool, &'static str> {
+    let mut bounded = true;
     let lay = q8_layout(n, k).ok_or("size overflow")?;
     let block = lay.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
     let mut sums = [0i32; Q8_N_BLOCK];
@@ -530,6 +550,10 @@ fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<(), &'static str> {
                     return Err("int8 padding is not zero");
                 }
                 sums[j / Q8_K_GROUP] += v as i32;
+                // Bytes 2i and 2i + 1 of a block are inputs 2j, 2j + 1 of one row.
+                if j % 2 == 1 {
+                    bounded &= q8_pair_bounded(chunk[j - 1] as i8, v);
+                }
             }
         }
         for (j, &s) in sums.iter().enumerate() {
@@ -562,5 +586,5 @@ fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<(), &'static str> {
             );
         }
     }
-    Ok(())
+    Ok(bounded)
 }

@@ -129,6 +129,13 @@ pub struct QMatrix<'a> {
     pub row_sums: &'a [i32],
     /// Per-input multiplier applied to activations before quantization (`k` values).
     pub smooth: &'a [f32],
+    /// Every row's inputs `2j, 2j + 1` satisfy [`crate::format::q8_pair_bounded`]
+    /// (see [`crate::format::Q8_PAIR_BOUND`]): kernels may then use pairwise
+    /// multiplies that saturate to i16 on activations offset to u8 (AVX2).
+    /// Set it only when it holds (a model sets it from its load-time check):
+    /// if it does not, such a kernel's sums saturate and differ from the
+    /// reference (wrong numbers, never undefined behaviour).
+    pub pairs_bounded: bool,
 }
 
 /// What a GEMM does with `y = acc * scale + bias` for each output.

@@ -341,6 +341,12 @@ impl<'a> Model<'a> {
         self.file.tokenizer.clone().map(|r| &self.bytes()[r])
     }
 
+    /// Whether every int8 matrix of the file is pair-bounded
+    /// ([`format::Q8_PAIR_BOUND`]; checked at load). True for f32 files.
+    pub fn pairs_bounded(&self) -> bool {
+        self.file.q8_pairs_bounded
+    }
+
     /// Every tensor entry in the file (for `info` and tools).
     pub fn tensors(&self) -> impl Iterator<Item = TensorEntry> + '_ {
         (0..self.file.tensor_count).map(move |i| self.file.tensor(self.bytes(), i))
@@ -413,6 +419,7 @@ impl<'a> Model<'a> {
                     row_sums: cast::i32s(&b[lay.row_sums_offset..lay.smooth_offset]).unwrap_or(&[]),
                     smooth: cast::f32s(&b[lay.smooth_offset..lay.smooth_offset + 4 * k])
                         .unwrap_or(&[]),
+                    pairs_bounded: self.file.q8_pairs_bounded,
                 };
                 Matrix::Q8(q, t.dtype == DType::Q8R)
             }

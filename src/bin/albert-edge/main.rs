@@ -189,6 +189,7 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
         "head": c.head.name(),
         "precision": c.precision.name(),
         "two_part_activations": two_parts,
+        "pair_bounded_weights": c.precision == albert_edge::Precision::Int8 && m.pairs_bounded(),
         "labels": labels,
         "parameters": m.parameter_count(),
         "file_bytes": m.bytes().len(),
@@ -215,6 +216,10 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
     println!("precision         {}", c.precision.name());
     if !two_parts.is_empty() {
         println!("two-part activ.   {}", two_parts.join(", "));
+    }
+    if c.precision == albert_edge::Precision::Int8 {
+        let pairs = if m.pairs_bounded() { "bounded" } else { "free" };
+        println!("int8 weight pairs {pairs}");
     }
     println!("parameters        {}", m.parameter_count());
     println!("file size         {} bytes", m.bytes().len());

@@ -621,6 +621,7 @@ mod tests {
                 scales: &scales,
                 row_sums: &row_sums,
                 smooth: &smooth,
+                pairs_bounded: false,
             };
             let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.05).collect();
             let a_zps: Vec<i32> = (0..m)
