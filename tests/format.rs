@@ -233,6 +233,49 @@ fn corrupted_int8_weights_are_caught_even_with_valid_checksums() {
     m[word.range.start] = m[word.range.start].wrapping_add(1) & 0x3f;
     reseal(&mut m);
     assert!(load(&m).is_err());
+    // A value in the padding (a row past n, or an input past k) of any int8
+    // matrix, in the small synthetic model (hidden size 8, vocabulary 10),
+    // whose matrices have padding.
+    let b = include_bytes!("../fuzz/seeds/models/mini-int8.albert").to_vec();
+    let a = Aligned::new(&b);
+    let model = Model::from_bytes(a.bytes()).unwrap();
+    let padded: Vec<_> = model
+        .tensors()
+        .filter(|t| t.dtype.is_q8())
+        .filter_map(|t| {
+            let (n, k) = (t.rows as usize, t.cols as usize);
+            let kg = k.div_ceil(4);
+            if n % 16 != 0 {
+                Some((t.clone(), ((n / 16) * kg) * 64 + (n % 16) * 4)) // row n, input 0
+            } else if k % 4 != 0 {
+                Some((t.clone(), (k / 4) * 64 + k % 4)) // row 0, input k
+            } else {
+                None
+            }
+        })
+        .collect();
+    drop(model);
+    assert!(
+        !padded.is_empty(),
+        "no int8 matrix with padding in the test model"
+    );
+    for (t, at) in padded {
+        let mut m = b.clone();
+        m[t.range.start + at] = 1;
+        reseal(&mut m);
+        assert!(
+            matches!(
+                load(&m),
+                Err(LoadError::BadTensor {
+                    reason: "int8 padding is not zero",
+                    ..
+                })
+            ),
+            "{:?}: {:?}",
+            t.role,
+            load(&m)
+        );
+    }
 }
 
 #[test]

@@ -536,24 +536,26 @@ fn validate_q8(t: &[u8], n: usize, k: usize) -> Result<bool, &'static str> {
     for nb in 0..lay.n_blocks {
         sums.fill(0);
         let blk = &t[nb * block..(nb + 1) * block];
+        let edge_rows = (nb + 1) * Q8_N_BLOCK > n;
         for (kg, chunk) in blk.chunks_exact(Q8_N_BLOCK * Q8_K_GROUP).enumerate() {
-            for (j, &byte) in chunk.iter().enumerate() {
-                let v = byte as i8;
-                let (r, c) = (
-                    nb * Q8_N_BLOCK + j / Q8_K_GROUP,
-                    kg * Q8_K_GROUP + j % Q8_K_GROUP,
-                );
-                if v == -128 {
+            let edge = edge_rows || (kg + 1) * Q8_K_GROUP > k;
+            // One row's 4 inputs kg*4 .. kg*4 + 4 at a time.
+            for ((j, w), sum) in chunk.chunks_exact(Q8_K_GROUP).enumerate().zip(&mut sums) {
+                let v = [w[0] as i8, w[1] as i8, w[2] as i8, w[3] as i8];
+                if v.contains(&-128) {
                     return Err("int8 weight -128 (the range is -127..=127)");
                 }
-                if (r >= n || c >= k) && v != 0 {
-                    return Err("int8 padding is not zero");
+                if edge {
+                    let r = nb * Q8_N_BLOCK + j;
+                    for (i, &x) in v.iter().enumerate() {
+                        if (r >= n || kg * Q8_K_GROUP + i >= k) && x != 0 {
+                            return Err("int8 padding is not zero");
+                        }
+                    }
                 }
-                sums[j / Q8_K_GROUP] += v as i32;
+                *sum += v.iter().map(|&x| x as i32).sum::<i32>();
                 // Bytes 2i and 2i + 1 of a block are inputs 2j, 2j + 1 of one row.
-                if j % 2 == 1 {
-                    bounded &= q8_pair_bounded(chunk[j - 1] as i8, v);
-                }
+                bounded &= q8_pair_bounded(v[0], v[1]) & q8_pair_bounded(v[2], v[3]);
             }
         }
         for (j, &s) in sums.iter().enumerate() {
