@@ -397,6 +397,35 @@ fn table() {
             }
         }
     }
+    // One encoder layer's four matrices in turn (QKV, attention output, FFN in,
+    // FFN out), as a run streams them: each call finds its weights evicted
+    // from L1/L2 by the others, unlike the repeated single shape above.
+    println!(
+        "| M | layer (4 matrices in turn) | tier | GMAC/s | % measured peak | % nominal peak |"
+    );
+    for &m in MS {
+        let mut layer: Vec<Data> = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
+            .iter()
+            .map(|&(k, n)| Data::new(m, k, n))
+            .collect();
+        let macs: usize = layer.iter().map(|d| d.m * d.k * d.n).sum();
+        for (kern, (p, nom)) in tiers.iter().zip(&peaks) {
+            let budget = if kern.tier == Tier::Scalar { 300 } else { 1500 };
+            let t = best_time(Duration::from_millis(budget), || {
+                for d in layer.iter_mut() {
+                    d.gemm(kern);
+                }
+            });
+            let g = macs as f64 / t.as_secs_f64() / 1e9;
+            let pct = |p: &Option<f64>| p.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p));
+            println!(
+                "| {m} | 768 x 2304, 768 x 768, 768 x 3072, 3072 x 768 | {} | {g:.1} | {} | {} |",
+                kern.tier.name(),
+                pct(p),
+                pct(nom)
+            );
+        }
+    }
 }
 
 /// Microseconds per call of the float kernels (and of the GELU epilogue on
@@ -467,6 +496,18 @@ fn float_table() {
     });
     row("gemm_q8 gelu_new", "128 x 768 x 3072", &mut |k| {
         d.gemm_ep(k, Epilogue::Activate(Activation::GeluNew))
+    });
+    // The activation pass alone, in place over one FFN output.
+    let mut y: Vec<f32> = (0..128 * 3072)
+        .map(|i| (i % 97) as f32 * 0.06 - 3.0)
+        .collect();
+    let y0 = y.clone();
+    row("activate gelu_new", "128 x 3072", &mut |k| {
+        y.copy_from_slice(&y0);
+        (k.activate)(black_box(&mut y), Epilogue::Activate(Activation::GeluNew))
+    });
+    row("copy only (subtract)", "128 x 3072", &mut |_| {
+        y.copy_from_slice(black_box(&y0));
     });
     // K = 4: the epilogue dominates.
     let mut d = Data::new(128, 4, 3072);

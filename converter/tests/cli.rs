@@ -76,6 +76,26 @@ fn converts_with_summary_and_leaves_no_temporary_files() {
     assert!(r.stdout.is_empty());
 }
 
+#[test]
+fn weight_pairs_flag_reaches_the_file() {
+    let d = tmpdir("pairs");
+    let ck = shared().join("fixtures/tiny-base/seqcls2");
+    for (flag, want) in [
+        (None, false),
+        (Some("free"), false),
+        (Some("bounded"), true),
+    ] {
+        let out = d.join(format!("{}.albert", flag.unwrap_or("default")));
+        let extra: Vec<&str> = flag.map(|f| vec!["--weight-pairs", f]).unwrap_or_default();
+        let r = convert(&ck, &out, &extra);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let model = albert_edge::Model::open(&out).unwrap();
+        assert_eq!(model.pairs_bounded(), want, "{flag:?}");
+    }
+    let r = convert(&ck, &d.join("x.albert"), &["--weight-pairs", "tight"]);
+    assert!(!r.status.success());
+}
+
 fn refuses(edit: impl Fn(&Path), needle: &str) {
     let d = tmpdir(&needle.replace(|c: char| !c.is_alphanumeric(), "_"));
     let ck = d.join("ckpt");
