@@ -548,7 +548,7 @@ fn check_attention_case(
         bits_nan(&ctx)
     };
     let want = run(scalar::attention, seq);
-    for scores in [seq, 2 * seq + 1, 8 * seq] {
+    for scores in [seq, 2 * seq + 1, 4 * seq, 8 * seq] {
         let got = run(kern.attention, scores);
         if got != want {
             let at = got.iter().zip(&want).position(|(g, w)| g != w).unwrap();

@@ -459,6 +459,7 @@ unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32
         scale: args.scale,
     };
     let pairs = scores.len() >= 2 * s;
+    let quads = scores.len() >= 4 * s;
     let qkv = args.qkv.as_ptr();
     let mask = args.mask_bias.as_ptr();
     let sc = scores.as_mut_ptr();
@@ -478,7 +479,18 @@ unsafe fn attention(args: &AttentionArgs<'_>, scores: &mut [f32], ctx: &mut [f32
                 let kb = qkv.add(a + h * d);
                 let vb = qkv.add(2 * a + h * d);
                 let out0 = cp.add(r * args.ld_ctx + h * d);
-                if pairs && i + 1 < args.q_end {
+                if quads && i + 3 < args.q_end {
+                    let qs = [q0, q0.add(ld), q0.add(2 * ld), q0.add(3 * ld)];
+                    let scs = [sc, sc.add(s), sc.add(2 * s), sc.add(3 * s)];
+                    scores4(&g, qs, kb, mask, scs);
+                    for &x in &scs {
+                        softmax(x, s);
+                    }
+                    let lc = args.ld_ctx;
+                    let outs = [out0, out0.add(lc), out0.add(2 * lc), out0.add(3 * lc)];
+                    values4(&g, scs, vb, outs);
+                    i += 4;
+                } else if pairs && i + 1 < args.q_end {
                     let sc1 = sc.add(s);
                     scores2(&g, q0, q0.add(ld), kb, mask, sc, sc1);
                     softmax(sc, s);
@@ -598,6 +610,133 @@ unsafe fn scores2(
             *sc0.add(j) = hsum(dot_tail(g, q0, k)) * g.scale + *mask.add(j);
             *sc1.add(j) = hsum(dot_tail(g, q1, k)) * g.scale + *mask.add(j);
             j += 1;
+        }
+    }
+}
+
+/// [`scores1`] for four query rows at once (2 keys at a time): each key row
+/// read serves four queries, halving the key traffic of [`scores2`] (at 128
+/// keys a head's keys no longer fit L1).
+///
+/// # Safety
+///
+/// [`scores1`]'s contract for each `(q[r], sc[r])`.
+#[target_feature(enable = "avx2")]
+unsafe fn scores4(
+    g: &Geo,
+    q: [*const f32; 4],
+    kb: *const f32,
+    mask: *const f32,
+    sc: [*mut f32; 4],
+) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    let scale = _mm256_set1_ps(g.scale);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads touch only lanes < rem.
+    unsafe {
+        let mut j = 0;
+        while j + 2 <= s {
+            // acc[2r + t]: query r with key j + t.
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let (k0, k1) = (kb.add(j * ld), kb.add((j + 1) * ld));
+            let mut c = 0;
+            while c < full {
+                let (v0, v1) = (_mm256_loadu_ps(k0.add(c)), _mm256_loadu_ps(k1.add(c)));
+                for r in 0..4 {
+                    let x = _mm256_loadu_ps(q[r].add(c));
+                    acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(x, v0));
+                    acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(x, v1));
+                }
+                c += 8;
+            }
+            if rem > 0 {
+                let v0 = _mm256_maskload_ps(k0.add(full), dmask);
+                let v1 = _mm256_maskload_ps(k1.add(full), dmask);
+                for r in 0..4 {
+                    let x = _mm256_maskload_ps(q[r].add(full), dmask);
+                    acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(x, v0));
+                    acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(x, v1));
+                }
+            }
+            let dots = hsum8x8(&acc);
+            // [mask j, mask j + 1] in every lane pair.
+            let m2 = _mm256_castpd_ps(_mm256_set1_pd((mask.add(j) as *const f64).read_unaligned()));
+            let v = _mm256_add_ps(_mm256_mul_ps(dots, scale), m2);
+            let v = _mm256_castps_pd(v);
+            let (lo, hi) = (_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+            _mm_storel_pd(sc[0].add(j) as *mut f64, lo);
+            _mm_storeh_pd(sc[1].add(j) as *mut f64, lo);
+            _mm_storel_pd(sc[2].add(j) as *mut f64, hi);
+            _mm_storeh_pd(sc[3].add(j) as *mut f64, hi);
+            j += 2;
+        }
+        if j < s {
+            let k = kb.add(j * ld);
+            for r in 0..4 {
+                *sc[r].add(j) = hsum(dot_tail(g, q[r], k)) * g.scale + *mask.add(j);
+            }
+        }
+    }
+}
+
+/// [`values1`] for four rows of probabilities at once (16 columns per pass):
+/// each value row read serves four rows, halving the value traffic of
+/// [`values2`].
+///
+/// # Safety
+///
+/// [`values1`]'s contract for each `(p[r], out[r])`.
+#[target_feature(enable = "avx2")]
+unsafe fn values4(g: &Geo, p: [*mut f32; 4], vb: *const f32, out: [*mut f32; 4]) {
+    let (s, ld, full, rem, dmask) = (g.s, g.ld, g.full, g.rem, g.dmask);
+    // SAFETY: (whole block) every access is within the ranges of our
+    // contract; the masked loads and stores touch only lanes < rem.
+    unsafe {
+        let mut c = 0;
+        while c + 16 <= full {
+            // acc[2r + t]: row r, columns c + 8t ..
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..s {
+                let v = vb.add(j * ld + c);
+                let (v0, v1) = (_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8)));
+                for r in 0..4 {
+                    let a = _mm256_set1_ps(*p[r].add(j));
+                    acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(a, v0));
+                    acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(a, v1));
+                }
+            }
+            for r in 0..4 {
+                _mm256_storeu_ps(out[r].add(c), acc[2 * r]);
+                _mm256_storeu_ps(out[r].add(c + 8), acc[2 * r + 1]);
+            }
+            c += 16;
+        }
+        // What is left: at most one 8-column block and the masked tail.
+        while c < full || (c == full && rem > 0) {
+            let tail = c == full;
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for j in 0..s {
+                let vv = if tail {
+                    _mm256_maskload_ps(vb.add(j * ld + c), dmask)
+                } else {
+                    _mm256_loadu_ps(vb.add(j * ld + c))
+                };
+                for r in 0..4 {
+                    let a = _mm256_set1_ps(*p[r].add(j));
+                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(a, vv));
+                }
+            }
+            for r in 0..4 {
+                if tail {
+                    _mm256_maskstore_ps(out[r].add(c), dmask, acc[r]);
+                } else {
+                    _mm256_storeu_ps(out[r].add(c), acc[r]);
+                }
+            }
+            if tail {
+                break;
+            }
+            c += 8;
         }
     }
 }
