@@ -5,12 +5,13 @@
 //! gets scale 0. This is the weight half of the arithmetic documented in
 //! `albert_edge::kernels`.
 //!
-//! Every matrix comes out *pair-bounded* (`albert_edge::format::Q8_PAIR_BOUND`):
-//! in each row, the values of inputs `2j` and `2j + 1` sum to at most 128 in
-//! magnitude, which lets the runtime's AVX2 GEMM skip a sign step per multiply.
-//! Only same-signed pairs of large weights are affected (both beyond about half
-//! the row's largest value); rounding moves the least it can (plain rounding) or
-//! hands the change on to the inputs not yet rounded (GPTQ).
+//! With [`WeightPairs::Bounded`] (opt-in) a matrix comes out *pair-bounded*
+//! (`albert_edge::format::Q8_PAIR_BOUND`): in each row, the values of inputs `2j`
+//! and `2j + 1` sum to at most 128 in magnitude, which lets the runtime's AVX2 GEMM
+//! skip a sign step per multiply. Each row then gets the scale, among
+//! [`BOUNDED_TOPS`], with the least error after bounding; an offending pair loses
+//! the least it can (plain rounding) or the second-rounded weight is clamped and its
+//! error handed on to the inputs not yet rounded (GPTQ).
 
 use crate::calibrate::dot;
 use crate::model::Mat;
@@ -144,10 +145,10 @@ fn bound_pair(q: &mut [i8], v0: f32, v1: f32) {
 /// triangle is read), so that `deq(Q) x` stays close to `W x` on the calibration inputs
 /// rather than each weight close to itself. Columns go in act order (largest input
 /// energy `h[c][c]` first, while the most columns remain to absorb their error). Scales
-/// are the same per-row `max|w| / 127` as [`quantize`] (so the int8 arithmetic is
-/// unchanged); values pushed past the range are clamped, and the second of each pair
-/// of inputs `2j, 2j + 1` to be rounded is clamped to keep the pair bounded (its
-/// error goes on to later columns like any rounding error). Falls back to [`quantize`] when
+/// are [`quantize`]'s (so the int8 arithmetic is unchanged); values pushed past the
+/// range are clamped, and with [`WeightPairs::Bounded`] the second of each pair of
+/// inputs `2j, 2j + 1` to be rounded is clamped to keep the pair bounded (its error
+/// goes on to later columns like any rounding error). Falls back to [`quantize`] when
 /// `h` is unusable (wrong size, not finite, or not positive definite after dampening).
 pub fn quantize_gptq(m: &Mat, h: &[f64], pairs: WeightPairs) -> QRows {
     match Gptq::new(h, m.cols) {

@@ -61,8 +61,10 @@ use core::arch::x86_64::*;
 
 /// Token rows per GEMM tile. 2 x 2 n-blocks (8 accumulators, 4 weight
 /// vectors) measured faster than 4 x 1 on Zen 3 (66 vs 64 GMAC/s at M = 8..128,
-/// K = N = 768): the `vpabsb` of each broadcast is shared by 4 products
-/// instead of 2. Larger tiles spill (16 ymm registers).
+/// K = N = 768): the `vpabsb` (or `vpxor`) of each broadcast is shared by 4
+/// products instead of 2. Larger tiles spill (16 ymm registers); 3 x 2 with the
+/// weights as memory operands measured slower for pair-bounded weights (71-77
+/// vs 74-80 GMAC/s).
 const MR: usize = 2;
 /// n-blocks (16 outputs) per GEMM tile.
 const NB: usize = 2;
