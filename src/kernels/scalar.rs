@@ -228,12 +228,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * z + r + 1.0;
     // n is an integer in -126..=127 here (or NaN, where any scale keeps p NaN).
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    let y = p * scale;
-    if x < EXP_LO {
-        0.0
-    } else {
-        y
-    }
+    // Below EXP_LO the result is +0.0: the scale is zeroed rather than the
+    // product selected away, so that no subnormal `p * 2^-126` is formed (p is
+    // positive, so `p * 0.0` is +0.0). The SIMD tiers do the same.
+    let scale = if x < EXP_LO { 0.0 } else { scale };
+    p * scale
 }
 
 /// The odd polynomial of [`tanh`] for `|x| < 0.625`, highest degree first.

@@ -67,9 +67,12 @@ pub(crate) unsafe fn exp(x: float32x4_t) -> float32x4_t {
     let p = vaddq_f32(vaddq_f32(vmulq_f32(p, z), r), vdupq_n_f32(1.0));
     // n is an integer in -126..=127 (or NaN: then p is NaN and stays NaN).
     let e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
-    let y = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32::<23>(e)));
+    // Lanes below EXP_LO return +0.0: their scale is zeroed before the
+    // product, as on AVX2 (where forming the subnormal `p * 2^-126` costs a
+    // microcode assist); p is positive there, so the product is +0.0.
     let under = vcltq_f32(x, vdupq_n_f32(EXP_LO));
-    vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), under))
+    let scale = vbicq_u32(vreinterpretq_u32_s32(vshlq_n_s32::<23>(e)), under);
+    vmulq_f32(p, vreinterpretq_f32_u32(scale))
 }
 
 /// `tanh(x)` lane-wise, as [`scalar::tanh`].

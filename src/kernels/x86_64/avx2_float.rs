@@ -45,9 +45,14 @@ pub(crate) unsafe fn exp(x: __m256) -> __m256 {
     let p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, z), r), _mm256_set1_ps(1.0));
     // n is an integer in -126..=127 (or NaN: then p is NaN and stays NaN).
     let e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
-    let y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)));
+    // Lanes below EXP_LO return +0.0. Zeroing their scale rather than their
+    // product gives the same +0.0 (p is positive there) and never forms the
+    // subnormal `p * 2^-126` (p < 1 at c = EXP_LO), which costs x86 a
+    // microcode assist per instruction: a GELU pass over values where most
+    // lanes underflow ran about 2x slower than over small values.
     let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
-    _mm256_andnot_ps(under, y)
+    let scale = _mm256_andnot_ps(under, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)));
+    _mm256_mul_ps(p, scale)
 }
 
 /// `tanh(x)` lane-wise, as [`scalar::tanh`](crate::kernels::scalar::tanh).
