@@ -3,17 +3,20 @@
 //! # The GEMM, first as pseudo-code
 //!
 //! ```text
-//! for each pair of n-blocks (NB = 2 x 16 outputs; each packed as
-//!                            [k_groups][16 rows][4 k] bytes)
-//!   for each tile of MR = 2 token rows
-//!     acc[i][0..32] = 0                            (8 ymm of 8 x i32)
-//!     for each k-group g (4 inputs)
-//!       w   = the 64 bytes of (nb, g), (nb+1, g)   (4 ymm: 8 rows x 4 k each)
+//! for each group of NB n-blocks (NB x 16 outputs; each n-block packed as
+//!                                [k_groups][16 rows][4 k] bytes)
+//!   for each tile of MR token rows
+//!     acc[i][0..16 NB] = 0                         (2 NB ymm of 8 x i32 per row)
+//!     for each k-group g (4 inputs), two per loop iteration
+//!       w   = the 64 bytes of (nb .. nb+NB, g)     (2 ymm per n-block: 8 rows x 4 k each)
 //!       for each row i
 //!         a  = broadcast a[i][4g..4g+4] as i32     (the same 4 bytes in every lane)
 //!         acc[i] += dot4(a, w)                     (per lane: 4 products summed)
 //!     epilogue(acc - zp[i] * row_sum, scales, bias)
 //! ```
+//!
+//! `MR x NB` is 2 x 2 for any weights and 1 x 4 for pair-bounded ones (see
+//! `SIGN_MR` and `U8_MR` for why): 8 accumulators either way.
 //!
 //! `dot4` is `vpmaddwd(vpmaddubsw(u, s), 1)`: `vpmaddubsw` multiplies
 //! unsigned bytes by signed bytes and adds adjacent pairs into an i16 *with
@@ -59,33 +62,27 @@ use crate::kernels::{
 };
 use core::arch::x86_64::*;
 
-/// Token rows per GEMM tile. 2 x 2 n-blocks (8 accumulators, 4 weight
-/// vectors) measured faster than 4 x 1 on Zen 3 (66 vs 64 GMAC/s at M = 8..128,
-/// K = N = 768): the `vpabsb` (or `vpxor`) of each broadcast is shared by 4
-/// products instead of 2. Larger tiles spill (16 ymm registers); 3 x 2 with the
-/// weights as memory operands measured slower for pair-bounded weights (71-77
-/// vs 74-80 GMAC/s).
-const MR: usize = 2;
-/// n-blocks (16 outputs) per GEMM tile.
-const NB: usize = 2;
+/// Tile geometry (token rows x n-blocks of 16 outputs) for any weights: 2 x 2
+/// (8 accumulators, 4 weight vectors in registers, each used by both rows'
+/// `vpsignb`) measured faster than 4 x 1 on Zen 3 (66 vs 64 GMAC/s at M =
+/// 8..128, K = N = 768; the `vpabsb` of each broadcast serves 4 products
+/// instead of 2) and than 1 x 4 (64-68 vs 65-71 GMAC/s: twice the weight
+/// loads per MAC). Larger tiles spill (16 ymm registers).
+const SIGN_MR: usize = 2;
+/// n-blocks per tile for any weights.
+const SIGN_NB: usize = 2;
+/// Tile geometry for pair-bounded weights: 1 x 4. Without `vpsignb` the
+/// weights go straight from memory into `vpmaddubsw`, so one broadcast and
+/// one `vpxor` serve 8 products: per 256 MACs 26 vector operations against
+/// 2 x 2's 28 (cargo bench --bench kernels -- table: 78-86 vs 76-83 GMAC/s;
+/// 3 x 2 with 12 accumulators measured slower, 71-77 vs 74-80).
+const U8_MR: usize = 1;
+/// n-blocks per tile for pair-bounded weights.
+const U8_NB: usize = 4;
 
-/// Dispatches a tile of `rows <= MR` rows by `nbs <= NB` n-blocks to its
-/// monomorphized loop.
-macro_rules! tile_dispatch {
-    ($rows:expr, $nbs:expr, $u8:expr, $args:expr) => {{
-        let (a, lda, w, block, kg) = $args;
-        match ($rows, $nbs, $u8) {
-            (2, 2, true) => widen(tile::<2, 2, true>(a, lda, w, block, kg)),
-            (1, 2, true) => widen(tile::<1, 2, true>(a, lda, w, block, kg)),
-            (2, _, true) => widen(tile::<2, 1, true>(a, lda, w, block, kg)),
-            (_, _, true) => widen(tile::<1, 1, true>(a, lda, w, block, kg)),
-            (2, 2, false) => widen(tile::<2, 2, false>(a, lda, w, block, kg)),
-            (1, 2, false) => widen(tile::<1, 2, false>(a, lda, w, block, kg)),
-            (2, _, false) => widen(tile::<2, 1, false>(a, lda, w, block, kg)),
-            _ => widen(tile::<1, 1, false>(a, lda, w, block, kg)),
-        }
-    }};
-}
+/// The accumulators of an `MR` rows x `NB` n-blocks tile: per row and
+/// n-block, two vectors of 8 x i32 sums.
+type Acc<const MR: usize, const NB: usize> = [[[__m256i; 2]; NB]; MR];
 
 /// Proof that the CPU supports AVX2; the only way to get this tier's table.
 #[derive(Debug, Clone, Copy)]
@@ -339,18 +336,79 @@ unsafe fn gemm(
 ) {
     let kg = w.k_groups;
     let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
+    // SAFETY (both branches): AVX2 is available and the arguments pass
+    // check_gemm_q8 (our contract); `gemm_tiles` calls each tile closure with
+    // `rows` rows of `a` at `ap` (kg * 4 readable bytes each) and `nbs`
+    // n-blocks of `block` readable bytes at `wp`, as `tile` requires.
+    if w.pairs_bounded {
+        // Activations offset to u8 (`a + 128`), no sign step; the offset
+        // comes off with the zero point (`zp + 128`).
+        let run = |ap: *const i8, _rows: usize, nbs: usize, wp: *const i8| -> Acc<U8_MR, U8_NB> {
+            // SAFETY: see above.
+            unsafe {
+                match nbs {
+                    4 => widen(tile::<1, 4, true>(ap, lda, wp, block, kg)),
+                    3 => widen(tile::<1, 3, true>(ap, lda, wp, block, kg)),
+                    2 => widen(tile::<1, 2, true>(ap, lda, wp, block, kg)),
+                    _ => widen(tile::<1, 1, true>(ap, lda, wp, block, kg)),
+                }
+            }
+        };
+        // SAFETY: see above.
+        unsafe { gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, 128, run) }
+    } else {
+        let run =
+            |ap: *const i8, rows: usize, nbs: usize, wp: *const i8| -> Acc<SIGN_MR, SIGN_NB> {
+                // SAFETY: see above.
+                unsafe {
+                    match (rows, nbs) {
+                        (2, 2) => widen(tile::<2, 2, false>(ap, lda, wp, block, kg)),
+                        (1, 2) => widen(tile::<1, 2, false>(ap, lda, wp, block, kg)),
+                        (2, _) => widen(tile::<2, 1, false>(ap, lda, wp, block, kg)),
+                        _ => widen(tile::<1, 1, false>(ap, lda, wp, block, kg)),
+                    }
+                }
+            };
+        // SAFETY: see above.
+        unsafe { gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, 0, run) }
+    }
+}
+
+/// The n-block-group and row-tile loops around `tile(ap, rows, nbs, wp)`,
+/// the i32 sums of `rows <= MR` token rows at `ap` times `nbs <= NB` packed
+/// n-blocks at `wp`; `za_off` is added to every zero point (128 when the
+/// tile offsets the activations to u8).
+///
+/// # Safety
+///
+/// The CPU must support AVX2, the arguments must pass [`check_gemm_q8`], and
+/// `tile` must be sound for every row tile and n-block group of the GEMM.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+    za_off: i32,
+    tile: impl Fn(*const i8, usize, usize, *const i8) -> Acc<MR, NB>,
+) {
+    let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
     let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
     let outp = out.as_mut_ptr();
-    // An activation is applied in a pass of its own over each n-block pair's
+    // An activation is applied in a pass of its own over each n-block group's
     // outputs (still in cache), not in each tile's epilogue: there its long
     // dependency chains (exp, division) stall the next tile's k-loop, while a
     // pass over many independent vectors runs at the instruction throughput.
     // Same operations on the same values, so the same bits.
     let (tile_ep, act) = ep.split_activation();
-    // Pair-bounded weights: activations offset to u8 (`a + 128`), no sign
-    // step; the offset comes off with the zero point (`zp + 128`).
-    let u8 = w.pairs_bounded;
-    let za_off = if u8 { 128 } else { 0 };
     let mut nb = 0;
     while nb < n_blocks {
         let nbs = (n_blocks - nb).min(NB);
@@ -371,9 +429,7 @@ unsafe fn gemm(
                     _mm_prefetch::<_MM_HINT_T0>(outp.wrapping_add(o + c) as *const i8);
                 }
             }
-            // SAFETY: rows i..i+rows have kg * 4 readable bytes, n-blocks
-            // nb..nb+nbs have `block` readable bytes each; AVX2 is available.
-            let acc = unsafe { tile_dispatch!(rows, nbs, u8, (ap, lda, wp, block, kg)) };
+            let acc = tile(ap, rows, nbs, wp);
             for (t, acc) in acc.iter().enumerate().take(rows) {
                 let row = i + t;
                 for (b, acc) in acc.iter().enumerate().take(nbs) {
@@ -451,7 +507,9 @@ pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
 
 /// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
 #[inline(always)]
-fn widen<const R: usize, const B: usize>(acc: [[[__m256i; 2]; B]; R]) -> [[[__m256i; 2]; NB]; MR] {
+fn widen<const R: usize, const B: usize, const MR: usize, const NB: usize>(
+    acc: Acc<R, B>,
+) -> Acc<MR, NB> {
     // SAFETY: `__m256i` is plain data; an all-zero value is valid.
     let mut out = [[[unsafe { core::mem::zeroed::<__m256i>() }; 2]; NB]; MR];
     for (o, a) in out.iter_mut().zip(&acc) {
