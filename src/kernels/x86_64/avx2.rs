@@ -540,30 +540,32 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool>(
     let mut acc = [[[_mm256_setzero_si256(); 2]; B]; R];
     // One k-group's products into `acc`.
     let mut step = |g: usize| {
-        let mut wv = [[_mm256_setzero_si256(); 2]; B];
-        for (b, wv) in wv.iter_mut().enumerate() {
-            // SAFETY: b < B and g < kg, so the 64 bytes at w + b * block + g * 64
-            // are readable.
-            unsafe {
-                let p = w.add(b * block + g * 64) as *const __m256i;
-                *wv = [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))];
-            }
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
+        // The rows' broadcasts first, then each weight vector loaded and used
+        // by every row in turn (one weight register live at a time).
+        let mut av = [_mm256_setzero_si256(); R];
+        let mut ua = [_mm256_setzero_si256(); R];
+        for r in 0..R {
             // SAFETY: r < R and g < kg: 4 readable bytes.
             let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
-            let av = _mm256_set1_epi32(a4);
+            av[r] = _mm256_set1_epi32(a4);
             // u8 operand: `a + 128` (the sign bit flipped), or `|a|`.
-            let ua = if U8 {
-                _mm256_xor_si256(av, flip)
+            ua[r] = if U8 {
+                _mm256_xor_si256(av[r], flip)
             } else {
-                _mm256_abs_epi8(av)
+                _mm256_abs_epi8(av[r])
             };
-            for (acc, wv) in acc.iter_mut().zip(&wv) {
-                for (acc, &wv) in acc.iter_mut().zip(wv) {
-                    let sw = if U8 { wv } else { _mm256_sign_epi8(wv, av) };
-                    let p = _mm256_maddubs_epi16(ua, sw);
-                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p, ones));
+        }
+        for b in 0..B {
+            for h in 0..2 {
+                // SAFETY: b < B and g < kg, so the 64 bytes at
+                // w + b * block + g * 64 are readable.
+                let wv = unsafe {
+                    _mm256_loadu_si256((w.add(b * block + g * 64) as *const __m256i).add(h))
+                };
+                for r in 0..R {
+                    let sw = if U8 { wv } else { _mm256_sign_epi8(wv, av[r]) };
+                    let p = _mm256_maddubs_epi16(ua[r], sw);
+                    acc[r][b][h] = _mm256_add_epi32(acc[r][b][h], _mm256_madd_epi16(p, ones));
                 }
             }
         }
