@@ -209,6 +209,17 @@ fn measured_peak(tier: Tier) -> Option<f64> {
                 },
                 peak::AVX2_MACS,
             )),
+            Tier::AvxVnni
+                if albert_edge::kernels::x86_64::avxvnni::AvxVnniKernels::is_available() =>
+            {
+                Some(peak::run(
+                    |iters| {
+                        // SAFETY: AVX-VNNI is available (checked above).
+                        unsafe { peak::avx_vnni(iters) }
+                    },
+                    peak::AVX_VNNI_MACS,
+                ))
+            }
             Tier::Avx512Vnni
                 if albert_edge::kernels::x86_64::avx512vnni::Vnni512Kernels::is_available() =>
             {
@@ -237,6 +248,8 @@ mod peak {
     pub const AVX2_MACS: u64 = 8 * 32;
     /// MACs per iteration of [`vnni`]: 16 chains x 64.
     pub const VNNI_MACS: u64 = 16 * 64;
+    /// MACs per iteration of [`avx_vnni`]: 12 chains x 32.
+    pub const AVX_VNNI_MACS: u64 = 12 * 32;
 
     /// GMAC/s of `f(iters)` doing `macs` MACs per iteration (best of many
     /// short runs, timed in thread CPU time).
@@ -297,6 +310,41 @@ mod peak {
         }
     }
 
+    /// `vpdpbusd` (VEX, 256-bit) on 12 independent ymm accumulators.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn avx_vnni(iters: u64) {
+        // SAFETY: register-only AVX-VNNI instructions (the caller guarantees
+        // them); every register written is declared as clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "{{vex}} vpdpbusd ymm0, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm1, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm2, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm3, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm4, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm5, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm6, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm7, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm8, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm9, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm10, ymm12, ymm13",
+                "{{vex}} vpdpbusd ymm11, ymm12, ymm13",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) iters => _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                options(nostack, nomem),
+            );
+        }
+    }
+
     /// `vpdpbusd` on 16 independent zmm accumulators.
     ///
     /// # Safety
@@ -342,6 +390,7 @@ mod peak {
 fn nominal_macs_per_cycle(tier: Tier) -> Option<f64> {
     match tier {
         Tier::Avx512Vnni => Some(64.0),
+        Tier::AvxVnni => Some(64.0), // 2 x 256-bit vpdpbusd per cycle (Golden Cove)
         Tier::Avx2 => Some(32.0),
         Tier::NeonDot => Some(32.0), // 2 x 128-bit sdot per cycle (A76-class)
         Tier::Neon => Some(16.0),

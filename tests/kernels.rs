@@ -772,6 +772,7 @@ macro_rules! kernel_suite {
 kernel_suite!(scalar_tier, Tier::Scalar);
 kernel_suite!(avx2, Tier::Avx2);
 kernel_suite!(avx512vnni, Tier::Avx512Vnni);
+kernel_suite!(avxvnni, Tier::AvxVnni);
 kernel_suite!(neon, Tier::Neon);
 kernel_suite!(neon_dot, Tier::NeonDot);
 

@@ -35,6 +35,7 @@
 //! | `scalar` | reference | reference | reference | (the reference) |
 //! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_2x32c4_avx2` | 8-lane AVX2 | bit-identical |
 //! | `avx512vnni` (x86-64) | AVX2's | `gemm_i8_i8_8x48c4_avx512vnni` | AVX2's | bit-identical |
+//! | `avxvnni` (x86-64) | AVX2's | `gemm_i8_i8_2x32c4_avxvnni` (256-bit `vpdpbusd`) | AVX2's | bit-identical |
 //! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | NEON | bit-identical |
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
 //!
@@ -80,6 +81,8 @@ pub enum Tier {
     Avx2,
     /// x86-64 AVX-512 with VNNI.
     Avx512Vnni,
+    /// x86-64 AVX2 with AVX-VNNI (256-bit `vpdpbusd`, no AVX-512).
+    AvxVnni,
     /// aarch64 NEON without the dot-product extension.
     Neon,
     /// aarch64 NEON with `sdot`.
@@ -88,10 +91,11 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, reference first.
-    pub const ALL: [Tier; 5] = [
+    pub const ALL: [Tier; 6] = [
         Tier::Scalar,
         Tier::Avx2,
         Tier::Avx512Vnni,
+        Tier::AvxVnni,
         Tier::Neon,
         Tier::NeonDot,
     ];
@@ -101,6 +105,7 @@ impl Tier {
             Tier::Scalar => "scalar",
             Tier::Avx2 => "avx2",
             Tier::Avx512Vnni => "avx512vnni",
+            Tier::AvxVnni => "avxvnni",
             Tier::Neon => "neon",
             Tier::NeonDot => "neon-dot",
         }
@@ -275,10 +280,16 @@ impl Kernels {
 
     /// The best table this CPU supports, ignoring `ALBERT_EDGE_TIER`.
     pub fn best() -> Kernels {
-        [Tier::Avx512Vnni, Tier::Avx2, Tier::NeonDot, Tier::Neon]
-            .into_iter()
-            .find_map(Kernels::for_tier)
-            .unwrap_or_else(Kernels::scalar)
+        [
+            Tier::Avx512Vnni,
+            Tier::AvxVnni,
+            Tier::Avx2,
+            Tier::NeonDot,
+            Tier::Neon,
+        ]
+        .into_iter()
+        .find_map(Kernels::for_tier)
+        .unwrap_or_else(Kernels::scalar)
     }
 
     /// The table for `tier`, or `None` when this CPU (or build) cannot run it.
@@ -289,6 +300,8 @@ impl Kernels {
             Tier::Avx2 => x86_64::avx2::Avx2Kernels::new().map(|k| k.kernels()),
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512Vnni => x86_64::avx512vnni::Vnni512Kernels::new().map(|k| k.kernels()),
+            #[cfg(target_arch = "x86_64")]
+            Tier::AvxVnni => x86_64::avxvnni::AvxVnniKernels::new().map(|k| k.kernels()),
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => aarch64::neon::NeonKernels::new().map(|k| k.kernels()),
             #[cfg(target_arch = "aarch64")]

@@ -82,7 +82,7 @@ const U8_NB: usize = 4;
 
 /// The accumulators of an `MR` rows x `NB` n-blocks tile: per row and
 /// n-block, two vectors of 8 x i32 sums.
-type Acc<const MR: usize, const NB: usize> = [[[__m256i; 2]; NB]; MR];
+pub(super) type Acc<const MR: usize, const NB: usize> = [[[__m256i; 2]; NB]; MR];
 
 /// Proof that the CPU supports AVX2; the only way to get this tier's table.
 #[derive(Debug, Clone, Copy)]
@@ -386,7 +386,7 @@ unsafe fn gemm(
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
+pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
     a: &[i8],
     lda: usize,
     a_scales: &[f32],
@@ -507,7 +507,7 @@ pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
 
 /// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
 #[inline(always)]
-fn widen<const R: usize, const B: usize, const MR: usize, const NB: usize>(
+pub(super) fn widen<const R: usize, const B: usize, const MR: usize, const NB: usize>(
     acc: Acc<R, B>,
 ) -> Acc<MR, NB> {
     // SAFETY: `__m256i` is plain data; an all-zero value is valid.

@@ -536,26 +536,7 @@ mod emu {
 
 #[cfg(test)]
 mod tests {
-    use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
-    use crate::kernels::x86_64::ALL_EPILOGUES;
-    use crate::kernels::{scalar, QMatrix};
-
-    /// xorshift64.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn i8_in(&mut self, lo: i32, hi: i32) -> i8 {
-            (lo + (self.next() % (hi - lo + 1) as u64) as i32) as i8
-        }
-        fn f32(&mut self) -> f32 {
-            (self.next() % 2001) as f32 / 1000.0 - 1.0
-        }
-    }
+    use crate::kernels::x86_64::test_support::{gemm_matches_scalar, RawGemm, Rng};
 
     /// The kernel body over the emulated intrinsics gives the scalar
     /// reference's bits: row counts 1..=19 (every tile height and a partial
@@ -568,9 +549,7 @@ mod tests {
             println!("AVX2 not available (the activation epilogues use it): skipped");
             return;
         }
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let mut cases = 0;
-        for &(m, n, k) in &[
+        let shapes = [
             (1usize, 1usize, 1usize),
             (8, 48, 64),
             (9, 49, 65),
@@ -580,72 +559,15 @@ mod tests {
             (7, 33, 300),
             (5, 150, 768),
             (2, 5, 3),
-        ] {
-            let kg = k.div_ceil(Q8_K_GROUP);
-            let nbl = n.div_ceil(Q8_N_BLOCK);
-            let lda = kg * Q8_K_GROUP + 3;
-            // Extreme values too: -128 activations, +-127 weights.
-            let a: Vec<i8> = (0..m * lda)
-                .map(|i| match i % 11 {
-                    0 => -128,
-                    1 => 127,
-                    _ => rng.i8_in(-128, 127),
-                })
-                .collect();
-            let mut packed = vec![0i8; nbl * kg * Q8_N_BLOCK * Q8_K_GROUP];
-            let mut row_sums = vec![0i32; nbl * Q8_N_BLOCK];
-            for (r, sum) in row_sums.iter_mut().enumerate().take(n) {
-                for c in 0..k {
-                    let v = match (r + c) % 13 {
-                        0 => 127,
-                        1 => -127,
-                        _ => rng.i8_in(-127, 127),
-                    };
-                    let idx = ((r / Q8_N_BLOCK * kg + c / Q8_K_GROUP) * Q8_N_BLOCK
-                        + r % Q8_N_BLOCK)
-                        * Q8_K_GROUP
-                        + c % Q8_K_GROUP;
-                    packed[idx] = v;
-                    *sum += v as i32;
-                }
-            }
-            let scales: Vec<f32> = (0..nbl * Q8_N_BLOCK)
-                .map(|_| rng.f32().abs() * 0.01)
-                .collect();
-            let smooth = vec![1.0f32; k];
-            let w = QMatrix {
-                n,
-                k,
-                k_groups: kg,
-                packed: &packed,
-                scales: &scales,
-                row_sums: &row_sums,
-                smooth: &smooth,
-                pairs_bounded: false,
-            };
-            let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.05).collect();
-            let a_zps: Vec<i32> = (0..m)
-                .map(|i| [-128, 127, 0][i % 3].max(rng.i8_in(-128, 127) as i32 * (i % 2) as i32))
-                .collect();
-            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
-            let ldo = n + 2;
-            for ep in ALL_EPILOGUES {
-                let init: Vec<f32> = (0..m * ldo).map(|_| rng.f32()).collect();
-                let (mut want, mut got) = (init.clone(), init);
-                scalar::gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &mut want, ldo, ep);
-                crate::kernels::check_gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &got, ldo);
-                // SAFETY: the arguments passed `check_gemm_q8`; the emulated
-                // body needs only AVX2 (checked above) for its epilogues.
-                unsafe {
-                    super::emulated::gemm(
-                        &a, lda, &a_scales, &a_zps, m, &w, &bias, &mut got, ldo, ep,
-                    )
-                };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} {ep:?}");
-                cases += 1;
-            }
-        }
+        ];
+        let weight = |rng: &mut Rng, r: usize, c: usize| match (r + c) % 13 {
+            0 => 127,
+            1 => -127,
+            _ => rng.i8_in(-127, 127),
+        };
+        let gemm: RawGemm = super::emulated::gemm;
+        // SAFETY: the emulated body needs only AVX2 (checked above).
+        let cases = unsafe { gemm_matches_scalar(0x9E37_79B9_7F4A_7C15, &shapes, weight, gemm) };
         println!("{cases} cases, emulated AVX-512 VNNI kernel = scalar");
     }
 }

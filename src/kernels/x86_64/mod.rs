@@ -5,8 +5,10 @@
 //!   `avx2_float`, the epilogue activations, `layer_norm` and `attention`.
 //! * [`avx512vnni`]: `gemm_q8` with 512-bit `vpdpbusd`; reuses AVX2's
 //!   `quantize_rows` (every AVX-512 CPU has AVX2, and the tier checks it).
+//! * [`avxvnni`]: `gemm_q8` with the 256-bit VEX `vpdpbusd` of AVX-VNNI
+//!   (client cores without AVX-512); everything else AVX2's.
 //!
-//! Both are bit-identical to [`crate::kernels::scalar`]; see the module docs of
+//! All are bit-identical to [`crate::kernels::scalar`]; see the module docs of
 //! [`crate::kernels`] for the arithmetic they reproduce.
 //!
 //! Run-time detection needs the `std` feature (`is_x86_feature_detected!`,
@@ -21,6 +23,9 @@ pub(crate) mod avx2_float;
 // the crate's `rust-version` (1.85): building this tier needs 1.89.
 #[allow(clippy::incompatible_msrv)]
 pub mod avx512vnni;
+// The AVX-VNNI intrinsic and `target_feature` are stable since Rust 1.89 too.
+#[allow(clippy::incompatible_msrv)]
+pub mod avxvnni;
 
 use crate::kernels::{scalar, Epilogue};
 
@@ -95,6 +100,125 @@ pub(super) const ALL_EPILOGUES: [Epilogue; 6] = {
         Epilogue::Activate(Activation::Relu),
     ]
 };
+
+/// Shared by the unit tests of the tiers whose GEMM is also built over an
+/// emulation (no CPU of the tier at hand).
+#[cfg(test)]
+pub(super) mod test_support {
+    use super::ALL_EPILOGUES;
+    use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
+    use crate::kernels::{check_gemm_q8, scalar, Epilogue, QMatrix};
+
+    /// xorshift64.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        pub fn i8_in(&mut self, lo: i32, hi: i32) -> i8 {
+            (lo + (self.next() % (hi - lo + 1) as u64) as i32) as i8
+        }
+        pub fn f32(&mut self) -> f32 {
+            (self.next() % 2001) as f32 / 1000.0 - 1.0
+        }
+    }
+
+    /// An unsafe [`crate::kernels::GemmQ8Fn`] (a kernel body's `gemm`).
+    pub type RawGemm = unsafe fn(
+        &[i8],
+        usize,
+        &[f32],
+        &[i32],
+        usize,
+        &QMatrix<'_>,
+        &[f32],
+        &mut [f32],
+        usize,
+        Epilogue,
+    );
+
+    /// Runs `gemm` and the scalar reference on every `(m, n, k)` shape and
+    /// every epilogue and asserts the same output bits: activations with
+    /// -128 and 127 among random values, weights from `weight(rng, row,
+    /// col)`, zero points including -128, 127 and 0, outputs with a stride
+    /// wider than `n`. Returns the number of cases.
+    ///
+    /// # Safety
+    ///
+    /// `gemm` must be sound to call on this CPU with arguments that pass
+    /// [`check_gemm_q8`].
+    pub unsafe fn gemm_matches_scalar(
+        seed: u64,
+        shapes: &[(usize, usize, usize)],
+        weight: impl Fn(&mut Rng, usize, usize) -> i8,
+        gemm: RawGemm,
+    ) -> usize {
+        let mut rng = Rng(seed);
+        let mut cases = 0;
+        for &(m, n, k) in shapes {
+            let kg = k.div_ceil(Q8_K_GROUP);
+            let nbl = n.div_ceil(Q8_N_BLOCK);
+            let lda = kg * Q8_K_GROUP + 3;
+            let a: Vec<i8> = (0..m * lda)
+                .map(|i| match i % 11 {
+                    0 => -128,
+                    1 => 127,
+                    _ => rng.i8_in(-128, 127),
+                })
+                .collect();
+            let mut packed = vec![0i8; nbl * kg * Q8_N_BLOCK * Q8_K_GROUP];
+            let mut row_sums = vec![0i32; nbl * Q8_N_BLOCK];
+            for (r, sum) in row_sums.iter_mut().enumerate().take(n) {
+                for c in 0..k {
+                    let v = weight(&mut rng, r, c);
+                    let idx = ((r / Q8_N_BLOCK * kg + c / Q8_K_GROUP) * Q8_N_BLOCK
+                        + r % Q8_N_BLOCK)
+                        * Q8_K_GROUP
+                        + c % Q8_K_GROUP;
+                    packed[idx] = v;
+                    *sum += v as i32;
+                }
+            }
+            let scales: Vec<f32> = (0..nbl * Q8_N_BLOCK)
+                .map(|_| rng.f32().abs() * 0.01)
+                .collect();
+            let smooth = vec![1.0f32; k];
+            let w = QMatrix {
+                n,
+                k,
+                k_groups: kg,
+                packed: &packed,
+                scales: &scales,
+                row_sums: &row_sums,
+                smooth: &smooth,
+                pairs_bounded: false,
+            };
+            let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.05).collect();
+            let a_zps: Vec<i32> = (0..m)
+                .map(|i| [-128, 127, 0][i % 3].max(rng.i8_in(-128, 127) as i32 * (i % 2) as i32))
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let ldo = n + 2;
+            for ep in ALL_EPILOGUES {
+                let init: Vec<f32> = (0..m * ldo).map(|_| rng.f32()).collect();
+                let (mut want, mut got) = (init.clone(), init);
+                scalar::gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &mut want, ldo, ep);
+                check_gemm_q8(&a, lda, &a_scales, &a_zps, m, &w, &bias, &got, ldo);
+                // SAFETY: the arguments passed `check_gemm_q8`; `gemm` is sound
+                // on this CPU (our contract).
+                unsafe { gemm(&a, lda, &a_scales, &a_zps, m, &w, &bias, &mut got, ldo, ep) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "m {m} n {n} k {k} {ep:?}");
+                cases += 1;
+            }
+        }
+        cases
+    }
+}
 
 #[cfg(test)]
 mod tests {
