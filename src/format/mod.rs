@@ -503,7 +503,7 @@ impl ParsedFile {
 /// [`ALIGN`]; then the section table (known kinds, each once, 64-byte aligned,
 /// increasing, non-overlapping, zero padding between them, the last ending
 /// exactly at the end of the file, a CRC per section); then the config, labels
-/// and tensor table (see [`TensorEntry::validate`]).
+/// and tensor table (see `tensor::validate_table`).
 pub fn parse(bytes: &[u8]) -> Result<ParsedFile, LoadError> {
     if bytes.len() < HEADER_LEN {
         return Err(LoadError::Truncated {

@@ -66,6 +66,39 @@
 //! it only from the compile-time `target_feature`s. NEON is part of the aarch64
 //! baseline, so the `neon` tier is always available there.
 
+/// `new()` and `unsafe new_unchecked()` for a SIMD tier's proof type
+/// `$ty(())`, whose `is_available()` each tier writes itself; `$safety` is
+/// what the CPU must support.
+macro_rules! tier_constructors {
+    ($ty:ident, $safety:literal) => {
+        impl $ty {
+            /// The tier, or `None` when `is_available()` is false.
+            #[inline]
+            pub fn new() -> Option<Self> {
+                if Self::is_available() {
+                    // SAFETY: just checked.
+                    Some(unsafe { Self::new_unchecked() })
+                } else {
+                    None
+                }
+            }
+
+            /// The tier without checking.
+            ///
+            /// # Safety
+            ///
+            #[doc = $safety]
+            #[inline]
+            pub unsafe fn new_unchecked() -> Self {
+                $ty(())
+            }
+        }
+    };
+}
+// Unused on targets without a SIMD tier (e.g. Cortex-M).
+#[allow(unused_imports)]
+pub(crate) use tier_constructors;
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod scalar;

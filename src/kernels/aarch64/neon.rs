@@ -51,33 +51,14 @@ const MR: usize = 2;
 #[derive(Debug, Clone, Copy)]
 pub struct NeonKernels(());
 
+crate::kernels::tier_constructors!(NeonKernels, "The CPU must support NEON (Advanced SIMD).");
+
 impl NeonKernels {
     /// Whether NEON is available. It is part of the aarch64 baseline, so this
     /// is decided at compile time (`target_feature = "neon"`).
     #[inline]
     pub fn is_available() -> bool {
         cfg!(target_feature = "neon")
-    }
-
-    /// The NEON tier, or `None` when [`NeonKernels::is_available`] is false.
-    #[inline]
-    pub fn new() -> Option<Self> {
-        if Self::is_available() {
-            // SAFETY: just checked.
-            Some(unsafe { Self::new_unchecked() })
-        } else {
-            None
-        }
-    }
-
-    /// The NEON tier without checking.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support NEON (Advanced SIMD).
-    #[inline]
-    pub unsafe fn new_unchecked() -> Self {
-        NeonKernels(())
     }
 
     /// The kernel table: scalar, with `quantize_rows` and `gemm_q8` replaced.

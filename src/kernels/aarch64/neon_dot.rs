@@ -34,6 +34,11 @@ const MR: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub struct NeonDotKernels(());
 
+crate::kernels::tier_constructors!(
+    NeonDotKernels,
+    "The CPU must support NEON and the dot-product extension."
+);
+
 impl NeonDotKernels {
     /// Whether this CPU has `sdot` (`FEAT_DotProd`): run-time detection with
     /// `std`, otherwise the compile-time `target_feature = "dotprod"`.
@@ -47,27 +52,6 @@ impl NeonDotKernels {
         {
             cfg!(target_feature = "dotprod")
         }
-    }
-
-    /// The tier, or `None` when [`NeonDotKernels::is_available`] is false.
-    #[inline]
-    pub fn new() -> Option<Self> {
-        if Self::is_available() {
-            // SAFETY: just checked.
-            Some(unsafe { Self::new_unchecked() })
-        } else {
-            None
-        }
-    }
-
-    /// The tier without checking.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support NEON and the dot-product extension.
-    #[inline]
-    pub unsafe fn new_unchecked() -> Self {
-        NeonDotKernels(())
     }
 
     /// The kernel table: NEON's, with this `gemm_q8`.

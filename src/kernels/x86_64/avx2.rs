@@ -48,7 +48,7 @@
 //!
 //! # Quantization
 //!
-//! Two passes per row, as in [`scalar::quantize_row`]: `vminps` / `vmaxps` of
+//! Two passes per row, as in [`scalar::quantize_row`](crate::kernels::scalar::quantize_row): `vminps` / `vmaxps` of
 //! `x * smooth` (8 lanes; min and max are order-independent, and `vminps(y, lo)`
 //! returns `lo` when `y` is NaN, which is what `f32::min` does), the same scalar
 //! code for the scale and zero point, then per element `vmulps`, `vmulps`,
@@ -88,6 +88,8 @@ pub(super) type Acc<const MR: usize, const NB: usize> = [[[__m256i; 2]; NB]; MR]
 #[derive(Debug, Clone, Copy)]
 pub struct Avx2Kernels(());
 
+crate::kernels::tier_constructors!(Avx2Kernels, "The CPU must support AVX2 (and the OS save the YMM state): every kernel reached through this value executes AVX2 instructions.");
+
 impl Avx2Kernels {
     /// Whether this CPU (and OS) can run AVX2 code. Without the `std` feature
     /// this is the compile-time `target_feature = "avx2"`.
@@ -101,28 +103,6 @@ impl Avx2Kernels {
         {
             cfg!(target_feature = "avx2")
         }
-    }
-
-    /// The AVX2 tier, or `None` when [`Avx2Kernels::is_available`] is false.
-    #[inline]
-    pub fn new() -> Option<Self> {
-        if Self::is_available() {
-            // SAFETY: just checked that AVX2 is available.
-            Some(unsafe { Self::new_unchecked() })
-        } else {
-            None
-        }
-    }
-
-    /// The AVX2 tier without checking.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2 (and the OS save the YMM state): every kernel
-    /// reached through this value executes AVX2 instructions.
-    #[inline]
-    pub unsafe fn new_unchecked() -> Self {
-        Avx2Kernels(())
     }
 
     /// The kernel table: every entry replaced by its AVX2 version.

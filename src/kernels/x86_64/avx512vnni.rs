@@ -37,7 +37,7 @@
 //!
 //! **Not measured on hardware yet**: the development machine has AVX2 but no
 //! AVX-512. The tile shape follows the usual VNNI analysis, not a benchmark.
-//! The kernel body is written once ([`kernel_body`]) and also instantiated over
+//! The kernel body is written once (`kernel_body`) and also instantiated over
 //! a portable emulation of the intrinsics it uses (`emu`, tests only), so its
 //! loops, tails, offsets and epilogue are tested against the scalar reference
 //! on any x86-64 machine; only the intrinsics themselves are not.
@@ -53,6 +53,11 @@ const NB: usize = 3;
 /// get this tier's table.
 #[derive(Debug, Clone, Copy)]
 pub struct Vnni512Kernels(());
+
+crate::kernels::tier_constructors!(
+    Vnni512Kernels,
+    "The CPU must support AVX-512 F, BW and VNNI and AVX2, and the OS must save the ZMM state."
+);
 
 impl Vnni512Kernels {
     /// Whether this CPU (and OS) can run the tier: `avx512f`, `avx512bw`,
@@ -76,28 +81,6 @@ impl Vnni512Kernels {
                 target_feature = "avx2"
             ))
         }
-    }
-
-    /// The tier, or `None` when [`Vnni512Kernels::is_available`] is false.
-    #[inline]
-    pub fn new() -> Option<Self> {
-        if Self::is_available() {
-            // SAFETY: just checked.
-            Some(unsafe { Self::new_unchecked() })
-        } else {
-            None
-        }
-    }
-
-    /// The tier without checking.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512 F, BW and VNNI and AVX2, and the OS must
-    /// save the ZMM state.
-    #[inline]
-    pub unsafe fn new_unchecked() -> Self {
-        Vnni512Kernels(())
     }
 
     /// The kernel table: AVX2's, with this `gemm_q8`.
@@ -405,7 +388,7 @@ mod emulated {
     kernel_body!();
 }
 
-/// Portable stand-ins for the AVX-512 intrinsics [`kernel_body`] uses, written
+/// Portable stand-ins for the AVX-512 intrinsics `kernel_body` uses, written
 /// from their definitions in Intel's intrinsics guide (lane 0 = lowest
 /// address; masks select lane `l` by bit `l`).
 #[cfg(test)]

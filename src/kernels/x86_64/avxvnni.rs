@@ -19,7 +19,7 @@
 //! 1 x 4 tile, which matters on the cores with two 128-bit load ports.
 //!
 //! No CPU of this tier was at hand: the kernel body is written once in
-//! [`vnni_body`] and built twice, over the real intrinsic and (in tests) over
+//! `vnni_body` and built twice, over the real intrinsic and (in tests) over
 //! an exact AVX2 emulation of `vpdpbusd`, which the unit tests below check
 //! against its definition and, through the whole GEMM, against the scalar
 //! reference on every shape class and epilogue.
@@ -30,6 +30,11 @@ use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
 /// tier's table.
 #[derive(Debug, Clone, Copy)]
 pub struct AvxVnniKernels(());
+
+crate::kernels::tier_constructors!(
+    AvxVnniKernels,
+    "The CPU must support AVX2 and AVX-VNNI (and the OS save the YMM state)."
+);
 
 impl AvxVnniKernels {
     /// Whether this CPU (and OS) can run AVX2 and AVX-VNNI code. Without the
@@ -44,27 +49,6 @@ impl AvxVnniKernels {
         {
             cfg!(all(target_feature = "avx2", target_feature = "avxvnni"))
         }
-    }
-
-    /// The tier, or `None` when [`AvxVnniKernels::is_available`] is false.
-    #[inline]
-    pub fn new() -> Option<Self> {
-        if Self::is_available() {
-            // SAFETY: just checked.
-            Some(unsafe { Self::new_unchecked() })
-        } else {
-            None
-        }
-    }
-
-    /// The tier without checking.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2 and AVX-VNNI (and the OS save the YMM state).
-    #[inline]
-    pub unsafe fn new_unchecked() -> Self {
-        AvxVnniKernels(())
     }
 
     /// The kernel table: AVX2's, with this `gemm_q8`.
