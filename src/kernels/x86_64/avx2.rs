@@ -48,8 +48,9 @@
 //!
 //! # Quantization
 //!
-//! Two passes per row, as in [`scalar::quantize_row`](crate::kernels::scalar::quantize_row): `vminps` / `vmaxps` of
-//! `x * smooth` (8 lanes; min and max are order-independent, and `vminps(y, lo)`
+//! Two passes per row, as in
+//! [`scalar::quantize_row`](crate::kernels::scalar::quantize_row): `vminps` /
+//! `vmaxps` of `x * smooth` (8 lanes; min and max are order-independent, and `vminps(y, lo)`
 //! returns `lo` when `y` is NaN, which is what `f32::min` does), the same scalar
 //! code for the scale and zero point, then per element `vmulps`, `vmulps`,
 //! `vroundps` (round half to even), `vaddps zp`, NaN lanes forced to 0 (the
@@ -88,7 +89,11 @@ pub(super) type Acc<const MR: usize, const NB: usize> = [[[__m256i; 2]; NB]; MR]
 #[derive(Debug, Clone, Copy)]
 pub struct Avx2Kernels(());
 
-crate::kernels::tier_constructors!(Avx2Kernels, "The CPU must support AVX2 (and the OS save the YMM state): every kernel reached through this value executes AVX2 instructions.");
+crate::kernels::tier_constructors!(
+    Avx2Kernels,
+    "The CPU must support AVX2 (and the OS save the YMM state): every kernel \
+     reached through this value executes AVX2 instructions."
+);
 
 impl Avx2Kernels {
     /// Whether this CPU (and OS) can run AVX2 code. Without the `std` feature

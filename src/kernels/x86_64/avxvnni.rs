@@ -94,7 +94,7 @@ macro_rules! vnni_body {
         use crate::kernels::{Epilogue, QMatrix};
         use core::arch::x86_64::*;
 
-        /// The GEMM. Token rows per tile.
+        /// Token rows per tile.
         const MR: usize = 2;
         /// n-blocks (16 outputs) per tile.
         const NB: usize = 2;
