@@ -6,34 +6,42 @@
 //! ```text
 //! for each group of NB = 3 n-blocks (48 outputs)
 //!   for each tile of MR = 8 token rows
-//!     asum[i] = sum of a[i][0..4 kg]                (vpdpbusd with all-ones bytes)
 //!     acc[i][b] = 0                                (24 zmm of 16 x i32)
-//!     for each k-group g
-//!       u[b] = the 64 bytes of (n-block b, g) xor 0x80   (one zmm: 16 rows x 4 k, s8 -> u8: w + 128)
-//!       for each row i
-//!         acc[i][b] = vpdpbusd(acc[i][b], u[b], {1to16} a[i][4g..4g+4])
+//!     for each chunk of up to KC_GROUPS k-groups
+//!       u[i] = a[i][chunk] xor 0x80                (staged on the stack: s8 -> u8, a + 128)
+//!       for each k-group g of the chunk
+//!         w[b] = the 64 bytes of (n-block b, g)    (one zmm: 16 rows x 4 k, s8)
+//!         for each row i
+//!           acc[i][b] = vpdpbusd(acc[i][b], {1to16} u[i][4g..4g+4], w[b])
 //!                                                  (per lane: 4 u8 x s8 products + acc)
-//!     acc -= 128 * asum[i] + zp[i] * row_sum[r]    (undo the +128 and the zero point)
+//!     acc -= (zp[i] + 128) * row_sum[r]            (undo the +128 and the zero point)
 //!     epilogue
 //! ```
 //!
-//! `vpdpbusd` multiplies *unsigned* bytes by signed bytes. The weights take the
-//! unsigned side, offset by 128 (`xor 0x80` maps -127..=127 to 1..=255), and
-//! the activations the signed side, read straight from memory with an embedded
-//! broadcast: `sum (w + 128) * a = sum a * w + 128 * sum a`. So a k-group costs
-//! 3 `vpxord` (one per weight vector) besides its 24 `vpdpbusd`, where offsetting
-//! the activations instead would cost a broadcast from a general register per
-//! row (8, on the port `vpdpbusd` also needs). The intermediate sums stay far
-//! below 2^31 (`|sum| <= 255 * 128 * K` with `K < 2^16`), the i32 additions are
-//! exact in any order, and the corrected accumulator equals the scalar one, so
-//! the result is bit-identical. The float epilogue is the scalar one lane-wise (separate
+//! `vpdpbusd` multiplies *unsigned* bytes by signed bytes. The activations take
+//! the unsigned side, offset by 128 (`xor 0x80` maps -128..=127 to 0..=255),
+//! and the weights the signed side as stored: `sum (a + 128) * w = sum a * w +
+//! 128 * row_sum`, and the file stores every weight row's sum, so the epilogue
+//! subtracts `(zp + 128) * row_sum` where the reference subtracts `zp *
+//! row_sum`. The offset is applied once per row tile and chunk of the depth, to
+//! a copy on the stack (`MR x KC_GROUPS x 4` bytes, 8 KiB), at one `vpxord` per
+//! 64 activations; the inner loop is then 3 weight loads, 8 broadcast loads
+//! and 24 `vpdpbusd`, nothing else on the vector ports. (Offsetting the
+//! weights instead, `(w + 128) * a`, costs 3 `vpxord` per 24 `vpdpbusd` in the
+//! inner loop and a per-row activation sum; broadcasting first and offsetting
+//! in the loop, 8.) The intermediate sums stay far below 2^31 (`|sum| <= 255 *
+//! 127 * K` with `K < 2^16`), the i32 additions are exact in any order and
+//! the corrected accumulator equals the scalar one modulo 2^32, so the result
+//! is bit-identical. The float epilogue is the scalar one lane-wise (separate
 //! `vmulps` and `vaddps`; `Activate` / `Tanh` 8 lanes at a time with AVX2's
-//! functions, themselves the scalar reference lane for lane);
-//! partial n-blocks use masked loads and stores.
+//! functions, themselves the scalar reference lane for lane); partial n-blocks
+//! use masked loads and stores.
 //!
-//! 24 accumulators + 3 weight vectors fit the 32 zmm registers. Per k-group:
-//! 3 weight loads and 3 `vpxord` feed 24 `vpdpbusd` with broadcast memory
-//! operands.
+//! 24 accumulators, 3 weight vectors and a broadcast fit the 32 zmm registers.
+//! `llvm-mca -mcpu=icelake-server` on the compiled inner loop (two ports
+//! for 512-bit `vpdpbusd`): 12.0 cycles per k-group of 8 x 48 x 4 = 1536 MACs
+//! (the 128 MACs per cycle of those ports), against 14.1 with the weights
+//! offset in the loop.
 //!
 //! **Not measured on hardware yet**: the development machine has AVX2 but no
 //! AVX-512. The tile shape follows the usual VNNI analysis, not a benchmark.
@@ -48,6 +56,10 @@ use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
 const MR: usize = 8;
 /// n-blocks (of 16 outputs) per tile.
 const NB: usize = 3;
+/// k-groups (of 4 inputs) per staged chunk of a row tile's activations.
+const KC_GROUPS: usize = 256;
+/// Bytes of one staged row: a chunk, whole 64-byte vectors.
+const KC: usize = KC_GROUPS * 4;
 
 /// Proof that the CPU supports AVX-512 F/BW + VNNI and AVX2; the only way to
 /// get this tier's table.
@@ -116,32 +128,32 @@ fn gemm_i8_i8_8x48c4_avx512vnni(
     unsafe { real::gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
 }
 
-/// Dispatches a tile of `$r` rows by `$b` n-blocks to its monomorphized loop.
+/// Runs a tile of `$r` rows by `$b` n-blocks through its monomorphized loop.
 macro_rules! tile_dispatch {
     ($r:expr, $b:expr, $args:expr, [$($rr:literal)*]) => {{
-        let (a, lda, w, block, kg) = $args;
+        let (acc, u, w, block, kg) = $args;
         match ($r, $b) {
             $(
-                ($rr, 3) => widen(tile::<$rr, 3>(a, lda, w, block, kg)),
-                ($rr, 2) => widen(tile::<$rr, 2>(a, lda, w, block, kg)),
-                ($rr, _) => widen(tile::<$rr, 1>(a, lda, w, block, kg)),
+                ($rr, 3) => tile::<$rr, 3>(acc, u, w, block, kg),
+                ($rr, 2) => tile::<$rr, 2>(acc, u, w, block, kg),
+                ($rr, _) => tile::<$rr, 1>(acc, u, w, block, kg),
             )*
             _ => unreachable!(),
         }
     }};
 }
 
-/// The kernel: `gemm` (the n-block-group and row-tile loops), `tile`,
-/// `row_sum` and `store16`, over whatever `__m512i`, `__m512` and `_mm512_*`
-/// are in scope, each function with the given attributes (the target
-/// features for the real intrinsics, none for the emulation).
+/// The kernel: `gemm` (the n-block-group, row-tile and chunk loops), `stage`,
+/// `tile` and `store16`, over whatever `__m512i`, `__m512` and `_mm512_*` are
+/// in scope, each function with the given attributes (the target features for
+/// the real intrinsics, none for the emulation).
 macro_rules! kernel_body {
     ($(#[$feat:meta])*) => {
-        use super::{MR, NB};
+        use super::{KC, KC_GROUPS, MR, NB};
         use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
         use crate::kernels::{x86_64::epilogue16_avx2, Epilogue, QMatrix};
 
-        /// The n-block-group and row-tile loops.
+        /// The n-block-group, row-tile and chunk loops.
         ///
         /// # Safety
         ///
@@ -165,6 +177,10 @@ macro_rules! kernel_body {
             let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
             let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
             let outp = out.as_mut_ptr();
+            // The offset activations of one row tile and chunk: row t at
+            // byte t * KC (whole vectors, so staging stores never mask).
+            let mut staged = [_mm512_setzero_si512(); MR * KC / 64];
+            let u = staged.as_mut_ptr() as *mut u8;
             // Activations in a pass per n-block group after its tiles, as in
             // the AVX2 GEMM (same operations, same bits).
             let (tile_ep, act) = ep.split_activation();
@@ -178,20 +194,29 @@ macro_rules! kernel_body {
                     let rows = (m - i).min(MR);
                     // SAFETY: rows i..i+rows exist.
                     let ap = unsafe { a.as_ptr().add(i * lda) };
-                    // Recomputed for every n-block group: K / 64 `vpdpbusd` per
-                    // row against the tile's 3 K / 4, about 2%.
-                    let mut asum = [0i32; MR];
-                    for (t, s) in asum.iter_mut().enumerate().take(rows) {
-                        // SAFETY: row i + t has kg * 4 readable bytes; the
-                        // features are available.
-                        *s = unsafe { row_sum(ap.add(t * lda), kg * Q8_K_GROUP) };
+                    let mut acc = [[_mm512_setzero_si512(); NB]; MR];
+                    let mut g0 = 0;
+                    while g0 < kg {
+                        let gs = (kg - g0).min(KC_GROUPS);
+                        // SAFETY: rows i..i+rows have kg * 4 readable bytes
+                        // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of
+                        // each; `staged` holds MR rows of KC >= 4 gs bytes;
+                        // the features are available.
+                        unsafe { stage(ap.add(g0 * Q8_K_GROUP), lda, rows, gs * Q8_K_GROUP, u) };
+                        // SAFETY: the staged rows hold gs * 4 bytes each;
+                        // n-blocks nb..nb+nbs have `block` readable bytes
+                        // each, of which k-groups g0..g0+gs start at
+                        // g0 * 64; the features are available.
+                        unsafe {
+                            tile_dispatch!(
+                                rows,
+                                nbs,
+                                (&mut acc, u as *const u8, wp.add(g0 * 64), block, gs),
+                                [8 7 6 5 4 3 2 1]
+                            )
+                        };
+                        g0 += gs;
                     }
-                    // SAFETY: rows i..i+rows have kg * 4 readable bytes,
-                    // n-blocks nb..nb+nbs have `block` readable bytes each;
-                    // the features are available.
-                    let acc: [[__m512i; NB]; MR] = unsafe {
-                        tile_dispatch!(rows, nbs, (ap, lda, wp, block, kg), [8 7 6 5 4 3 2 1])
-                    };
                     for (t, acc) in acc.iter().enumerate().take(rows) {
                         let row = i + t;
                         for (b, &acc) in acc.iter().enumerate().take(nbs) {
@@ -200,7 +225,7 @@ macro_rules! kernel_body {
                             unsafe {
                                 store16(
                                     acc,
-                                    (a_scales[row], a_zps[row], asum[t]),
+                                    (a_scales[row], a_zps[row]),
                                     w,
                                     nb + b,
                                     bias,
@@ -231,85 +256,80 @@ macro_rules! kernel_body {
             }
         }
 
-        /// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
-        #[inline(always)]
-        fn widen<const R: usize, const B: usize>(
-            acc: [[__m512i; B]; R],
-        ) -> [[__m512i; NB]; MR] {
-            // SAFETY: `__m512i` is plain data; an all-zero value is valid.
-            let mut out = [[unsafe { core::mem::zeroed::<__m512i>() }; NB]; MR];
-            for (o, a) in out.iter_mut().zip(&acc) {
-                o[..B].copy_from_slice(a);
-            }
-            out
-        }
-
-        /// `sum a[c]` over the `len` bytes at `a`: `vpdpbusd` of all-ones
-        /// bytes with 64 activations at a time, the tail by a masked load.
+        /// `u[t * KC + c] = a[t * lda + c] xor 0x80` (`a + 128` as u8) for
+        /// `t < rows`, `c < len`; the rest of each row's last vector gets
+        /// `0x80` (never read).
         ///
         /// # Safety
         ///
-        /// The tier's features; `len` bytes readable at `a`.
+        /// The tier's features; `a + t * lda .. + len` readable for `t <
+        /// rows`; `rows <= MR`, `len <= KC`; `u` writable for `MR * KC` bytes
+        /// and 64-byte aligned.
         $(#[$feat])*
         #[inline]
-        unsafe fn row_sum(a: *const i8, len: usize) -> i32 {
-            let ones = _mm512_set1_epi8(1);
-            let mut s = _mm512_setzero_si512();
-            let mut c = 0;
-            while c + 64 <= len {
-                // SAFETY: c + 64 <= len bytes readable.
-                let v = unsafe { _mm512_loadu_si512(a.add(c) as *const _) };
-                s = _mm512_dpbusd_epi32(s, ones, v);
-                c += 64;
+        unsafe fn stage(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
+            let offset = _mm512_set1_epi8(-128);
+            for t in 0..rows {
+                let mut c = 0;
+                while c < len {
+                    let n = (len - c).min(64);
+                    let mask: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                    // SAFETY: only the n <= len - c readable bytes are loaded;
+                    // t * KC + c + 64 <= MR * KC (c < len <= KC, c % 64 == 0),
+                    // 64-byte aligned.
+                    unsafe {
+                        let v = _mm512_maskz_loadu_epi8(mask, a.add(t * lda + c));
+                        _mm512_store_si512(
+                            u.add(t * KC + c) as *mut __m512i,
+                            _mm512_xor_si512(v, offset),
+                        );
+                    }
+                    c += 64;
+                }
             }
-            if c < len {
-                let mask: __mmask64 = (1u64 << (len - c)) - 1;
-                // SAFETY: only the `len - c` readable bytes are loaded.
-                let v = unsafe { _mm512_maskz_loadu_epi8(mask, a.add(c)) };
-                s = _mm512_dpbusd_epi32(s, ones, v);
-            }
-            _mm512_reduce_add_epi32(s)
         }
 
-        /// `R` rows x `B` n-blocks of `vpdpbusd` sums of `(w + 128) * a` over
-        /// all `kg` k-groups.
+        /// Adds to the first `R` rows x `B` n-blocks of `acc` the `vpdpbusd`
+        /// sums of `u * w` over `kg` k-groups.
         ///
         /// # Safety
         ///
-        /// The tier's features; `a + r * lda .. + kg * 4` readable for `r < R`;
-        /// `w + b * block .. + kg * 64` readable for `b < B`.
+        /// The tier's features; `u + r * KC .. + kg * 4` readable for `r <
+        /// R`; `w + b * block .. + kg * 64` readable for `b < B`.
         $(#[$feat])*
         #[inline]
         unsafe fn tile<const R: usize, const B: usize>(
-            a: *const i8,
-            lda: usize,
+            acc: &mut [[__m512i; NB]; MR],
+            u: *const u8,
             w: *const i8,
             block: usize,
             kg: usize,
-        ) -> [[__m512i; B]; R] {
-            let offset = _mm512_set1_epi8(-128);
-            let mut acc = [[_mm512_setzero_si512(); B]; R];
+        ) {
+            let mut sums: [[__m512i; B]; R] = core::array::from_fn(|r| {
+                core::array::from_fn(|b| acc[r][b])
+            });
             for g in 0..kg {
-                let mut wu = [_mm512_setzero_si512(); B];
-                for (b, wu) in wu.iter_mut().enumerate() {
+                let mut wv = [_mm512_setzero_si512(); B];
+                for (b, wv) in wv.iter_mut().enumerate() {
                     // SAFETY: b < B, g < kg: 64 readable bytes.
-                    let wv = unsafe { _mm512_loadu_si512(w.add(b * block + g * 64) as *const _) };
-                    *wu = _mm512_xor_si512(wv, offset);
+                    *wv = unsafe { _mm512_loadu_si512(w.add(b * block + g * 64) as *const _) };
                 }
-                for (r, acc) in acc.iter_mut().enumerate() {
+                for (r, sums) in sums.iter_mut().enumerate() {
                     // SAFETY: r < R, g < kg: 4 readable bytes.
-                    let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
-                    let av = _mm512_set1_epi32(a4);
-                    for (acc, &wu) in acc.iter_mut().zip(&wu) {
-                        *acc = _mm512_dpbusd_epi32(*acc, wu, av);
+                    let u4 = unsafe { (u.add(r * KC + g * 4) as *const i32).read_unaligned() };
+                    let uv = _mm512_set1_epi32(u4);
+                    for (s, &wv) in sums.iter_mut().zip(&wv) {
+                        *s = _mm512_dpbusd_epi32(*s, uv, wv);
                     }
                 }
             }
-            acc
+            for (acc, sums) in acc.iter_mut().zip(&sums) {
+                acc[..B].copy_from_slice(sums);
+            }
         }
 
-        /// The epilogue of one row's 16 outputs of n-block `nb`; `(sa, za,
-        /// asum)` are the row's scale, zero point and sum of activations.
+        /// The epilogue of one row's 16 outputs of n-block `nb`; `(sa, za)`
+        /// are the row's scale and zero point.
         ///
         /// # Safety
         ///
@@ -321,7 +341,7 @@ macro_rules! kernel_body {
         #[inline]
         unsafe fn store16(
             acc: __m512i,
-            (sa, za, asum): (f32, i32, i32),
+            (sa, za): (f32, i32),
             w: &QMatrix<'_>,
             nb: usize,
             bias: &[f32],
@@ -342,10 +362,11 @@ macro_rules! kernel_body {
                     _mm512_loadu_ps(w.scales.as_ptr().add(r0)),
                 )
             };
-            // acc - 128 * asum - za * rs (i32, wrapping like the reference).
+            // acc - (za + 128) * rs (i32, wrapping: equal to the reference's
+            // acc - za * rs, the +128 * rs the offset added included).
             let acc = _mm512_sub_epi32(
-                _mm512_sub_epi32(acc, _mm512_set1_epi32(asum.wrapping_mul(128))),
-                _mm512_mullo_epi32(_mm512_set1_epi32(za), rs),
+                acc,
+                _mm512_mullo_epi32(_mm512_set1_epi32(za.wrapping_add(128)), rs),
             );
             let s = _mm512_mul_ps(_mm512_set1_ps(sa), sw);
             let y = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
@@ -441,15 +462,20 @@ mod emu {
             })
         }))
     }
-    pub fn _mm512_reduce_add_epi32(a: __m512i) -> i32 {
-        lanes(a).iter().fold(0i32, |s, &v| s.wrapping_add(v))
-    }
     /// # Safety
     ///
     /// 64 bytes readable at `p`.
     pub unsafe fn _mm512_loadu_si512(p: *const __m512i) -> __m512i {
         // SAFETY: our contract.
         __m512i(unsafe { (p as *const [u8; 64]).read_unaligned() })
+    }
+    /// # Safety
+    ///
+    /// 64 bytes writable at `p`, 64-byte aligned.
+    pub unsafe fn _mm512_store_si512(p: *mut __m512i, a: __m512i) {
+        assert_eq!(p as usize % 64, 0, "_mm512_store_si512: unaligned");
+        // SAFETY: our contract.
+        unsafe { p.write(a) }
     }
     /// # Safety
     ///
@@ -524,7 +550,8 @@ mod tests {
     /// The kernel body over the emulated intrinsics gives the scalar
     /// reference's bits: row counts 1..=19 (every tile height and a partial
     /// second tile), widths that leave 1, 2 or 3 n-blocks and partial blocks,
-    /// depths with and without a masked `row_sum` tail, extreme activations and
+    /// depths with and without a masked staging tail and of one, two and
+    /// three staged chunks (the last one partial), extreme activations and
     /// weights, every zero point, every epilogue.
     #[test]
     fn kernel_body_matches_the_scalar_reference() {
@@ -542,6 +569,9 @@ mod tests {
             (7, 33, 300),
             (5, 150, 768),
             (2, 5, 3),
+            (9, 50, 1030),
+            (3, 17, 4 * super::KC_GROUPS),
+            (10, 33, 8 * super::KC_GROUPS + 5),
         ];
         let weight = |rng: &mut Rng, r: usize, c: usize| match (r + c) % 13 {
             0 => 127,
