@@ -699,6 +699,10 @@ macro_rules! kernel_suite {
                     (128, 3072, 40),
                     (8, 128, 768),
                     (3, 3072, 17),
+                    // Depths of several of the x86 tiers' staged chunks
+                    // (1024 bytes), with a partial k-group at the end.
+                    (9, 2053, 37),
+                    (2, 4101, 20),
                 ] {
                     check_gemm(&k, &mut rng, m, kk, n);
                 }

@@ -35,7 +35,7 @@
 //! | `scalar` | reference | reference | reference | (the reference) |
 //! | `avx2` (x86-64) | `quantize_i8_8x4_avx2` | `gemm_i8_i8_2x32c4_avx2` | 8-lane AVX2 | bit-identical |
 //! | `avx512vnni` (x86-64) | AVX2's | `gemm_i8_i8_8x48c4_avx512vnni` | AVX2's | bit-identical |
-//! | `avxvnni` (x86-64) | AVX2's | `gemm_i8_i8_2x32c4_avxvnni` (256-bit `vpdpbusd`) | AVX2's | bit-identical |
+//! | `avxvnni` (x86-64) | AVX2's | `gemm_i8_i8_5x16c4_avxvnni` (256-bit `vpdpbusd`) | AVX2's | bit-identical |
 //! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | NEON | bit-identical |
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
 //!

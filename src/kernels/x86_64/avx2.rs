@@ -7,11 +7,13 @@
 //!                                [k_groups][16 rows][4 k] bytes)
 //!   for each tile of MR token rows
 //!     acc[i][0..16 NB] = 0                         (2 NB ymm of 8 x i32 per row)
-//!     for each k-group g (4 inputs), two per loop iteration
-//!       w   = the 64 bytes of (nb .. nb+NB, g)     (2 ymm per n-block: 8 rows x 4 k each)
-//!       for each row i
-//!         a  = broadcast a[i][4g..4g+4] as i32     (the same 4 bytes in every lane)
-//!         acc[i] += dot4(a, w)                     (per lane: 4 products summed)
+//!     for each chunk of up to KC_GROUPS k-groups
+//!       (pair-bounded: u[i] = a[i][chunk] + 128, staged on the stack)
+//!       for each k-group g (4 inputs), two per loop iteration
+//!         w   = the 64 bytes of (nb .. nb+NB, g)   (2 ymm per n-block: 8 rows x 4 k each)
+//!         for each row i
+//!           a  = broadcast a[i][4g..4g+4] as i32   (the same 4 bytes in every lane)
+//!           acc[i] += dot4(a, w)                   (per lane: 4 products summed)
 //!     epilogue(acc - zp[i] * row_sum, scales, bias)
 //! ```
 //!
@@ -23,9 +25,14 @@
 //! saturation*, and `vpmaddwd` by 1 adds the two pairs into i32. Two exact
 //! forms, chosen per matrix:
 //!
-//! - **Pair-bounded weights** (`QMatrix::pairs_bounded`, what the converter
-//!   writes: `|w[2j] + w[2j+1]| <= 128` in every row): `u = a + 128` (the
-//!   activation's sign bit flipped, one `vpxor` per broadcast) and `s = w`.
+//! - **Pair-bounded weights** (`QMatrix::pairs_bounded`, what `albert-convert
+//!   --weight-pairs bounded` writes: `|w[2j] + w[2j+1]| <= 128` in every
+//!   row): `u = a + 128` (the activation's sign bit flipped) and `s = w`. The
+//!   flip is done once per row tile and chunk of the depth, into a stack copy
+//!   the loop broadcasts from memory: per k-group and row one broadcast load,
+//!   where flipping each broadcast cost a `vmovd`, a `vpxor` and a broadcast
+//!   from a register (the form LLVM gives `xor(broadcast(x), c)`); 3-7% more
+//!   GMAC/s on the albert-base shapes.
 //!   Each pair sum is at most `255 * 128 = 32640 < 32767`: exact. The
 //!   epilogue subtracts `(zp + 128) * row_sum` instead of `zp * row_sum`,
 //!   which removes the offset too. Per 32 MACs: `vpmaddubsw`, `vpmaddwd`,
@@ -326,43 +333,112 @@ unsafe fn gemm(
     // `rows` rows of `a` at `ap` (kg * 4 readable bytes each) and `nbs`
     // n-blocks of `block` readable bytes at `wp`, as `tile` requires.
     if w.pairs_bounded {
-        // Activations offset to u8 (`a + 128`), no sign step; the offset
-        // comes off with the zero point (`zp + 128`).
-        let run = |ap: *const i8, _rows: usize, nbs: usize, wp: *const i8| -> Acc<U8_MR, U8_NB> {
+        // Activations offset to u8 (`a + 128`, staged), no sign step; the
+        // offset comes off with the zero point (`zp + 128`).
+        let run = |acc: &mut Acc<U8_MR, U8_NB>, c: &Chunk| {
             // SAFETY: see above.
             unsafe {
-                match nbs {
-                    4 => widen(tile::<1, 4, true>(ap, lda, wp, block, kg)),
-                    3 => widen(tile::<1, 3, true>(ap, lda, wp, block, kg)),
-                    2 => widen(tile::<1, 2, true>(ap, lda, wp, block, kg)),
-                    _ => widen(tile::<1, 1, true>(ap, lda, wp, block, kg)),
+                match c.nbs {
+                    4 => tile::<1, 4, true, U8_MR, U8_NB>(acc, c, block),
+                    3 => tile::<1, 3, true, U8_MR, U8_NB>(acc, c, block),
+                    2 => tile::<1, 2, true, U8_MR, U8_NB>(acc, c, block),
+                    _ => tile::<1, 1, true, U8_MR, U8_NB>(acc, c, block),
                 }
             }
         };
         // SAFETY: see above.
-        unsafe { gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, 128, run) }
+        unsafe {
+            gemm_tiles(
+                a,
+                lda,
+                a_scales,
+                a_zps,
+                m,
+                w,
+                bias,
+                out,
+                ldo,
+                ep,
+                Stage::Flip,
+                run,
+            )
+        }
     } else {
-        let run =
-            |ap: *const i8, rows: usize, nbs: usize, wp: *const i8| -> Acc<SIGN_MR, SIGN_NB> {
-                // SAFETY: see above.
-                unsafe {
-                    match (rows, nbs) {
-                        (2, 2) => widen(tile::<2, 2, false>(ap, lda, wp, block, kg)),
-                        (1, 2) => widen(tile::<1, 2, false>(ap, lda, wp, block, kg)),
-                        (2, _) => widen(tile::<2, 1, false>(ap, lda, wp, block, kg)),
-                        _ => widen(tile::<1, 1, false>(ap, lda, wp, block, kg)),
-                    }
+        // The activations as they are (`|a|` and the sign in registers).
+        let run = |acc: &mut Acc<SIGN_MR, SIGN_NB>, c: &Chunk| {
+            // SAFETY: see above.
+            unsafe {
+                match (c.rows, c.nbs) {
+                    (2, 2) => tile::<2, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    (1, 2) => tile::<1, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    (2, _) => tile::<2, 1, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    _ => tile::<1, 1, false, SIGN_MR, SIGN_NB>(acc, c, block),
                 }
-            };
+            }
+        };
         // SAFETY: see above.
-        unsafe { gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, 0, run) }
+        unsafe {
+            gemm_tiles(
+                a,
+                lda,
+                a_scales,
+                a_zps,
+                m,
+                w,
+                bias,
+                out,
+                ldo,
+                ep,
+                Stage::None,
+                run,
+            )
+        }
     }
 }
 
-/// The n-block-group and row-tile loops around `tile(ap, rows, nbs, wp)`,
-/// the i32 sums of `rows <= MR` token rows at `ap` times `nbs <= NB` packed
-/// n-blocks at `wp`; `za_off` is added to every zero point (128 when the
-/// tile offsets the activations to u8).
+/// k-groups (of 4 inputs) per staged chunk of a row tile's activations.
+pub(super) const KC_GROUPS: usize = 256;
+/// Bytes of one staged row (whole 32-byte vectors).
+pub(super) const KC: usize = KC_GROUPS * 4;
+
+/// What [`gemm_tiles`] stages for its tiles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// `a + 128` (the sign bit flipped) as the u8 operand; zero points get 128
+    /// more.
+    Flip,
+    /// Nothing: the tiles read the activations themselves (`Chunk::u` is not
+    /// to be read). The sign trick takes this: staging `|a|` too (a second
+    /// broadcast load per row and k-group in place of a `vpabsb`) measured
+    /// 1-2% slower on Zen 3.
+    None,
+}
+
+/// One call of a tile: `rows` token rows by `nbs` n-blocks over the `kg`
+/// k-groups of one depth chunk.
+pub(super) struct Chunk {
+    /// The rows' activations at the chunk's first input (row stride `lda`).
+    pub a: *const i8,
+    pub lda: usize,
+    /// The staged u8 operand of the same inputs (row stride [`KC`]; with
+    /// [`Stage::Flip`] only).
+    pub u: *const u8,
+    pub rows: usize,
+    pub nbs: usize,
+    /// The first n-block's weights at the chunk's first k-group (n-block
+    /// stride: the GEMM's `block`).
+    pub w: *const i8,
+    pub kg: usize,
+}
+
+/// The n-block-group, row-tile and depth-chunk loops around `tile(acc,
+/// chunk)`, which adds to `acc` the i32 sums of `chunk.rows <= MR` token rows
+/// times `chunk.nbs <= NB` packed n-blocks over the chunk's k-groups. Each
+/// row tile's activations are staged chunk by chunk ([`KC_GROUPS`] k-groups)
+/// as the u8 operand `stage` names, in a stack copy (`MR * KC` bytes) that
+/// the tiles broadcast from memory: no per-broadcast offset or `vpabsb`, and
+/// no broadcast from a register, in the inner loops. With [`Stage::Flip`]
+/// every zero point gets 128 more.
 ///
 /// # Safety
 ///
@@ -382,10 +458,14 @@ pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
     out: &mut [f32],
     ldo: usize,
     ep: Epilogue,
-    za_off: i32,
-    tile: impl Fn(*const i8, usize, usize, *const i8) -> Acc<MR, NB>,
+    stage: Stage,
+    tile: impl Fn(&mut Acc<MR, NB>, &Chunk),
 ) {
-    let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
+    let kg = w.k_groups;
+    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
+    let za_off = if stage == Stage::Flip { 128 } else { 0 };
+    let mut staged = [[_mm256_setzero_si256(); KC / 32]; MR];
+    let u = staged.as_mut_ptr() as *mut u8;
     let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
     let outp = out.as_mut_ptr();
     // An activation is applied in a pass of its own over each n-block group's
@@ -414,7 +494,31 @@ pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
                     _mm_prefetch::<_MM_HINT_T0>(outp.wrapping_add(o + c) as *const i8);
                 }
             }
-            let acc = tile(ap, rows, nbs, wp);
+            let mut acc = [[[_mm256_setzero_si256(); 2]; NB]; MR];
+            let mut g0 = 0;
+            while g0 < kg {
+                let gs = (kg - g0).min(KC_GROUPS);
+                // SAFETY: rows i..i+rows have kg * 4 readable bytes
+                // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of each;
+                // `staged` holds MR rows of KC >= 4 gs bytes; AVX2.
+                let ac = unsafe { ap.add(g0 * Q8_K_GROUP) };
+                if stage == Stage::Flip {
+                    // SAFETY: see above.
+                    unsafe { stage_rows(ac, lda, rows, gs * Q8_K_GROUP, u) };
+                }
+                let chunk = Chunk {
+                    a: ac,
+                    lda,
+                    u,
+                    rows,
+                    nbs,
+                    // SAFETY: g0 < kg: within the first n-block's bytes.
+                    w: unsafe { wp.add(g0 * Q8_N_BLOCK * Q8_K_GROUP) },
+                    kg: gs,
+                };
+                tile(&mut acc, &chunk);
+                g0 += gs;
+            }
             for (t, acc) in acc.iter().enumerate().take(rows) {
                 let row = i + t;
                 for (b, acc) in acc.iter().enumerate().take(nbs) {
@@ -490,55 +594,80 @@ pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
     }
 }
 
-/// Pads a smaller tile's accumulators to `MR x NB` (the extra entries unused).
-#[inline(always)]
-pub(super) fn widen<const R: usize, const B: usize, const MR: usize, const NB: usize>(
-    acc: Acc<R, B>,
-) -> Acc<MR, NB> {
-    // SAFETY: `__m256i` is plain data; an all-zero value is valid.
-    let mut out = [[[unsafe { core::mem::zeroed::<__m256i>() }; 2]; NB]; MR];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        o[..B].copy_from_slice(a);
-    }
-    out
-}
-
-/// `R` rows x `B` n-blocks (16 outputs each) of i32 dot products over all
-/// `kg` k-groups: `sum a * w` (`U8 = false`, the sign trick), or
-/// `sum (a + 128) * w` (`U8 = true`, pair-bounded weights only).
+/// `u[t * KC + c] = a[t * lda + c] + 128` (as u8: the sign bit flipped) for
+/// `t < rows`, `c < len`; the rest of each row's last vector gets 128.
 ///
 /// # Safety
 ///
-/// AVX2; `a + r * lda .. + kg * 4` readable for `r < R`; `w + b * block ..
-/// + kg * 64` readable for `b < B`.
+/// AVX2; `a + t * lda .. + len` readable for `t < rows`; `len` a multiple of
+/// 4, at most [`KC`]; `u` writable for `rows * KC` bytes and 32-byte aligned.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile<const R: usize, const B: usize, const U8: bool>(
-    a: *const i8,
-    lda: usize,
-    w: *const i8,
-    block: usize,
-    kg: usize,
-) -> [[[__m256i; 2]; B]; R] {
-    let ones = _mm256_set1_epi16(1);
+unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
     let flip = _mm256_set1_epi8(i8::MIN);
-    let mut acc = [[[_mm256_setzero_si256(); 2]; B]; R];
-    // One k-group's products into `acc`.
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for t in 0..rows {
+        let mut c = 0;
+        while c < len {
+            // SAFETY: t < rows, c < len: the full vector (c + 32 <= len) or
+            // only the whole dwords below len are read (`len % 4 == 0`);
+            // t * KC + c + 32 <= rows * KC, 32-byte aligned (c % 32 == 0).
+            unsafe {
+                let p = a.add(t * lda + c);
+                let v = if c + 32 <= len {
+                    _mm256_loadu_si256(p as *const __m256i)
+                } else {
+                    let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(((len - c) / 4) as i32), lane);
+                    _mm256_maskload_epi32(p as *const i32, m)
+                };
+                _mm256_store_si256(u.add(t * KC + c) as *mut __m256i, _mm256_xor_si256(v, flip));
+            }
+            c += 32;
+        }
+    }
+}
+
+/// Adds to the first `R` rows x `B` n-blocks of `acc` the i32 dot products
+/// of the chunk's k-groups: `sum a * w` (`U8 = false`, the sign trick), or
+/// `sum (a + 128) * w` (`U8 = true`, from the staged `a + 128`; pair-bounded
+/// weights only).
+///
+/// # Safety
+///
+/// AVX2; `c.rows >= R`, `c.nbs >= B`; for `r < R`, `c.u + r * KC .. + c.kg
+/// * 4` readable (`U8 = true`) or `c.a + r * c.lda .. + c.kg * 4` (`U8 =
+/// false`); `c.w + b * block .. + c.kg * 64` readable for `b < B`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile<const R: usize, const B: usize, const U8: bool, const MR: usize, const NB: usize>(
+    acc: &mut Acc<MR, NB>,
+    c: &Chunk,
+    block: usize,
+) {
+    let (a, lda, u, w, kg) = (c.a, c.lda, c.u, c.w, c.kg);
+    let ones = _mm256_set1_epi16(1);
+    let mut sums: [[[__m256i; 2]; B]; R] =
+        core::array::from_fn(|r| core::array::from_fn(|b| acc[r][b]));
+    // One k-group's products into `sums`.
     let mut step = |g: usize| {
         // The rows' broadcasts first, then each weight vector loaded and used
         // by every row in turn (one weight register live at a time).
         let mut av = [_mm256_setzero_si256(); R];
         let mut ua = [_mm256_setzero_si256(); R];
         for r in 0..R {
-            // SAFETY: r < R and g < kg: 4 readable bytes.
-            let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
-            av[r] = _mm256_set1_epi32(a4);
-            // u8 operand: `a + 128` (the sign bit flipped), or `|a|`.
-            ua[r] = if U8 {
-                _mm256_xor_si256(av[r], flip)
-            } else {
-                _mm256_abs_epi8(av[r])
-            };
+            // SAFETY: r < R and g < kg: 4 readable bytes of the staged
+            // operand (U8) or of `a`.
+            unsafe {
+                if U8 {
+                    ua[r] =
+                        _mm256_set1_epi32((u.add(r * KC + g * 4) as *const i32).read_unaligned());
+                } else {
+                    av[r] =
+                        _mm256_set1_epi32((a.add(r * lda + g * 4) as *const i32).read_unaligned());
+                    // `|a|` as u8 (`|-128| = 128`).
+                    ua[r] = _mm256_abs_epi8(av[r]);
+                }
+            }
         }
         for b in 0..B {
             for h in 0..2 {
@@ -550,7 +679,7 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool>(
                 for r in 0..R {
                     let sw = if U8 { wv } else { _mm256_sign_epi8(wv, av[r]) };
                     let p = _mm256_maddubs_epi16(ua[r], sw);
-                    acc[r][b][h] = _mm256_add_epi32(acc[r][b][h], _mm256_madd_epi16(p, ones));
+                    sums[r][b][h] = _mm256_add_epi32(sums[r][b][h], _mm256_madd_epi16(p, ones));
                 }
             }
         }
@@ -567,7 +696,9 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool>(
     if g < kg {
         step(g);
     }
-    acc
+    for (acc, sums) in acc.iter_mut().zip(&sums) {
+        acc[..B].copy_from_slice(sums);
+    }
 }
 
 /// The epilogue of one row's 16 outputs of n-block `nb`.

@@ -7,16 +7,23 @@
 //! bytes `u` and signed bytes `s`, summed in i32 without saturation: one
 //! instruction per 32 MACs, against AVX2's three or four. The tile is AVX2's
 //! pair-bounded form with `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd` +
-//! `vpaddd`: `u = a + 128` (the activation's sign bit flipped, one `vpxor`
-//! per broadcast), `s = w` for **any** int8 weights (nothing saturates), and
+//! `vpaddd`: `u = a + 128` (the activation's sign bit flipped, staged on the
+//! stack by AVX2's driver, so one broadcast load per row and k-group and
+//! nothing else besides the weight loads and `vpdpbusd`s), `s = w` for
+//! **any** int8 weights (nothing saturates), and
 //! the epilogue subtracts `(zp + 128) * row_sum`, which removes the offset with
 //! the zero point. The i32 sums are exact in any order, so the outputs are
 //! the scalar reference's bits. The loops, the epilogue and the activation
 //! pass are AVX2's ([`super::avx2`]'s `gemm_tiles`).
 //!
-//! Tiles are 2 token rows x 2 n-blocks (8 accumulators, 4 weight vectors in
-//! registers, each used by both rows): half the weight loads per MAC of a
-//! 1 x 4 tile, which matters on the cores with two 128-bit load ports.
+//! Tiles are 5 token rows x 1 n-block: 10 accumulators, 2 weight vectors
+//! (each used by all 5 rows) and a broadcast, 13 of the 16 registers.
+//! `vpdpbusd` has a latency of about 5 cycles at 2 per cycle, so fewer than
+//! 10 independent accumulators leave the ports idle: `llvm-mca
+//! -mcpu=alderlake` on the compiled loops gives 5.05 cycles per 8 `vpdpbusd`
+//! for a 2 x 2 tile (latency-bound) and 5.05 per 10 for 5 x 1, 25% more MACs
+//! per cycle (6 x 1 spills: the compiler alternates two broadcast
+//! registers). A model, not a measurement (no such CPU here).
 //!
 //! No CPU of this tier was at hand: the kernel body is written once in
 //! `vnni_body` and built twice, over the real intrinsic and (in tests) over
@@ -57,7 +64,7 @@ impl AvxVnniKernels {
         let avx2 = unsafe { super::avx2::Avx2Kernels::new_unchecked() }.kernels();
         Kernels {
             tier: Tier::AvxVnni,
-            gemm_q8: gemm_i8_i8_2x32c4_avxvnni,
+            gemm_q8: gemm_i8_i8_5x16c4_avxvnni,
             ..avx2
         }
     }
@@ -66,7 +73,7 @@ impl AvxVnniKernels {
 /// [`crate::kernels::GemmQ8Fn`] for AVX-VNNI. Private: reachable only through
 /// [`AvxVnniKernels::kernels`].
 #[allow(clippy::too_many_arguments)]
-fn gemm_i8_i8_2x32c4_avxvnni(
+fn gemm_i8_i8_5x16c4_avxvnni(
     a: &[i8],
     lda: usize,
     a_scales: &[f32],
@@ -90,14 +97,14 @@ fn gemm_i8_i8_2x32c4_avxvnni(
 macro_rules! vnni_body {
     ($(#[$feat:meta])*) => {
         use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
-        use crate::kernels::x86_64::avx2::{gemm_tiles, widen, Acc};
+        use crate::kernels::x86_64::avx2::{gemm_tiles, Acc, Chunk, Stage, KC};
         use crate::kernels::{Epilogue, QMatrix};
         use core::arch::x86_64::*;
 
         /// Token rows per tile.
-        const MR: usize = 2;
+        const MR: usize = 5;
         /// n-blocks (16 outputs) per tile.
-        const NB: usize = 2;
+        const NB: usize = 1;
 
         /// The GEMM over tiles of `MR x NB` n-blocks.
         ///
@@ -119,47 +126,50 @@ macro_rules! vnni_body {
             ldo: usize,
             ep: Epilogue,
         ) {
-            let kg = w.k_groups;
-            let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
-            let run = |ap: *const i8, rows: usize, nbs: usize, wp: *const i8| -> Acc<MR, NB> {
-                // SAFETY: `gemm_tiles` passes `rows` rows of `a` at `ap` (kg * 4
-                // readable bytes each) and `nbs` n-blocks of `block` readable
-                // bytes at `wp`; the features are available (our contract).
+            let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
+            let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
+                // SAFETY: `gemm_tiles` passes chunks of `rows` staged rows
+                // (kg * 4 readable bytes each) and `nbs` n-blocks of `block`
+                // bytes from `c.w`; the features are available (our
+                // contract).
                 unsafe {
-                    match (rows, nbs) {
-                        (2, 2) => widen(tile::<2, 2>(ap, lda, wp, block, kg)),
-                        (1, 2) => widen(tile::<1, 2>(ap, lda, wp, block, kg)),
-                        (2, _) => widen(tile::<2, 1>(ap, lda, wp, block, kg)),
-                        _ => widen(tile::<1, 1>(ap, lda, wp, block, kg)),
+                    match c.rows {
+                        5 => tile::<5, 1>(acc, c, block),
+                        4 => tile::<4, 1>(acc, c, block),
+                        3 => tile::<3, 1>(acc, c, block),
+                        2 => tile::<2, 1>(acc, c, block),
+                        _ => tile::<1, 1>(acc, c, block),
                     }
                 }
             };
             // SAFETY: the features include AVX2 and the arguments pass
-            // check_gemm_q8 (our contract); `run` is sound for every tile
-            // `gemm_tiles` gives it (above). The tile sums `(a + 128) * w`:
-            // the zero points get 128 more.
-            unsafe { gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, 128, run) }
+            // check_gemm_q8 (our contract); `run` is sound for every chunk
+            // `gemm_tiles` gives it (above). The tiles sum `(a + 128) * w`
+            // from the staged `a + 128` (`Stage::Flip`: the zero points get
+            // 128 more).
+            unsafe {
+                gemm_tiles(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, Stage::Flip, run)
+            }
         }
 
-        /// `R` rows x `B` n-blocks of `sum (a + 128) * w` over all `kg`
-        /// k-groups, one `dpbusd` per 32 MACs.
+        /// Adds to the first `R` rows x `B` n-blocks of `acc` the sums `(a +
+        /// 128) * w` over the chunk's k-groups, one `dpbusd` per 32 MACs.
         ///
         /// # Safety
         ///
-        /// The tier's features; `a + r * lda .. + kg * 4` readable for `r < R`;
-        /// `w + b * block .. + kg * 64` readable for `b < B`.
+        /// The tier's features; `c.u + r * KC .. + c.kg * 4` readable for `r <
+        /// R`; `c.w + b * block .. + c.kg * 64` readable for `b < B`.
         $(#[$feat])*
         #[inline]
         unsafe fn tile<const R: usize, const B: usize>(
-            a: *const i8,
-            lda: usize,
-            w: *const i8,
+            acc: &mut Acc<MR, NB>,
+            c: &Chunk,
             block: usize,
-            kg: usize,
-        ) -> Acc<R, B> {
-            let flip = _mm256_set1_epi8(i8::MIN);
-            let mut acc = [[[_mm256_setzero_si256(); 2]; B]; R];
-            for g in 0..kg {
+        ) {
+            let (u, w) = (c.u, c.w);
+            let mut sums: Acc<R, B> =
+                core::array::from_fn(|r| core::array::from_fn(|b| acc[r][b]));
+            for g in 0..c.kg {
                 let mut wv = [[_mm256_setzero_si256(); 2]; B];
                 for (b, wv) in wv.iter_mut().enumerate() {
                     // SAFETY: b < B and g < kg: the 64 bytes at
@@ -169,19 +179,21 @@ macro_rules! vnni_body {
                         *wv = [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))];
                     }
                 }
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: r < R and g < kg: 4 readable bytes.
-                    let a4 = unsafe { (a.add(r * lda + g * 4) as *const i32).read_unaligned() };
-                    let ua = _mm256_xor_si256(_mm256_set1_epi32(a4), flip);
-                    for (acc, wv) in acc.iter_mut().zip(&wv) {
-                        for (acc, &wv) in acc.iter_mut().zip(wv) {
+                for (r, sums) in sums.iter_mut().enumerate() {
+                    // SAFETY: r < R and g < kg: 4 readable staged bytes.
+                    let u4 = unsafe { (u.add(r * KC + g * 4) as *const i32).read_unaligned() };
+                    let ua = _mm256_set1_epi32(u4);
+                    for (sums, wv) in sums.iter_mut().zip(&wv) {
+                        for (s, &wv) in sums.iter_mut().zip(wv) {
                             // SAFETY: the features are available (our contract).
-                            *acc = unsafe { dpbusd(*acc, ua, wv) };
+                            *s = unsafe { dpbusd(*s, ua, wv) };
                         }
                     }
                 }
             }
-            acc
+            for (acc, sums) in acc.iter_mut().zip(&sums) {
+                acc[..B].copy_from_slice(sums);
+            }
         }
     };
 }
@@ -292,7 +304,8 @@ mod tests {
     /// The kernel body over the emulated `vpdpbusd` gives the scalar
     /// reference's bits: row counts 1..=19 (full and partial row tiles),
     /// widths that leave 1 or 2 n-blocks and partial blocks, depths with a
-    /// partial k-group, extreme activations and weights (runs of +-127: any
+    /// partial k-group and of one to three staged chunks, extreme activations
+    /// and weights (runs of +-127: any
     /// weights, far beyond AVX2's pair bound), every zero point, every
     /// epilogue.
     #[test]
@@ -311,6 +324,8 @@ mod tests {
             (7, 48, 300),
             (5, 150, 768),
             (2, 5, 3),
+            (3, 33, 4 * super::super::avx2::KC_GROUPS + 6),
+            (2, 20, 8 * super::super::avx2::KC_GROUPS + 1),
         ];
         let weight = |rng: &mut Rng, r: usize, c: usize| match (r + c) % 13 {
             0..=2 => 127,
