@@ -634,9 +634,11 @@ unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut 
 ///
 /// # Safety
 ///
-/// AVX2; `c.rows >= R`, `c.nbs >= B`; for `r < R`, `c.u + r * KC .. + c.kg
-/// * 4` readable (`U8 = true`) or `c.a + r * c.lda .. + c.kg * 4` (`U8 =
+/// AVX2; `c.rows >= R`, `c.nbs >= B`; for `r < R`, the `c.kg * 4` bytes at
+/// `c.u + r * KC` readable (`U8 = true`) or those at `c.a + r * c.lda` (`U8 =
 /// false`); `c.w + b * block .. + c.kg * 64` readable for `b < B`.
+// The innermost loops index the weight vectors, broadcasts and sums together.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn tile<const R: usize, const B: usize, const U8: bool, const MR: usize, const NB: usize>(
