@@ -330,8 +330,10 @@ unsafe fn gemm(
     let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
     // SAFETY (both branches): AVX2 is available and the arguments pass
     // check_gemm_q8 (our contract); `gemm_tiles` calls each tile closure with
-    // `rows` rows of `a` at `ap` (kg * 4 readable bytes each) and `nbs`
-    // n-blocks of `block` readable bytes at `wp`, as `tile` requires.
+    // a chunk of `c.rows` rows and `c.kg` k-groups: `c.kg * 4` readable
+    // bytes per row at `c.a` (stride `c.lda`) and, staged, at `c.u` (stride
+    // KC), and `c.nbs` n-blocks of `c.kg * 64` readable bytes from `c.w`
+    // (stride `block`), as `tile` requires.
     if w.pairs_bounded {
         // Activations offset to u8 (`a + 128`, staged), no sign step; the
         // offset comes off with the zero point (`zp + 128`).

@@ -128,9 +128,10 @@ macro_rules! vnni_body {
         ) {
             let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
             let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
-                // SAFETY: `gemm_tiles` passes chunks of `rows` staged rows
-                // (kg * 4 readable bytes each) and `nbs` n-blocks of `block`
-                // bytes from `c.w`; the features are available (our
+                // SAFETY: `gemm_tiles` passes chunks of `c.rows <= MR` staged
+                // rows (`c.kg * 4` readable bytes each at `c.u`, stride KC)
+                // and `c.nbs` n-blocks of `c.kg * 64` readable bytes from
+                // `c.w` (stride `block`); the features are available (our
                 // contract).
                 unsafe {
                     match c.rows {
