@@ -31,7 +31,7 @@
 //!   flip is done once per row tile and chunk of the depth, into a stack copy
 //!   the loop broadcasts from memory: per k-group and row one broadcast load,
 //!   where flipping each broadcast cost a `vmovd`, a `vpxor` and a broadcast
-//!   from a register (the form LLVM gives `xor(broadcast(x), c)`); 3-7% more
+//!   from a register (the form LLVM gives `xor(broadcast(x), c)`); 3-8% more
 //!   GMAC/s on the albert-base shapes.
 //!   Each pair sum is at most `255 * 128 = 32640 < 32767`: exact. The
 //!   epilogue subtracts `(zp + 128) * row_sum` instead of `zp * row_sum`,
