@@ -605,7 +605,7 @@ pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
 /// 4, at most [`KC`]; `u` writable for `rows * KC` bytes and 32-byte aligned.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
+pub(super) unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
     let flip = _mm256_set1_epi8(i8::MIN);
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for t in 0..rows {

@@ -24,8 +24,8 @@
 //! 128 * row_sum`, and the file stores every weight row's sum, so the epilogue
 //! subtracts `(zp + 128) * row_sum` where the reference subtracts `zp *
 //! row_sum`. The offset is applied once per row tile and chunk of the depth, to
-//! a copy on the stack (`MR x KC_GROUPS x 4` bytes, 8 KiB), at one `vpxord` per
-//! 64 activations; the inner loop is then 3 weight loads, 8 broadcast loads
+//! a copy on the stack (`MR x KC_GROUPS x 4` bytes, 8 KiB; AVX2's staging, one
+//! `vpxor` per 32 activations); the inner loop is then 3 weight loads, 8 broadcast loads
 //! and 24 `vpdpbusd`, nothing else on the vector ports. (Offsetting the
 //! weights instead, `(w + 128) * a`, costs 3 `vpxord` per 24 `vpdpbusd` in the
 //! inner loop and a per-row activation sum; broadcasting first and offsetting
@@ -56,10 +56,9 @@ use crate::kernels::{check_gemm_q8, Epilogue, Kernels, QMatrix, Tier};
 const MR: usize = 8;
 /// n-blocks (of 16 outputs) per tile.
 const NB: usize = 3;
-/// k-groups (of 4 inputs) per staged chunk of a row tile's activations.
-const KC_GROUPS: usize = 256;
-/// Bytes of one staged row: a chunk, whole 64-byte vectors.
-const KC: usize = KC_GROUPS * 4;
+/// k-groups per staged chunk and bytes per staged row: AVX2's, whose
+/// staging (`stage_rows`) this tier shares.
+use super::avx2::{KC, KC_GROUPS};
 
 /// Proof that the CPU supports AVX-512 F/BW + VNNI and AVX2; the only way to
 /// get this tier's table.
@@ -143,13 +142,14 @@ macro_rules! tile_dispatch {
     }};
 }
 
-/// The kernel: `gemm` (the n-block-group, row-tile and chunk loops), `stage`,
-/// `tile` and `store16`, over whatever `__m512i`, `__m512` and `_mm512_*` are
+/// The kernel: `gemm` (the n-block-group, row-tile and chunk loops, staging
+/// with AVX2's `stage_rows`), `tile` and `store16`, over whatever `__m512i`, `__m512` and `_mm512_*` are
 /// in scope, each function with the given attributes (the target features for
 /// the real intrinsics, none for the emulation).
 macro_rules! kernel_body {
     ($(#[$feat:meta])*) => {
         use super::{KC, KC_GROUPS, MR, NB};
+        use crate::kernels::x86_64::avx2::stage_rows;
         use crate::format::{Q8_K_GROUP, Q8_N_BLOCK};
         use crate::kernels::{x86_64::epilogue16_avx2, Epilogue, QMatrix};
 
@@ -202,7 +202,9 @@ macro_rules! kernel_body {
                         // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of
                         // each; `staged` holds MR rows of KC >= 4 gs bytes;
                         // the features are available.
-                        unsafe { stage(ap.add(g0 * Q8_K_GROUP), lda, rows, gs * Q8_K_GROUP, u) };
+                        unsafe {
+                            stage_rows(ap.add(g0 * Q8_K_GROUP), lda, rows, gs * Q8_K_GROUP, u)
+                        };
                         // SAFETY: the staged rows hold gs * 4 bytes each;
                         // n-blocks nb..nb+nbs have `block` readable bytes
                         // each, of which k-groups g0..g0+gs start at
@@ -253,39 +255,6 @@ macro_rules! kernel_body {
                     }
                 }
                 nb += nbs;
-            }
-        }
-
-        /// `u[t * KC + c] = a[t * lda + c] xor 0x80` (`a + 128` as u8) for
-        /// `t < rows`, `c < len`; the rest of each row's last vector gets
-        /// `0x80` (never read).
-        ///
-        /// # Safety
-        ///
-        /// The tier's features; `a + t * lda .. + len` readable for `t <
-        /// rows`; `rows <= MR`, `len <= KC`; `u` writable for `MR * KC` bytes
-        /// and 64-byte aligned.
-        $(#[$feat])*
-        #[inline]
-        unsafe fn stage(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
-            let offset = _mm512_set1_epi8(-128);
-            for t in 0..rows {
-                let mut c = 0;
-                while c < len {
-                    let n = (len - c).min(64);
-                    let mask: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
-                    // SAFETY: only the n <= len - c readable bytes are loaded;
-                    // t * KC + c + 64 <= MR * KC (c < len <= KC, c % 64 == 0),
-                    // 64-byte aligned.
-                    unsafe {
-                        let v = _mm512_maskz_loadu_epi8(mask, a.add(t * lda + c));
-                        _mm512_store_si512(
-                            u.add(t * KC + c) as *mut __m512i,
-                            _mm512_xor_si512(v, offset),
-                        );
-                    }
-                    c += 64;
-                }
             }
         }
 
@@ -421,7 +390,6 @@ mod emu {
     #[derive(Clone, Copy, Debug)]
     pub struct __m512(pub [f32; 16]);
     pub type __mmask16 = u16;
-    pub type __mmask64 = u64;
 
     fn lanes(v: __m512i) -> [i32; 16] {
         core::array::from_fn(|l| i32::from_le_bytes(v.0[4 * l..4 * l + 4].try_into().unwrap()))
@@ -436,14 +404,8 @@ mod emu {
     pub fn _mm512_setzero_si512() -> __m512i {
         __m512i([0; 64])
     }
-    pub fn _mm512_set1_epi8(x: i8) -> __m512i {
-        __m512i([x as u8; 64])
-    }
     pub fn _mm512_set1_epi32(x: i32) -> __m512i {
         from_lanes([x; 16])
-    }
-    pub fn _mm512_xor_si512(a: __m512i, b: __m512i) -> __m512i {
-        __m512i(core::array::from_fn(|i| a.0[i] ^ b.0[i]))
     }
     pub fn _mm512_sub_epi32(a: __m512i, b: __m512i) -> __m512i {
         let (a, b) = (lanes(a), lanes(b));
@@ -468,27 +430,6 @@ mod emu {
     pub unsafe fn _mm512_loadu_si512(p: *const __m512i) -> __m512i {
         // SAFETY: our contract.
         __m512i(unsafe { (p as *const [u8; 64]).read_unaligned() })
-    }
-    /// # Safety
-    ///
-    /// 64 bytes writable at `p`, 64-byte aligned.
-    pub unsafe fn _mm512_store_si512(p: *mut __m512i, a: __m512i) {
-        assert_eq!(p as usize % 64, 0, "_mm512_store_si512: unaligned");
-        // SAFETY: our contract.
-        unsafe { p.write(a) }
-    }
-    /// # Safety
-    ///
-    /// The bytes of the set mask bits readable at `p`.
-    pub unsafe fn _mm512_maskz_loadu_epi8(k: __mmask64, p: *const i8) -> __m512i {
-        __m512i(core::array::from_fn(|i| {
-            if k >> i & 1 == 1 {
-                // SAFETY: a selected byte, readable (our contract).
-                unsafe { *p.add(i) as u8 }
-            } else {
-                0
-            }
-        }))
     }
     pub fn _mm512_set1_ps(x: f32) -> __m512 {
         __m512([x; 16])
