@@ -192,11 +192,11 @@ pub fn pack_with(
             // (deq(Q) - W) E[x] that quantization adds, using the calibration mean.
             if let Some(mean) = stats.and_then(|st| st.mean(role.code())) {
                 let mut d = vec![0f64; w.rows];
-                for r in 0..w.rows {
-                    for c in 0..w.cols {
+                for (r, d) in d.iter_mut().enumerate() {
+                    for (c, &m) in mean.iter().enumerate().take(w.cols) {
                         let deq =
                             q.q[r * w.cols + c] as f64 * q.scales[r] as f64 * q.smooth[c] as f64;
-                        d[r] += (deq - w.data[r * w.cols + c] as f64) * mean[c];
+                        *d += (deq - w.data[r * w.cols + c] as f64) * m;
                     }
                 }
                 deltas.push((role, d));

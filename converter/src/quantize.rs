@@ -312,7 +312,7 @@ fn gptq_factor(h: &[f64], k: usize) -> Option<Vec<f32>> {
 fn cholesky_lower(a: &mut [f64], k: usize) -> Option<()> {
     for j in 0..k {
         let d = a[j * k + j] - dot(&a[j * k..j * k + j], &a[j * k..j * k + j]);
-        if !(d > 0.0) || !d.is_finite() {
+        if !(d.is_finite() && d > 0.0) {
             return None;
         }
         let d = d.sqrt();
@@ -443,9 +443,9 @@ mod tests {
             for x in &xs {
                 for r in 0..n {
                     let mut d = 0.0;
-                    for c in 0..k {
+                    for (c, &xc) in x.iter().enumerate().take(k) {
                         let deq = q.q[r * k + c] as f64 * q.scales[r] as f64;
-                        d += (deq - m.data[r * k + c] as f64) * x[c];
+                        d += (deq - m.data[r * k + c] as f64) * xc;
                     }
                     e += d * d;
                 }

@@ -543,7 +543,7 @@ fn trace_heads(g: &Graph, lin: &Linear, hidden: usize) -> Result<HeadPath> {
                 // the two may be -1 (inferred from the hidden size).
                 let infer = |known: i64| -> Option<usize> {
                     let k = usize::try_from(known).ok().filter(|&k| k > 0)?;
-                    (hidden % k == 0).then_some(hidden / k)
+                    hidden.is_multiple_of(k).then_some(hidden / k)
                 };
                 let (h, d) = match dims.as_slice() {
                     [_, _, Some(h), Some(d)] if *h > 0 && *d > 0 => (*h as usize, *d as usize),

@@ -131,7 +131,7 @@ impl Layout {
 pub(crate) fn infer_layout(ids: &[usize], n_distinct: usize) -> Option<Layout> {
     let n = ids.len();
     for inner in 1..=n {
-        if n % inner != 0 || n_distinct % inner != 0 {
+        if !n.is_multiple_of(inner) || !n_distinct.is_multiple_of(inner) {
             continue;
         }
         let layers = n / inner;
