@@ -348,21 +348,11 @@ unsafe fn gemm(
                 }
             }
         };
+        let stage = Stage::Flip;
         // SAFETY: see above.
         unsafe {
             gemm_tiles(
-                a,
-                lda,
-                a_scales,
-                a_zps,
-                m,
-                w,
-                bias,
-                out,
-                ldo,
-                ep,
-                Stage::Flip,
-                run,
+                a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, stage, run,
             )
         }
     } else {
@@ -378,21 +368,11 @@ unsafe fn gemm(
                 }
             }
         };
+        let stage = Stage::None;
         // SAFETY: see above.
         unsafe {
             gemm_tiles(
-                a,
-                lda,
-                a_scales,
-                a_zps,
-                m,
-                w,
-                bias,
-                out,
-                ldo,
-                ep,
-                Stage::None,
-                run,
+                a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, stage, run,
             )
         }
     }
