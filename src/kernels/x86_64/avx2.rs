@@ -5,16 +5,17 @@
 //! ```text
 //! for each group of NB n-blocks (NB x 16 outputs; each n-block packed as
 //!                                [k_groups][16 rows][4 k] bytes)
-//!   for each tile of MR token rows
-//!     acc[i][0..16 NB] = 0                         (2 NB ymm of 8 x i32 per row)
-//!     for each chunk of up to KC_GROUPS k-groups
-//!       (pair-bounded: u[i] = a[i][chunk] + 128, staged on the stack)
-//!       for each k-group g (4 inputs), two per loop iteration
-//!         w   = the 64 bytes of (nb .. nb+NB, g)   (2 ymm per n-block: 8 rows x 4 k each)
-//!         for each row i
-//!           a  = broadcast a[i][4g..4g+4] as i32   (the same 4 bytes in every lane)
-//!           acc[i] += dot4(a, w)                   (per lane: 4 products summed)
-//!     epilogue(acc - zp[i] * row_sum, scales, bias)
+//!   for each block of up to TILES tiles of MR token rows
+//!     acc[i][0..16 NB] = 0 for its rows            (2 NB ymm of 8 x i32 per row)
+//!     for each chunk of the depth (its NB n-blocks' weights: 16 KiB at most)
+//!       for each tile of the block                 (the chunk's weights now in L1)
+//!         (pair-bounded: u[i] = a[i][chunk] + 128, staged on the stack)
+//!         for each k-group g (4 inputs), two per loop iteration
+//!           w   = the 64 bytes of (nb .. nb+NB, g) (2 ymm per n-block: 8 rows x 4 k each)
+//!           for each row i of the tile
+//!             a  = broadcast a[i][4g..4g+4] as i32 (the same 4 bytes in every lane)
+//!             acc[i] += dot4(a, w)                 (per lane: 4 products summed)
+//!     epilogue(acc - zp[i] * row_sum, scales, bias) for its rows
 //! ```
 //!
 //! `MR x NB` is 2 x 2 for any weights and 1 x 4 for pair-bounded ones (see
@@ -378,10 +379,19 @@ unsafe fn gemm(
     }
 }
 
-/// k-groups (of 4 inputs) per staged chunk of a row tile's activations.
+/// k-groups (of 4 inputs) per staged chunk of a row tile's activations, at
+/// most: [`gemm_tiles`] takes fewer when its n-block group's weights for that
+/// many k-groups would not fit [`WEIGHT_CHUNK`].
 pub(super) const KC_GROUPS: usize = 256;
 /// Bytes of one staged row (whole 32-byte vectors).
 pub(super) const KC: usize = KC_GROUPS * 4;
+/// Bytes of the weights one depth chunk of an n-block group spans: half of a
+/// 32 KiB L1 data cache, so that they stay there while every row tile of a
+/// row block passes (the rest holds the staged rows and the accumulators).
+const WEIGHT_CHUNK: usize = 16 * 1024;
+/// Row tiles per row block of [`gemm_tiles`]: the tiles whose accumulators
+/// are kept (on the stack) while the depth chunks pass.
+const TILES: usize = 8;
 
 /// What [`gemm_tiles`] stages for its tiles.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -413,14 +423,17 @@ pub(super) struct Chunk {
     pub kg: usize,
 }
 
-/// The n-block-group, row-tile and depth-chunk loops around `tile(acc,
-/// chunk)`, which adds to `acc` the i32 sums of `chunk.rows <= MR` token rows
-/// times `chunk.nbs <= NB` packed n-blocks over the chunk's k-groups. Each
-/// row tile's activations are staged chunk by chunk ([`KC_GROUPS`] k-groups)
-/// as the u8 operand `stage` names, in a stack copy (`MR * KC` bytes) that
-/// the tiles broadcast from memory: no per-broadcast offset or `vpabsb`, and
-/// no broadcast from a register, in the inner loops. With [`Stage::Flip`]
-/// every zero point gets 128 more.
+/// The n-block-group, row-block, depth-chunk and row-tile loops around
+/// `tile(acc, chunk)`, which adds to `acc` the i32 sums of `chunk.rows <= MR`
+/// token rows times `chunk.nbs <= NB` packed n-blocks over the chunk's
+/// k-groups. A row block is up to [`TILES`] row tiles, whose accumulators
+/// wait on the stack while the depth chunks pass; a chunk spans at most
+/// [`WEIGHT_CHUNK`] bytes of weights (and [`KC_GROUPS`] k-groups), read from
+/// L2 once per row block and from L1 by its tiles. Each tile's activations
+/// are staged chunk by chunk as the u8 operand `stage` names, in a stack copy
+/// (`MR * KC` bytes) that the tiles broadcast from memory: no per-broadcast
+/// offset or `vpabsb`, and no broadcast from a register, in the inner loops.
+/// With [`Stage::Flip`] every zero point gets 128 more.
 ///
 /// # Safety
 ///
@@ -456,71 +469,84 @@ pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
     // pass over many independent vectors runs at the instruction throughput.
     // Same operations on the same values, so the same bits.
     let (tile_ep, act) = ep.split_activation();
+    // Weights of NB n-blocks for `kc` k-groups: at most WEIGHT_CHUNK bytes.
+    let kc = (WEIGHT_CHUNK / (NB * Q8_N_BLOCK * Q8_K_GROUP)).clamp(1, KC_GROUPS);
     let mut nb = 0;
     while nb < n_blocks {
         let nbs = (n_blocks - nb).min(NB);
         // SAFETY: nb < n_blocks, and packed holds n_blocks * block bytes.
         let wp = unsafe { w.packed.as_ptr().add(nb * block) };
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            // SAFETY: row i exists.
-            let ap = unsafe { a.as_ptr().add(i * lda) };
-            // Ask for the tile's output lines now, so that their misses (the
+        // Row blocks of up to TILES row tiles; in each, the depth chunk
+        // outermost: one chunk's weights are read from L2 once per row block
+        // and then from L1 by its every tile (the 1 x 4 pair-bounded tile
+        // needs 256 bytes of weights per k-group: 32 bytes per cycle from L2
+        // is its whole compute time, so it waited on them).
+        let mut i0 = 0;
+        while i0 < m {
+            let block_rows = (m - i0).min(TILES * MR);
+            let tiles = block_rows.div_ceil(MR);
+            // Ask for the block's output lines now, so that their misses (the
             // output of a wide GEMM does not fit the cache) overlap the
             // k-loop instead of stalling the epilogue. A prefetch never
             // faults (a safe intrinsic); the addresses are in bounds anyway.
-            for t in 0..rows {
-                let o = (i + t) * ldo + nb * Q8_N_BLOCK;
+            for row in i0..i0 + block_rows {
+                let o = row * ldo + nb * Q8_N_BLOCK;
                 for c in (0..nbs * Q8_N_BLOCK).step_by(16) {
                     _mm_prefetch::<_MM_HINT_T0>(outp.wrapping_add(o + c) as *const i8);
                 }
             }
-            let mut acc = [[[_mm256_setzero_si256(); 2]; NB]; MR];
+            let mut accs = [[[[_mm256_setzero_si256(); 2]; NB]; MR]; TILES];
             let mut g0 = 0;
             while g0 < kg {
-                let gs = (kg - g0).min(KC_GROUPS);
-                // SAFETY: rows i..i+rows have kg * 4 readable bytes
-                // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of each;
-                // `staged` holds MR rows of KC >= 4 gs bytes; AVX2.
-                let ac = unsafe { ap.add(g0 * Q8_K_GROUP) };
-                if stage == Stage::Flip {
-                    // SAFETY: see above.
-                    unsafe { stage_rows(ac, lda, rows, gs * Q8_K_GROUP, u) };
+                let gs = (kg - g0).min(kc);
+                for (t, acc) in accs.iter_mut().enumerate().take(tiles) {
+                    let i = i0 + t * MR;
+                    let rows = (m - i).min(MR);
+                    // SAFETY: rows i..i+rows have kg * 4 readable bytes
+                    // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of each;
+                    // `staged` holds MR rows of KC >= 4 gs bytes; AVX2.
+                    let ac = unsafe { a.as_ptr().add(i * lda + g0 * Q8_K_GROUP) };
+                    if stage == Stage::Flip {
+                        // SAFETY: see above.
+                        unsafe { stage_rows(ac, lda, rows, gs * Q8_K_GROUP, u) };
+                    }
+                    let chunk = Chunk {
+                        a: ac,
+                        lda,
+                        u,
+                        rows,
+                        nbs,
+                        // SAFETY: g0 < kg: within the first n-block's bytes.
+                        w: unsafe { wp.add(g0 * Q8_N_BLOCK * Q8_K_GROUP) },
+                        kg: gs,
+                    };
+                    tile(acc, &chunk);
                 }
-                let chunk = Chunk {
-                    a: ac,
-                    lda,
-                    u,
-                    rows,
-                    nbs,
-                    // SAFETY: g0 < kg: within the first n-block's bytes.
-                    w: unsafe { wp.add(g0 * Q8_N_BLOCK * Q8_K_GROUP) },
-                    kg: gs,
-                };
-                tile(&mut acc, &chunk);
                 g0 += gs;
             }
-            for (t, acc) in acc.iter().enumerate().take(rows) {
-                let row = i + t;
-                for (b, acc) in acc.iter().enumerate().take(nbs) {
-                    // SAFETY: row < m; the outputs of n-block nb + b in this
-                    // row are in bounds (check_gemm_q8); AVX2 is available.
-                    unsafe {
-                        store_row(
-                            acc,
-                            a_scales[row],
-                            a_zps[row] + za_off,
-                            w,
-                            nb + b,
-                            bias,
-                            outp.add(row * ldo),
-                            tile_ep,
-                        )
-                    };
+            for (t, acc) in accs.iter().enumerate().take(tiles) {
+                let i = i0 + t * MR;
+                for (r, acc) in acc.iter().enumerate().take((m - i).min(MR)) {
+                    let row = i + r;
+                    for (b, acc) in acc.iter().enumerate().take(nbs) {
+                        // SAFETY: row < m; the outputs of n-block nb + b in
+                        // this row are in bounds (check_gemm_q8); AVX2.
+                        unsafe {
+                            store_row(
+                                acc,
+                                a_scales[row],
+                                a_zps[row] + za_off,
+                                w,
+                                nb + b,
+                                bias,
+                                outp.add(row * ldo),
+                                tile_ep,
+                            )
+                        };
+                    }
                 }
             }
-            i += rows;
+            i0 += block_rows;
         }
         if let Some(ep) = act {
             let (c0, c1) = (nb * Q8_N_BLOCK, ((nb + nbs) * Q8_N_BLOCK).min(w.n));
