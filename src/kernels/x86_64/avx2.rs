@@ -391,7 +391,7 @@ pub(super) const KC: usize = KC_GROUPS * 4;
 const WEIGHT_CHUNK: usize = 16 * 1024;
 /// Row tiles per row block of [`gemm_tiles`]: the tiles whose accumulators
 /// are kept (on the stack) while the depth chunks pass.
-const TILES: usize = 8;
+const TILES: usize = 16;
 
 /// What [`gemm_tiles`] stages for its tiles.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -303,7 +303,8 @@ mod tests {
     }
 
     /// The kernel body over the emulated `vpdpbusd` gives the scalar
-    /// reference's bits: row counts 1..=19 (full and partial row tiles),
+    /// reference's bits: row counts 1..=19 (full and partial row tiles) and
+    /// 83 (a second row block of one partial tile),
     /// widths that leave 1 or 2 n-blocks and partial blocks, depths with a
     /// partial k-group and of one to three staged chunks, extreme activations
     /// and weights (runs of +-127: any
@@ -327,6 +328,7 @@ mod tests {
             (2, 5, 3),
             (3, 33, 4 * super::super::avx2::KC_GROUPS + 6),
             (2, 20, 8 * super::super::avx2::KC_GROUPS + 1),
+            (83, 24, 2 * super::super::avx2::KC_GROUPS + 3),
         ];
         let weight = |rng: &mut Rng, r: usize, c: usize| match (r + c) % 13 {
             0..=2 => 127,
