@@ -697,54 +697,85 @@ unsafe fn values4(g: &Geo, p: [*mut f32; 4], vb: *const f32, out: [*mut f32; 4])
     // SAFETY: (whole block) every access is within the ranges of our
     // contract; the masked loads and stores touch only lanes < rem.
     unsafe {
-        let mut c = 0;
-        while c + 16 <= full {
-            // acc[2r + t]: row r, columns c + 8t ..
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for j in 0..s {
-                let v = vb.add(j * ld + c);
-                let (v0, v1) = (_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8)));
-                for r in 0..4 {
-                    let a = _mm256_set1_ps(*p[r].add(j));
-                    acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(a, v0));
-                    acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(a, v1));
+        // Keys in blocks of VALUE_BLOCK, every column block of a key block
+        // before the next: the rows of `qkv` are a multiple of 1 KiB apart at
+        // the usual widths (9 KiB for a hidden size of 768), so a head's value
+        // lines fall in a quarter of the L1 sets and a pass over all keys
+        // per column block evicted them before the next pass. Each output
+        // still sums its terms in key order (the partial sum waits in `out`),
+        // so the bits are unchanged.
+        let mut j0 = 0;
+        while j0 < s {
+            let j1 = (j0 + VALUE_BLOCK).min(s);
+            let first = j0 == 0;
+            let mut c = 0;
+            while c + 16 <= full {
+                // acc[2r + t]: row r, columns c + 8t ..
+                let mut acc = [_mm256_setzero_ps(); 8];
+                if !first {
+                    for r in 0..4 {
+                        acc[2 * r] = _mm256_loadu_ps(out[r].add(c));
+                        acc[2 * r + 1] = _mm256_loadu_ps(out[r].add(c + 8));
+                    }
                 }
-            }
-            for r in 0..4 {
-                _mm256_storeu_ps(out[r].add(c), acc[2 * r]);
-                _mm256_storeu_ps(out[r].add(c + 8), acc[2 * r + 1]);
-            }
-            c += 16;
-        }
-        // What is left: at most one 8-column block and the masked tail.
-        while c < full || (c == full && rem > 0) {
-            let tail = c == full;
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for j in 0..s {
-                let vv = if tail {
-                    _mm256_maskload_ps(vb.add(j * ld + c), dmask)
-                } else {
-                    _mm256_loadu_ps(vb.add(j * ld + c))
-                };
-                for r in 0..4 {
-                    let a = _mm256_set1_ps(*p[r].add(j));
-                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(a, vv));
+                for j in j0..j1 {
+                    let v = vb.add(j * ld + c);
+                    let (v0, v1) = (_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8)));
+                    for r in 0..4 {
+                        let a = _mm256_set1_ps(*p[r].add(j));
+                        acc[2 * r] = _mm256_add_ps(acc[2 * r], _mm256_mul_ps(a, v0));
+                        acc[2 * r + 1] = _mm256_add_ps(acc[2 * r + 1], _mm256_mul_ps(a, v1));
+                    }
                 }
+                for r in 0..4 {
+                    _mm256_storeu_ps(out[r].add(c), acc[2 * r]);
+                    _mm256_storeu_ps(out[r].add(c + 8), acc[2 * r + 1]);
+                }
+                c += 16;
             }
-            for r in 0..4 {
+            // What is left: at most one 8-column block and the masked tail.
+            while c < full || (c == full && rem > 0) {
+                let tail = c == full;
+                let mut acc = [_mm256_setzero_ps(); 4];
+                if !first {
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = if tail {
+                            _mm256_maskload_ps(out[r].add(c), dmask)
+                        } else {
+                            _mm256_loadu_ps(out[r].add(c))
+                        };
+                    }
+                }
+                for j in j0..j1 {
+                    let vv = if tail {
+                        _mm256_maskload_ps(vb.add(j * ld + c), dmask)
+                    } else {
+                        _mm256_loadu_ps(vb.add(j * ld + c))
+                    };
+                    for r in 0..4 {
+                        let a = _mm256_set1_ps(*p[r].add(j));
+                        acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(a, vv));
+                    }
+                }
+                for r in 0..4 {
+                    if tail {
+                        _mm256_maskstore_ps(out[r].add(c), dmask, acc[r]);
+                    } else {
+                        _mm256_storeu_ps(out[r].add(c), acc[r]);
+                    }
+                }
                 if tail {
-                    _mm256_maskstore_ps(out[r].add(c), dmask, acc[r]);
-                } else {
-                    _mm256_storeu_ps(out[r].add(c), acc[r]);
+                    break;
                 }
+                c += 8;
             }
-            if tail {
-                break;
-            }
-            c += 8;
+            j0 = j1;
         }
     }
 }
+
+/// Keys per block of [`values4`].
+const VALUE_BLOCK: usize = 16;
 
 /// The 8 lane sums of `q . k` over `d` values (zero-padded), before the
 /// reduction.
