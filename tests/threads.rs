@@ -148,6 +148,14 @@ fn threaded_run_allocates_nothing_once_the_pool_exists() {
             let model = Model::from_vec(&bytes).unwrap();
             for threads in [2, 3] {
                 let pool = ThreadPool::new(threads).unwrap();
+                // Count this thread and every worker of the pool: the threads
+                // a run uses.
+                let marked = std::sync::atomic::AtomicUsize::new(0);
+                pool.broadcast(&|_| {
+                    counting_alloc::count_this_thread();
+                    marked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+                assert_eq!(marked.into_inner(), threads);
                 let mut ws = model.new_workspace_threads(136, 2, threads);
                 for case in &cases {
                     let inp = input(case);

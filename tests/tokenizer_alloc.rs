@@ -21,6 +21,7 @@ fn encode_into_does_not_allocate() {
     let mut scratch = vec![0u8; 1 << 16];
     let mut ids = vec![0u32; 512];
     let mut types = vec![0u32; 512];
+    counting_alloc::count_this_thread();
     let before = counting_alloc::allocations();
     let tok = Tokenizer::from_section(&bytes).unwrap();
     let mut total = 0;
