@@ -245,7 +245,8 @@ fn check_quantize(kern: &Kernels, rng: &mut Rng, m: usize, k: usize) {
 
 /// `gemm_q8` of `kern` equals the scalar one for `m x k` by `n`, every epilogue.
 fn check_gemm(kern: &Kernels, rng: &mut Rng, m: usize, k: usize, n: usize) {
-    // Both AVX2 paths: any weights (sign trick) and pair-bounded (u8 offset).
+    // Both AVX2 paths: any weights (magnitudes and sign masks) and
+    // pair-bounded (u8 offset).
     let w = OwnedQ::random(rng, n, k);
     check_gemm_with(kern, rng, m, &w);
     let w = OwnedQ::random_bounded(rng, n, k);

@@ -9,7 +9,8 @@
 //!     acc[i][0..16 NB] = 0 for its rows            (2 NB ymm of 8 x i32 per row)
 //!     for each chunk of the depth (its NB n-blocks' weights: 16 KiB at most)
 //!       for each tile of the block                 (the chunk's weights now in L1)
-//!         (pair-bounded: u[i] = a[i][chunk] + 128, staged on the stack)
+//!         stage u[i] = a[i][chunk] + 128 (pair-bounded) or |a[i][chunk]|
+//!         and its sign mask (any weights) on the stack
 //!         for each k-group g (4 inputs), two per loop iteration
 //!           w   = the 64 bytes of (nb .. nb+NB, g) (2 ymm per n-block: 8 rows x 4 k each)
 //!           for each row i of the tile
@@ -18,32 +19,38 @@
 //!     epilogue(acc - zp[i] * row_sum, scales, bias) for its rows
 //! ```
 //!
-//! `MR x NB` is 2 x 2 for any weights and 1 x 4 for pair-bounded ones (see
-//! `SIGN_MR` and `U8_MR` for why): 8 accumulators either way.
+//! `MR x NB` is 1 x 4 for either form (see `SIGN_MR` and `U8_MR`): 8
+//! accumulators.
 //!
 //! `dot4` is `vpmaddwd(vpmaddubsw(u, s), 1)`: `vpmaddubsw` multiplies
 //! unsigned bytes by signed bytes and adds adjacent pairs into an i16 *with
 //! saturation*, and `vpmaddwd` by 1 adds the two pairs into i32. Two exact
-//! forms, chosen per matrix:
+//! forms, chosen per matrix; both stage the u8 operand once per row tile and
+//! chunk of the depth, into a stack copy the loop broadcasts from memory (per
+//! k-group and row one broadcast load, where transforming each broadcast cost
+//! a `vmovd`, an operation and a broadcast from a register: 3-8% more GMAC/s
+//! on the albert-base shapes).
 //!
 //! - **Pair-bounded weights** (`QMatrix::pairs_bounded`, what `albert-convert
 //!   --weight-pairs bounded` writes: `|w[2j] + w[2j+1]| <= 128` in every
-//!   row): `u = a + 128` (the activation's sign bit flipped) and `s = w`. The
-//!   flip is done once per row tile and chunk of the depth, into a stack copy
-//!   the loop broadcasts from memory: per k-group and row one broadcast load,
-//!   where flipping each broadcast cost a `vmovd`, a `vpxor` and a broadcast
-//!   from a register (the form LLVM gives `xor(broadcast(x), c)`); 3-8% more
-//!   GMAC/s on the albert-base shapes.
+//!   row): `u = a + 128` (the activation's sign bit flipped) and `s = w`.
 //!   Each pair sum is at most `255 * 128 = 32640 < 32767`: exact. The
 //!   epilogue subtracts `(zp + 128) * row_sum` instead of `zp * row_sum`,
 //!   which removes the offset too. Per 32 MACs: `vpmaddubsw`, `vpmaddwd`,
 //!   `vpaddd`.
-//! - **Any weights** (older files): `u = |a|` (as u8: `|-128| = 128` fits)
-//!   and `s = w` with the sign of `a` applied (`vpsignb`; weights are never
-//!   -128, so the negation never wraps, and `a == 0` zeroes the weight,
-//!   matching the product 0). Each pair sum is at most `2 * 128 * 127 =
-//!   32512`: exact. Per 32 MACs one more instruction, `vpsignb` (about 18%
-//!   slower on Zen 3).
+//! - **Any weights**: `u = |a|` (as u8: `|-128| = 128` fits) and `s = w ^
+//!   mask`, the row's sign mask of `a` (-1 where `a < 0`) staged beside `u`.
+//!   Where `a < 0`, `w ^ -1 = -w - 1`, so the sum comes out short by exactly
+//!   `sum_{a < 0} |a|`, a number of the activation row alone: staging adds it
+//!   to the row's accumulators (see `stage_magnitudes`). Each product is in
+//!   `128 * -128 ..= 127 * 127`, a pair sum in `-32768 ..= 32258`: exact for
+//!   every i8 weight. Per 32 MACs one more instruction than above, a `vpxor`
+//!   (with the weights as its memory operand). The sign trick this replaced
+//!   (`vpmaddubsw(|a|, vpsignb(w, a))`) has the same count, but on Zen 3
+//!   `vpsignb` (like `vpabsb`) competes with the two multiplies for their
+//!   pipes and `vpxor` does not: a register-only loop of the 4-instruction
+//!   mix ran at 1.21 cycles per 32 MACs with `vpsignb`, 1.07 with `vpxor`
+//!   (1.02 for the pair-bounded 3-instruction mix).
 //!
 //! The i32 sums are exact in any order (and wrap identically), so both forms
 //! are bit-identical to the scalar loop.
@@ -71,20 +78,18 @@ use crate::kernels::{
 };
 use core::arch::x86_64::*;
 
-/// Tile geometry (token rows x n-blocks of 16 outputs) for any weights: 2 x 2
-/// (8 accumulators, 4 weight vectors in registers, each used by both rows'
-/// `vpsignb`) measured faster than 4 x 1 on Zen 3 (66 vs 64 GMAC/s at M =
-/// 8..128, K = N = 768; the `vpabsb` of each broadcast serves 4 products
-/// instead of 2) and than 1 x 4 (64-68 vs 65-71 GMAC/s: twice the weight
-/// loads per MAC). Larger tiles spill (16 ymm registers).
-const SIGN_MR: usize = 2;
+/// Tile geometry (token rows x n-blocks of 16 outputs) for any weights: 1 x
+/// 4, as for pair-bounded ones. The weights go from memory straight into the
+/// `vpxor` with the row's sign mask, so one pair of broadcasts serves 8
+/// products (`cargo bench --bench kernels -- table`, "unbounded" rows: 72-81
+/// GMAC/s against 2 x 2's 67-76).
+const SIGN_MR: usize = 1;
 /// n-blocks per tile for any weights.
-const SIGN_NB: usize = 2;
-/// Tile geometry for pair-bounded weights: 1 x 4. Without `vpsignb` the
-/// weights go straight from memory into `vpmaddubsw`, so one broadcast and
-/// one `vpxor` serve 8 products: per 256 MACs 26 vector operations against
-/// 2 x 2's 28 (cargo bench --bench kernels -- table: 78-86 vs 76-83 GMAC/s;
-/// 3 x 2 with 12 accumulators measured slower, 71-77 vs 74-80).
+const SIGN_NB: usize = 4;
+/// Tile geometry for pair-bounded weights: 1 x 4. The weights go straight
+/// from memory into `vpmaddubsw`, so one broadcast serves 8 products (cargo
+/// bench --bench kernels -- table: 78-86 GMAC/s against 2 x 2's 76-83; 3 x 2
+/// with 12 accumulators measured slower, 71-77 vs 74-80).
 const U8_MR: usize = 1;
 /// n-blocks per tile for pair-bounded weights.
 const U8_NB: usize = 4;
@@ -332,9 +337,9 @@ unsafe fn gemm(
     // SAFETY (both branches): AVX2 is available and the arguments pass
     // check_gemm_q8 (our contract); `gemm_tiles` calls each tile closure with
     // a chunk of `c.rows` rows and `c.kg` k-groups: `c.kg * 4` readable
-    // bytes per row at `c.a` (stride `c.lda`) and, staged, at `c.u` (stride
-    // KC), and `c.nbs` n-blocks of `c.kg * 64` readable bytes from `c.w`
-    // (stride `block`), as `tile` requires.
+    // staged bytes per row at `c.u` and `c.s` (stride KC), and `c.nbs`
+    // n-blocks of `c.kg * 64` readable bytes from `c.w` (stride `block`), as
+    // `tile` requires.
     if w.pairs_bounded {
         // Activations offset to u8 (`a + 128`, staged), no sign step; the
         // offset comes off with the zero point (`zp + 128`).
@@ -357,19 +362,19 @@ unsafe fn gemm(
             )
         }
     } else {
-        // The activations as they are (`|a|` and the sign in registers).
+        // `|a|` and the sign masks staged; the short sum corrected there.
         let run = |acc: &mut Acc<SIGN_MR, SIGN_NB>, c: &Chunk| {
             // SAFETY: see above.
             unsafe {
-                match (c.rows, c.nbs) {
-                    (2, 2) => tile::<2, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
-                    (1, 2) => tile::<1, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
-                    (2, _) => tile::<2, 1, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                match c.nbs {
+                    4 => tile::<1, 4, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    3 => tile::<1, 3, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    2 => tile::<1, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
                     _ => tile::<1, 1, false, SIGN_MR, SIGN_NB>(acc, c, block),
                 }
             }
         };
-        let stage = Stage::None;
+        let stage = Stage::Magnitude;
         // SAFETY: see above.
         unsafe {
             gemm_tiles(
@@ -399,22 +404,21 @@ pub(super) enum Stage {
     /// `a + 128` (the sign bit flipped) as the u8 operand; zero points get 128
     /// more.
     Flip,
-    /// Nothing: the tiles read the activations themselves (`Chunk::u` is not
-    /// to be read). The sign trick takes this: staging `|a|` too (a second
-    /// broadcast load per row and k-group in place of a `vpabsb`) measured
-    /// 1-2% slower on Zen 3.
-    None,
+    /// `|a|` as the u8 operand and the sign mask of `a` (`-1` where `a < 0`,
+    /// else 0) beside it, for `vpmaddubsw(|a|, w ^ mask)`; each row's
+    /// accumulators start the chunk with `sum_{a < 0} |a|` over it added (see
+    /// [`stage_magnitudes`]).
+    Magnitude,
 }
 
 /// One call of a tile: `rows` token rows by `nbs` n-blocks over the `kg`
 /// k-groups of one depth chunk.
 pub(super) struct Chunk {
-    /// The rows' activations at the chunk's first input (row stride `lda`).
-    pub a: *const i8,
-    pub lda: usize,
-    /// The staged u8 operand of the same inputs (row stride [`KC`]; with
-    /// [`Stage::Flip`] only).
+    /// The staged u8 operand of the same inputs (row stride [`KC`]).
     pub u: *const u8,
+    /// The staged sign masks of the same inputs (row stride [`KC`]; with
+    /// [`Stage::Magnitude`] only).
+    pub s: *const i8,
     pub rows: usize,
     pub nbs: usize,
     /// The first n-block's weights at the chunk's first k-group (n-block
@@ -430,10 +434,10 @@ pub(super) struct Chunk {
 /// wait on the stack while the depth chunks pass; a chunk spans at most
 /// [`WEIGHT_CHUNK`] bytes of weights (and [`KC_GROUPS`] k-groups), read from
 /// L2 once per row block and from L1 by its tiles. Each tile's activations
-/// are staged chunk by chunk as the u8 operand `stage` names, in a stack copy
-/// (`MR * KC` bytes) that the tiles broadcast from memory: no per-broadcast
-/// offset or `vpabsb`, and no broadcast from a register, in the inner loops.
-/// With [`Stage::Flip`] every zero point gets 128 more.
+/// are staged chunk by chunk as `stage` names, in stack copies (`MR * KC`
+/// bytes each) that the tiles broadcast from memory: no per-broadcast offset
+/// or `vpabsb`, and no broadcast from a register, in the inner loops. With
+/// [`Stage::Flip`] every zero point gets 128 more.
 ///
 /// # Safety
 ///
@@ -461,6 +465,8 @@ pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
     let za_off = if stage == Stage::Flip { 128 } else { 0 };
     let mut staged = [[_mm256_setzero_si256(); KC / 32]; MR];
     let u = staged.as_mut_ptr() as *mut u8;
+    let mut masks = [[_mm256_setzero_si256(); KC / 32]; MR];
+    let s = masks.as_mut_ptr() as *mut i8;
     let n_blocks = w.n.div_ceil(Q8_N_BLOCK);
     let outp = out.as_mut_ptr();
     // An activation is applied in a pass of its own over each n-block group's
@@ -506,14 +512,30 @@ pub(super) unsafe fn gemm_tiles<const MR: usize, const NB: usize>(
                     // (check_gemm_q8), so bytes 4 g0 .. 4 (g0 + gs) of each;
                     // `staged` holds MR rows of KC >= 4 gs bytes; AVX2.
                     let ac = unsafe { a.as_ptr().add(i * lda + g0 * Q8_K_GROUP) };
-                    if stage == Stage::Flip {
+                    match stage {
                         // SAFETY: see above.
-                        unsafe { stage_rows(ac, lda, rows, gs * Q8_K_GROUP, u) };
+                        Stage::Flip => unsafe { stage_rows(ac, lda, rows, gs * Q8_K_GROUP, u) },
+                        Stage::Magnitude => {
+                            for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                                // SAFETY: see above (row r < rows; `masks`
+                                // is laid out as `staged`).
+                                let neg = unsafe {
+                                    stage_magnitudes(
+                                        ac.add(r * lda),
+                                        gs * Q8_K_GROUP,
+                                        u.add(r * KC),
+                                        s.add(r * KC),
+                                    )
+                                };
+                                for v in acc.iter_mut().flatten() {
+                                    *v = _mm256_add_epi32(*v, neg);
+                                }
+                            }
+                        }
                     }
                     let chunk = Chunk {
-                        a: ac,
-                        lda,
                         u,
+                        s,
                         rows,
                         nbs,
                         // SAFETY: g0 < kg: within the first n-block's bytes.
@@ -635,16 +657,69 @@ pub(super) unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usiz
     }
 }
 
+/// Stages one row for [`Stage::Magnitude`]: `u[c] = |a[c]|` (as u8: `|-128|
+/// = 128`) and `s[c] = -1` where `a[c] < 0`, else 0, for `c < len`, 0 for the
+/// rest of the last vector; returns `sum_{c < len, a[c] < 0} |a[c]|` in every
+/// i32 lane.
+///
+/// That sum is the whole difference between `sum |a| * (w ^ s)` and `sum a *
+/// w`: where `a < 0`, `w ^ -1 = -w - 1`, so `|a| * (w ^ -1) = a * w - |a|`
+/// (for every i8 `w`, -128 included). `vpmaddubsw` keeps those pairs exact:
+/// each product is in `128 * -128 ..= 127 * 127`, a pair in `-32768 ..=
+/// 32258`, inside i16.
+///
+/// # Safety
+///
+/// AVX2; `a .. a + len` readable; `len` a multiple of 4, at most [`KC`]; `u`
+/// and `s` writable for `ceil(len / 32) * 32` bytes and 32-byte aligned.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn stage_magnitudes(a: *const i8, len: usize, u: *mut u8, s: *mut i8) -> __m256i {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let zero = _mm256_setzero_si256();
+    // Sums of 8 bytes in each u64 lane (`vpsadbw` against 0).
+    let mut neg = zero;
+    let mut c = 0;
+    while c < len {
+        // SAFETY: the full vector (c + 32 <= len) or only the whole dwords
+        // below len are read (`len % 4 == 0`); c + 32 <= ceil(len / 32) * 32
+        // bytes written at u + c and s + c, 32-byte aligned (c % 32 == 0).
+        unsafe {
+            let p = a.add(c);
+            let v = if c + 32 <= len {
+                _mm256_loadu_si256(p as *const __m256i)
+            } else {
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(((len - c) / 4) as i32), lane);
+                _mm256_maskload_epi32(p as *const i32, m)
+            };
+            let mag = _mm256_abs_epi8(v);
+            let sign = _mm256_cmpgt_epi8(zero, v);
+            _mm256_store_si256(u.add(c) as *mut __m256i, mag);
+            _mm256_store_si256(s.add(c) as *mut __m256i, sign);
+            neg = _mm256_add_epi64(neg, _mm256_sad_epu8(_mm256_and_si256(mag, sign), zero));
+        }
+        c += 32;
+    }
+    // At most 128 * KC < 2^31: the low i32 of each u64 lane holds it.
+    let half = _mm_add_epi64(
+        _mm256_castsi256_si128(neg),
+        _mm256_extracti128_si256::<1>(neg),
+    );
+    let total = _mm_add_epi64(half, _mm_unpackhi_epi64(half, half));
+    _mm256_set1_epi32(_mm_cvtsi128_si32(total))
+}
+
 /// Adds to the first `R` rows x `B` n-blocks of `acc` the i32 dot products
-/// of the chunk's k-groups: `sum a * w` (`U8 = false`, the sign trick), or
-/// `sum (a + 128) * w` (`U8 = true`, from the staged `a + 128`; pair-bounded
-/// weights only).
+/// of the chunk's k-groups: `sum |a| * (w ^ mask)` (`U8 = false`, from the
+/// staged [`Stage::Magnitude`] operands: `sum a * w` less the staged
+/// correction), or `sum (a + 128) * w` (`U8 = true`, from the staged `a +
+/// 128`; pair-bounded weights only).
 ///
 /// # Safety
 ///
 /// AVX2; `c.rows >= R`, `c.nbs >= B`; for `r < R`, the `c.kg * 4` bytes at
-/// `c.u + r * KC` readable (`U8 = true`) or those at `c.a + r * c.lda` (`U8 =
-/// false`); `c.w + b * block .. + c.kg * 64` readable for `b < B`.
+/// `c.u + r * KC` readable, and (`U8 = false`) those at `c.s + r * KC`;
+/// `c.w + b * block .. + c.kg * 64` readable for `b < B`.
 // The innermost loops index the weight vectors, broadcasts and sums together.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2")]
@@ -654,7 +729,7 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool, const MR: usize, 
     c: &Chunk,
     block: usize,
 ) {
-    let (a, lda, u, w, kg) = (c.a, c.lda, c.u, c.w, c.kg);
+    let (u, sm, w, kg) = (c.u, c.s, c.w, c.kg);
     let ones = _mm256_set1_epi16(1);
     let mut sums: [[[__m256i; 2]; B]; R] =
         core::array::from_fn(|r| core::array::from_fn(|b| acc[r][b]));
@@ -662,20 +737,16 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool, const MR: usize, 
     let mut step = |g: usize| {
         // The rows' broadcasts first, then each weight vector loaded and used
         // by every row in turn (one weight register live at a time).
-        let mut av = [_mm256_setzero_si256(); R];
         let mut ua = [_mm256_setzero_si256(); R];
+        let mut ms = [_mm256_setzero_si256(); R];
         for r in 0..R {
             // SAFETY: r < R and g < kg: 4 readable bytes of the staged
-            // operand (U8) or of `a`.
+            // operand and (not U8) of the staged masks.
             unsafe {
-                if U8 {
-                    ua[r] =
-                        _mm256_set1_epi32((u.add(r * KC + g * 4) as *const i32).read_unaligned());
-                } else {
-                    av[r] =
-                        _mm256_set1_epi32((a.add(r * lda + g * 4) as *const i32).read_unaligned());
-                    // `|a|` as u8 (`|-128| = 128`).
-                    ua[r] = _mm256_abs_epi8(av[r]);
+                ua[r] = _mm256_set1_epi32((u.add(r * KC + g * 4) as *const i32).read_unaligned());
+                if !U8 {
+                    ms[r] =
+                        _mm256_set1_epi32((sm.add(r * KC + g * 4) as *const i32).read_unaligned());
                 }
             }
         }
@@ -687,7 +758,7 @@ unsafe fn tile<const R: usize, const B: usize, const U8: bool, const MR: usize, 
                     _mm256_loadu_si256((w.add(b * block + g * 64) as *const __m256i).add(h))
                 };
                 for r in 0..R {
-                    let sw = if U8 { wv } else { _mm256_sign_epi8(wv, av[r]) };
+                    let sw = if U8 { wv } else { _mm256_xor_si256(wv, ms[r]) };
                     let p = _mm256_maddubs_epi16(ua[r], sw);
                     sums[r][b][h] = _mm256_add_epi32(sums[r][b][h], _mm256_madd_epi16(p, ones));
                 }

@@ -1,8 +1,9 @@
 //! x86-64 kernel tiers.
 //!
 //! * [`avx2`]: `quantize_rows` and `gemm_q8` with 256-bit AVX2 integer ops
-//!   (`vpmaddubsw` with the sign trick, then `vpmaddwd` into i32); with
-//!   `avx2_float`, the epilogue activations, `layer_norm` and `attention`.
+//!   (`vpmaddubsw` of staged magnitudes or offsets, then `vpmaddwd` into
+//!   i32); with `avx2_float`, the epilogue activations, `layer_norm` and
+//!   `attention`.
 //! * [`avx512vnni`]: `gemm_q8` with 512-bit `vpdpbusd`; reuses AVX2's
 //!   `quantize_rows` (every AVX-512 CPU has AVX2, and the tier checks it).
 //! * [`avxvnni`]: `gemm_q8` with the 256-bit VEX `vpdpbusd` of AVX-VNNI
