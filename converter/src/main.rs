@@ -102,7 +102,7 @@ struct ConvertArgs {
     /// int8: `free` lets each weight take any value in -127..=127 (the most
     /// precise). `bounded` keeps the two weights of inputs 2j and 2j+1 of a row
     /// within 128 in sum, with each row's scale chosen for it: the AVX2 kernels
-    /// (x86 without AVX-512 VNNI) then skip a step per multiply, about 15%
+    /// (x86 without AVX-512 VNNI) then skip a step per multiply, about 13%
     /// faster, for coarser weights (see docs/accuracy.md); other CPUs run the
     /// file as fast as a `free` one.
     #[arg(long, value_enum, default_value = "free")]
