@@ -663,25 +663,28 @@ fn float_table() {
     row("gemm_q8 tanh", "128 x 4 x 3072", &mut |k| {
         d.gemm_ep(k, Epilogue::Tanh)
     });
-    let (m, kk, n) = (128, 128, 768);
-    let xa: Vec<f32> = (0..m * kk).map(|i| (i % 13) as f32 * 0.1).collect();
-    let w: Vec<f32> = (0..n * kk).map(|i| (i % 11) as f32 * 0.01).collect();
-    let bias = vec![0.0f32; n];
-    let mut out = vec![0.0f32; m * n];
-    row("gemm_f32", "128 x 128 x 768", &mut |k| {
-        (k.gemm_f32)(
-            black_box(&xa),
-            kk,
-            m,
-            &w,
-            n,
-            kk,
-            &bias,
-            &mut out,
-            n,
-            Epilogue::Store,
-        )
-    });
+    // The embedding projection of int8 files (128 -> 768), and an f32 file's
+    // encoder matrices (the FFN's with its GELU).
+    for (kk, n, ep) in [
+        (128, 768, Epilogue::Store),
+        (768, 768, Epilogue::Store),
+        (768, 3072, Epilogue::Activate(Activation::GeluNew)),
+        (3072, 768, Epilogue::Store),
+    ] {
+        let m = 128;
+        let xa: Vec<f32> = (0..m * kk).map(|i| (i % 13) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..n * kk).map(|i| (i % 11) as f32 * 0.01).collect();
+        let bias = vec![0.0f32; n];
+        let mut out = vec![0.0f32; m * n];
+        let name = if ep == Epilogue::Store {
+            "gemm_f32"
+        } else {
+            "gemm_f32 gelu_new"
+        };
+        row(name, &format!("{m} x {kk} x {n}"), &mut |k| {
+            (k.gemm_f32)(black_box(&xa), kk, m, &w, n, kk, &bias, &mut out, n, ep)
+        });
+    }
 }
 
 fn criterion_groups(c: &mut Criterion) {

@@ -395,6 +395,10 @@ fn check_float(kern: &Kernels, rng: &mut Rng) {
         (3, 7, 5),
         (5, 128, 33),
         (2, 768, 9),
+        // Several of the x86 gemm_f32's row blocks (256 KiB of input rows,
+        // at most 255 rows), with partial tiles of rows and outputs.
+        (45, 3072, 7),
+        (261, 64, 5),
     ] {
         let lda = k + 2;
         let a: Vec<f32> = (0..m * lda).map(|_| rng.unit()).collect();

@@ -452,18 +452,16 @@ pub(crate) fn check_gemm_f32(
 }
 
 /// `block(out, i, rows, r)` of [`gemm_f32_blocks`].
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 pub(crate) type F32Block<'a> = dyn FnMut(&mut [f32], usize, usize, usize) + 'a;
 
-/// The loop order of the SIMD `gemm_f32`s: blocks of 4 outputs outermost
+/// The loop order of the NEON `gemm_f32`: blocks of 4 outputs outermost
 /// (their 4 weight rows stay in cache while every input row passes), input
 /// rows two at a time, `block(out, i, rows, r)` computing outputs `r..r + 4`
 /// of rows `i..i + rows` (`rows` 2, or 1 for an odd last row); then the
 /// outputs past the last whole block with the scalar reference.
 #[allow(clippy::too_many_arguments)]
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 pub(crate) fn gemm_f32_blocks(
     a: &[f32],
     lda: usize,

@@ -16,7 +16,7 @@ use crate::kernels::scalar::{
     ERF_ALPHA, ERF_BETA, EXP_HI, EXP_LO, EXP_P, GELU_A, GELU_C, LN2_HI, LN2_LO, LOG2E, TANH_P,
     TANH_SMALL,
 };
-use crate::kernels::{check_gemm_f32, gemm_f32_blocks, AttentionArgs, Epilogue};
+use crate::kernels::{check_gemm_f32, AttentionArgs, Epilogue};
 use core::arch::x86_64::*;
 
 /// `e^x` lane-wise, as [`scalar::exp`](crate::kernels::scalar::exp).
@@ -217,6 +217,14 @@ unsafe fn hsum_dot(v: __m256) -> f32 {
 /// partial sums of `scalar::dot_f32`, its reduction tree, then its sequential
 /// tail, bias and epilogue). Private to the crate: reachable only through
 /// [`super::avx2::Avx2Kernels::kernels`].
+///
+/// Blocking: input rows in blocks whose `k` floats fill at most
+/// [`F32_ROW_BLOCK_BYTES`] (kept in L2 while every output passes), within a
+/// block tiles of [`F32_MR`] rows x [`F32_NO`] outputs (12 accumulators, the
+/// weights in registers, the inputs straight from memory into `vmulps`), each
+/// over the whole depth. An activation is applied afterwards in a pass over
+/// each row's outputs (as `gemm_q8` does): in each tile's epilogue, its long
+/// dependency chains stalled the next tile's loop.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_f32_avx2(
     a: &[f32],
@@ -233,44 +241,114 @@ pub(crate) fn gemm_f32_avx2(
     if !check_gemm_f32(a, lda, m, w, n, k, bias, out, ldo) {
         return;
     }
-    gemm_f32_blocks(
-        a,
-        lda,
-        m,
-        w,
-        n,
-        k,
-        bias,
-        out,
-        ldo,
-        ep,
-        &mut |out, i, rows, r| {
-            // SAFETY: AVX2 is available (only reachable through its tables);
-            // `check_gemm_f32` bounds every access, and `gemm_f32_blocks` passes
-            // rows i..i + rows <= m and outputs r..r + 4 <= n.
-            unsafe {
-                if rows == 2 {
-                    block_f32::<2>(a, lda, i, w, k, r, bias, out, ldo, ep)
-                } else {
-                    block_f32::<1>(a, lda, i, w, k, r, bias, out, ldo, ep)
-                }
-            }
-        },
-    );
+    // SAFETY: AVX2 is available (only reachable through its tables);
+    // `check_gemm_f32` bounds every access `gemm_f32` makes.
+    unsafe { gemm_f32(a, lda, m, w, n, k, bias, out, ldo, ep) }
 }
 
-/// Outputs `r..r + 4` of input rows `i..i + R`: 8-lane partial sums over the
-/// whole chunks of `k`, `scalar::dot_f32`'s reduction tree, its sequential
-/// tail, the bias and the epilogue.
+/// Input rows per tile of the AVX2 `gemm_f32`.
+const F32_MR: usize = 3;
+/// Outputs per tile of the AVX2 `gemm_f32`.
+const F32_NO: usize = 3;
+/// Bytes of input rows per row block of the AVX2 `gemm_f32`: half of a 512 KiB
+/// L2.
+const F32_ROW_BLOCK_BYTES: usize = 256 * 1024;
+
+/// The loops of [`gemm_f32_avx2`].
 ///
 /// # Safety
 ///
-/// AVX2; `i + R <= m` and `r + 4 <= n` within the bounds asserted by
-/// [`gemm_f32_avx2`].
+/// AVX2; the arguments pass [`check_gemm_f32`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_f32(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    let (tile_ep, act) = ep.split_activation();
+    let block_rows = (F32_ROW_BLOCK_BYTES / (4 * k.max(1)) / F32_MR * F32_MR).clamp(F32_MR, 255);
+    let mut i0 = 0;
+    while i0 < m {
+        let i1 = (i0 + block_rows).min(m);
+        let mut r = 0;
+        while r < n {
+            let o = (n - r).min(F32_NO);
+            let mut i = i0;
+            while i < i1 {
+                let rows = (i1 - i).min(F32_MR);
+                // SAFETY: rows i..i + rows <= m and outputs r..r + o <= n
+                // (our contract: check_gemm_f32 bounds them); AVX2.
+                unsafe { tile_dispatch(rows, o, a, lda, i, w, k, r, bias, out, ldo, tile_ep) }
+                i += rows;
+            }
+            r += o;
+        }
+        i0 = i1;
+    }
+    if let Some(ep) = act {
+        for row in 0..m {
+            let o = &mut out[row * ldo..row * ldo + n];
+            // SAFETY: AVX2; `o` holds the row's n stored outputs.
+            unsafe { super::avx2::activate_run(o.as_mut_ptr(), n, ep) };
+        }
+    }
+}
+
+/// [`tile_f32`] for `rows <= F32_MR` rows and `o <= F32_NO` outputs.
+///
+/// # Safety
+///
+/// As [`tile_f32`] with `R = rows`, `O = o`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn block_f32<const R: usize>(
+unsafe fn tile_dispatch(
+    rows: usize,
+    o: usize,
+    a: &[f32],
+    lda: usize,
+    i: usize,
+    w: &[f32],
+    k: usize,
+    r: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    macro_rules! arms {
+        ($($r:literal, $o:literal);*) => {
+            match (rows, o) {
+                // SAFETY: our contract with R = rows, O = o.
+                $(($r, $o) => unsafe { tile_f32::<$r, $o>(a, lda, i, w, k, r, bias, out, ldo, ep) },)*
+                _ => unreachable!("gemm_f32 tile {rows} x {o}"),
+            }
+        };
+    }
+    arms!(3, 3; 3, 2; 3, 1; 2, 3; 2, 2; 2, 1; 1, 3; 1, 2; 1, 1)
+}
+
+/// Outputs `r..r + O` of input rows `i..i + R`: 8-lane partial sums over the
+/// whole chunks of `k`, `scalar::dot_f32`'s reduction tree, its sequential
+/// tail, the bias and the epilogue (`Store` or `Accumulate`).
+///
+/// # Safety
+///
+/// AVX2; `i + R <= m` and `r + O <= n` within the bounds asserted by
+/// [`gemm_f32_avx2`].
+// The innermost loops index the weight vectors and sums together.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_f32<const R: usize, const O: usize>(
     a: &[f32],
     lda: usize,
     i: usize,
@@ -284,20 +362,20 @@ unsafe fn block_f32<const R: usize>(
 ) {
     let full = k / 8 * 8;
     let (ap, wp) = (a.as_ptr(), w.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    let mut acc = [[_mm256_setzero_ps(); O]; R];
     let mut c = 0;
     while c < full {
-        // SAFETY: rows i..i + R of `a` and rows r..r + 4 of `w` hold k floats
+        // SAFETY: rows i..i + R of `a` and rows r..r + O of `w` hold k floats
         // and c + 8 <= k (our contract).
         unsafe {
-            let mut wv = [_mm256_setzero_ps(); 4];
-            for (t, wv) in wv.iter_mut().enumerate() {
-                *wv = _mm256_loadu_ps(wp.add((r + t) * k + c));
+            let mut wv = [_mm256_setzero_ps(); O];
+            for t in 0..O {
+                wv[t] = _mm256_loadu_ps(wp.add((r + t) * k + c));
             }
-            for (q, acc) in acc.iter_mut().enumerate() {
+            for q in 0..R {
                 let xv = _mm256_loadu_ps(ap.add((i + q) * lda + c));
-                for (acc, &wv) in acc.iter_mut().zip(&wv) {
-                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, wv));
+                for t in 0..O {
+                    acc[q][t] = _mm256_add_ps(acc[q][t], _mm256_mul_ps(xv, wv[t]));
                 }
             }
         }
@@ -315,9 +393,9 @@ unsafe fn block_f32<const R: usize>(
             }
             y[t] = s + bias[r + t];
         }
-        let o = &mut out[(i + q) * ldo + r..(i + q) * ldo + r + 4];
-        // SAFETY: AVX2 is available; `o` holds the 4 outputs.
-        unsafe { super::epilogue16_avx2(o.as_mut_ptr(), &y, 4, ep) };
+        let o = &mut out[(i + q) * ldo + r..(i + q) * ldo + r + O];
+        // SAFETY: AVX2 is available; `o` holds the O outputs.
+        unsafe { super::epilogue16_avx2(o.as_mut_ptr(), &y, O, ep) };
     }
 }
 
