@@ -69,6 +69,10 @@
 /// `new()` and `unsafe new_unchecked()` for a SIMD tier's proof type
 /// `$ty(())`, whose `is_available()` each tier writes itself; `$safety` is
 /// what the CPU must support.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
 macro_rules! tier_constructors {
     ($ty:ident, $safety:literal) => {
         impl $ty {
