@@ -259,21 +259,45 @@ mod peak {
         (iters * macs) as f64 / t.as_secs_f64() / 1e9
     }
 
-    /// The AVX2 kernel's per-32-MAC sequence for pair-bounded weights
-    /// (`vpmaddubsw`, `vpmaddwd`, `vpaddd`) on 8 independent accumulators.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2(iters: u64) {
-        // SAFETY: register-only AVX2 instructions (the caller guarantees AVX2);
-        // every register written is declared as clobbered.
-        unsafe {
-            asm!(
-                "vpcmpeqw ymm15, ymm15, ymm15",
-                "vpabsw ymm15, ymm15", // ones (i16)
-                "2:",
+    /// A register-only AVX2 loop: `ymm15` holds i16 ones (for `vpmaddwd`),
+    /// then the given instructions run `iters` times; every ymm register is
+    /// declared as clobbered.
+    macro_rules! avx2_loop {
+        ($(#[$doc:meta])* $name:ident, $($ins:literal,)*) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            ///
+            /// The CPU must support AVX2.
+            #[target_feature(enable = "avx2")]
+            pub unsafe fn $name(iters: u64) {
+                // SAFETY: register-only AVX2 instructions (the caller
+                // guarantees AVX2); every register written is declared as
+                // clobbered.
+                unsafe {
+                    asm!(
+                        "vpcmpeqw ymm15, ymm15, ymm15",
+                        "vpabsw ymm15, ymm15",
+                        "2:",
+                        $($ins,)*
+                        "dec {n}",
+                        "jnz 2b",
+                        n = inout(reg) iters => _,
+                        out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                        out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                        out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                        out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                        options(nostack, nomem),
+                    );
+                }
+            }
+        };
+    }
+
+    avx2_loop!(
+        /// The AVX2 kernel's per-32-MAC sequence for pair-bounded weights
+        /// (`vpmaddubsw`, `vpmaddwd`, `vpaddd`) on 8 independent accumulators.
+        avx2,
                 "vpmaddubsw ymm8, ymm14, ymm12",
                 "vpmaddubsw ymm9, ymm14, ymm13",
                 "vpmaddubsw ymm10, ymm14, ymm12",
@@ -298,34 +322,13 @@ mod peak {
                 "vpaddd ymm5, ymm5, ymm9",
                 "vpaddd ymm6, ymm6, ymm10",
                 "vpaddd ymm7, ymm7, ymm11",
-                "dec {n}",
-                "jnz 2b",
-                n = inout(reg) iters => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-                out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, nomem),
-            );
-        }
-    }
+    );
 
-    /// The AVX2 kernel's per-32-MAC sequence for any weights (`vpxor` of the
-    /// weights with the activations' sign mask, then as [`avx2`]) on 8
-    /// independent accumulators.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2_any(iters: u64) {
-        // SAFETY: register-only AVX2 instructions (the caller guarantees AVX2);
-        // every register written is declared as clobbered.
-        unsafe {
-            asm!(
-                "vpcmpeqw ymm15, ymm15, ymm15",
-                "vpabsw ymm15, ymm15", // ones (i16)
-                "2:",
+    avx2_loop!(
+        /// The AVX2 kernel's per-32-MAC sequence for any weights (`vpxor` of
+        /// the weights with the activations' sign mask, then as [`avx2`]) on 8
+        /// independent accumulators.
+        avx2_any,
                 "vpxor ymm8, ymm12, ymm13",
                 "vpxor ymm9, ymm13, ymm12",
                 "vpxor ymm10, ymm12, ymm14",
@@ -358,17 +361,7 @@ mod peak {
                 "vpaddd ymm5, ymm5, ymm9",
                 "vpaddd ymm6, ymm6, ymm10",
                 "vpaddd ymm7, ymm7, ymm11",
-                "dec {n}",
-                "jnz 2b",
-                n = inout(reg) iters => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-                out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, nomem),
-            );
-        }
-    }
+    );
 
     /// `vpdpbusd` (VEX, 256-bit) on 12 independent ymm accumulators.
     ///
