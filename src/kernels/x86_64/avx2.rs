@@ -19,7 +19,7 @@
 //!     epilogue(acc - zp[i] * row_sum, scales, bias) for its rows
 //! ```
 //!
-//! `MR x NB` is 1 x 4 for either form (see `SIGN_MR` and `U8_MR`): 8
+//! `MR x NB` is 1 x 4 for either form (see `MAG_MR` and `U8_MR`): 8
 //! accumulators.
 //!
 //! `dot4` is `vpmaddwd(vpmaddubsw(u, s), 1)`: `vpmaddubsw` multiplies
@@ -83,9 +83,9 @@ use core::arch::x86_64::*;
 /// `vpxor` with the row's sign mask, so one pair of broadcasts serves 8
 /// products (`cargo bench --bench kernels -- table`, "unbounded" rows: 72-81
 /// GMAC/s against 2 x 2's 67-76).
-const SIGN_MR: usize = 1;
+const MAG_MR: usize = 1;
 /// n-blocks per tile for any weights.
-const SIGN_NB: usize = 4;
+const MAG_NB: usize = 4;
 /// Tile geometry for pair-bounded weights: 1 x 4. The weights go straight
 /// from memory into `vpmaddubsw`, so one broadcast serves 8 products (cargo
 /// bench --bench kernels -- table: 78-86 GMAC/s against 2 x 2's 76-83; 3 x 2
@@ -363,14 +363,14 @@ unsafe fn gemm(
         }
     } else {
         // `|a|` and the sign masks staged; the short sum corrected there.
-        let run = |acc: &mut Acc<SIGN_MR, SIGN_NB>, c: &Chunk| {
+        let run = |acc: &mut Acc<MAG_MR, MAG_NB>, c: &Chunk| {
             // SAFETY: see above.
             unsafe {
                 match c.nbs {
-                    4 => tile::<1, 4, false, SIGN_MR, SIGN_NB>(acc, c, block),
-                    3 => tile::<1, 3, false, SIGN_MR, SIGN_NB>(acc, c, block),
-                    2 => tile::<1, 2, false, SIGN_MR, SIGN_NB>(acc, c, block),
-                    _ => tile::<1, 1, false, SIGN_MR, SIGN_NB>(acc, c, block),
+                    4 => tile::<1, 4, false, MAG_MR, MAG_NB>(acc, c, block),
+                    3 => tile::<1, 3, false, MAG_MR, MAG_NB>(acc, c, block),
+                    2 => tile::<1, 2, false, MAG_MR, MAG_NB>(acc, c, block),
+                    _ => tile::<1, 1, false, MAG_MR, MAG_NB>(acc, c, block),
                 }
             }
         };
@@ -635,24 +635,38 @@ pub(crate) unsafe fn activate_run(out: *mut f32, count: usize, ep: Epilogue) {
 #[inline]
 pub(super) unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usize, u: *mut u8) {
     let flip = _mm256_set1_epi8(i8::MIN);
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for t in 0..rows {
         let mut c = 0;
         while c < len {
-            // SAFETY: t < rows, c < len: the full vector (c + 32 <= len) or
-            // only the whole dwords below len are read (`len % 4 == 0`);
-            // t * KC + c + 32 <= rows * KC, 32-byte aligned (c % 32 == 0).
+            // SAFETY: t < rows, c < len: `load_upto` reads only bytes below
+            // len (`len % 4 == 0`); t * KC + c + 32 <= rows * KC, 32-byte
+            // aligned (c % 32 == 0).
             unsafe {
-                let p = a.add(t * lda + c);
-                let v = if c + 32 <= len {
-                    _mm256_loadu_si256(p as *const __m256i)
-                } else {
-                    let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(((len - c) / 4) as i32), lane);
-                    _mm256_maskload_epi32(p as *const i32, m)
-                };
+                let v = load_upto(a.add(t * lda + c), len - c);
                 _mm256_store_si256(u.add(t * KC + c) as *mut __m256i, _mm256_xor_si256(v, flip));
             }
             c += 32;
+        }
+    }
+}
+
+/// The 32 bytes at `p`, or (`rem < 32`) its first `rem` bytes and zeros.
+///
+/// # Safety
+///
+/// AVX2; `rem` a multiple of 4; `p .. p + min(rem, 32)` readable.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_upto(p: *const i8, rem: usize) -> __m256i {
+    // SAFETY: 32 readable bytes, or a masked load of the rem / 4 whole
+    // dwords below rem (our contract).
+    unsafe {
+        if rem >= 32 {
+            _mm256_loadu_si256(p as *const __m256i)
+        } else {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((rem / 4) as i32), lane);
+            _mm256_maskload_epi32(p as *const i32, m)
         }
     }
 }
@@ -675,23 +689,16 @@ pub(super) unsafe fn stage_rows(a: *const i8, lda: usize, rows: usize, len: usiz
 #[target_feature(enable = "avx2")]
 #[inline]
 pub(super) unsafe fn stage_magnitudes(a: *const i8, len: usize, u: *mut u8, s: *mut i8) -> __m256i {
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let zero = _mm256_setzero_si256();
     // Sums of 8 bytes in each u64 lane (`vpsadbw` against 0).
     let mut neg = zero;
     let mut c = 0;
     while c < len {
-        // SAFETY: the full vector (c + 32 <= len) or only the whole dwords
-        // below len are read (`len % 4 == 0`); c + 32 <= ceil(len / 32) * 32
-        // bytes written at u + c and s + c, 32-byte aligned (c % 32 == 0).
+        // SAFETY: `load_upto` reads only bytes below len (`len % 4 == 0`);
+        // c + 32 <= ceil(len / 32) * 32 bytes written at u + c and s + c,
+        // 32-byte aligned (c % 32 == 0).
         unsafe {
-            let p = a.add(c);
-            let v = if c + 32 <= len {
-                _mm256_loadu_si256(p as *const __m256i)
-            } else {
-                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(((len - c) / 4) as i32), lane);
-                _mm256_maskload_epi32(p as *const i32, m)
-            };
+            let v = load_upto(a.add(c), len - c);
             let mag = _mm256_abs_epi8(v);
             let sign = _mm256_cmpgt_epi8(zero, v);
             _mm256_store_si256(u.add(c) as *mut __m256i, mag);
