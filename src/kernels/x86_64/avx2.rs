@@ -19,8 +19,7 @@
 //!     epilogue(acc - zp[i] * row_sum, scales, bias) for its rows
 //! ```
 //!
-//! `MR x NB` is 1 x 4 for either form (see `MAG_MR` and `U8_MR`): 8
-//! accumulators.
+//! `MR x NB` is 1 x 4 for either form (see `MR`): 8 accumulators.
 //!
 //! `dot4` is `vpmaddwd(vpmaddubsw(u, s), 1)`: `vpmaddubsw` multiplies
 //! unsigned bytes by signed bytes and adds adjacent pairs into an i16 *with
@@ -78,21 +77,16 @@ use crate::kernels::{
 };
 use core::arch::x86_64::*;
 
-/// Tile geometry (token rows x n-blocks of 16 outputs) for any weights: 1 x
-/// 4, as for pair-bounded ones. The weights go from memory straight into the
-/// `vpxor` with the row's sign mask, so one pair of broadcasts serves 8
-/// products (`cargo bench --bench kernels -- table`, "unbounded" rows: 72-81
-/// GMAC/s against 2 x 2's 67-76).
-const MAG_MR: usize = 1;
-/// n-blocks per tile for any weights.
-const MAG_NB: usize = 4;
-/// Tile geometry for pair-bounded weights: 1 x 4. The weights go straight
-/// from memory into `vpmaddubsw`, so one broadcast serves 8 products (cargo
-/// bench --bench kernels -- table: 78-86 GMAC/s against 2 x 2's 76-83; 3 x 2
-/// with 12 accumulators measured slower, 71-77 vs 74-80).
-const U8_MR: usize = 1;
-/// n-blocks per tile for pair-bounded weights.
-const U8_NB: usize = 4;
+/// Tile geometry (token rows x n-blocks of 16 outputs), either form: 1 x 4.
+/// The weights go from memory straight into `vpmaddubsw` (pair-bounded) or
+/// into the `vpxor` with the row's sign mask (any weights), so one broadcast
+/// (or pair of broadcasts) serves 8 products. `cargo bench --bench kernels
+/// -- table`: pair-bounded 78-86 GMAC/s against 2 x 2's 76-83 (3 x 2 with 12
+/// accumulators slower, 71-77 vs 74-80); any weights 72-81 against 2 x 2's
+/// 67-76.
+const MR: usize = 1;
+/// n-blocks per tile.
+const NB: usize = 4;
 
 /// The accumulators of an `MR` rows x `NB` n-blocks tile: per row and
 /// n-block, two vectors of 8 x i32 sums.
@@ -343,43 +337,68 @@ unsafe fn gemm(
     if w.pairs_bounded {
         // Activations offset to u8 (`a + 128`, staged), no sign step; the
         // offset comes off with the zero point (`zp + 128`).
-        let run = |acc: &mut Acc<U8_MR, U8_NB>, c: &Chunk| {
+        let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
             // SAFETY: see above.
-            unsafe {
-                match c.nbs {
-                    4 => tile::<1, 4, true, U8_MR, U8_NB>(acc, c, block),
-                    3 => tile::<1, 3, true, U8_MR, U8_NB>(acc, c, block),
-                    2 => tile::<1, 2, true, U8_MR, U8_NB>(acc, c, block),
-                    _ => tile::<1, 1, true, U8_MR, U8_NB>(acc, c, block),
-                }
-            }
+            unsafe { tiles::<true>(acc, c, block) }
         };
-        let stage = Stage::Flip;
         // SAFETY: see above.
         unsafe {
             gemm_tiles(
-                a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, stage, run,
+                a,
+                lda,
+                a_scales,
+                a_zps,
+                m,
+                w,
+                bias,
+                out,
+                ldo,
+                ep,
+                Stage::Flip,
+                run,
             )
         }
     } else {
         // `|a|` and the sign masks staged; the short sum corrected there.
-        let run = |acc: &mut Acc<MAG_MR, MAG_NB>, c: &Chunk| {
+        let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
             // SAFETY: see above.
-            unsafe {
-                match c.nbs {
-                    4 => tile::<1, 4, false, MAG_MR, MAG_NB>(acc, c, block),
-                    3 => tile::<1, 3, false, MAG_MR, MAG_NB>(acc, c, block),
-                    2 => tile::<1, 2, false, MAG_MR, MAG_NB>(acc, c, block),
-                    _ => tile::<1, 1, false, MAG_MR, MAG_NB>(acc, c, block),
-                }
-            }
+            unsafe { tiles::<false>(acc, c, block) }
         };
-        let stage = Stage::Magnitude;
         // SAFETY: see above.
         unsafe {
             gemm_tiles(
-                a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, stage, run,
+                a,
+                lda,
+                a_scales,
+                a_zps,
+                m,
+                w,
+                bias,
+                out,
+                ldo,
+                ep,
+                Stage::Magnitude,
+                run,
             )
+        }
+    }
+}
+
+/// [`tile`] for the chunk's `c.nbs <= NB` n-blocks (one row).
+///
+/// # Safety
+///
+/// As [`tile`] with `R = 1`, `B = c.nbs`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tiles<const U8: bool>(acc: &mut Acc<MR, NB>, c: &Chunk, block: usize) {
+    // SAFETY: our contract.
+    unsafe {
+        match c.nbs {
+            4 => tile::<1, 4, U8, MR, NB>(acc, c, block),
+            3 => tile::<1, 3, U8, MR, NB>(acc, c, block),
+            2 => tile::<1, 2, U8, MR, NB>(acc, c, block),
+            _ => tile::<1, 1, U8, MR, NB>(acc, c, block),
         }
     }
 }
