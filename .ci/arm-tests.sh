@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cross-compiles the root crate's whole test suite for aarch64 Linux and runs it
 # under qemu-user twice: as a Cortex-A72 (Raspberry Pi 4: NEON, no dot product,
-# so the `neon` tier) and as a Cortex-A76 (dot product: the `neon-dot` tier).
+# so the `neon` tier) and as a Cortex-A76 (dot product: the `neon-dot` tier);
+# then the kernel-running suites as QEMU's `max` CPU (int8 matrix multiply:
+# the `neon-i8mm` tier).
 # The linker and the default runner come from .cargo/config.toml.
 #
 # Note: the tests' dev-dependencies (the converter, which pulls tract-onnx) are
@@ -36,6 +38,26 @@ done
 export ALBERT_EDGE_FIXTURE_MODELS="$MODELS"
 echo "converted $(ls "$MODELS" | wc -l) fixture models natively into $MODELS"
 
+# Prints which kernel tiers ran under `-cpu $1` (the suite prints them; a
+# missing NEON tier fails it) and fails unless the expected one was picked.
+show_tiers() {
+    local want
+    case "$1" in
+        cortex-a72) want=neon ;;
+        cortex-a76) want=neon-dot ;;
+        *) want=neon-i8mm ;;
+    esac
+    local line
+    line="$(CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $1" \
+        cargo test -p albert-edge --release --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \
+        | grep '\[kernels\] tiers run')"
+    echo "$line"
+    case "$line" in
+        *"detect() -> $want") ;;
+        *) echo "expected the $want tier under -cpu $1" >&2; exit 1 ;;
+    esac
+}
+
 for cpu in cortex-a72 cortex-a76; do
     echo "== aarch64 tests under qemu -cpu $cpu"
     export ALBERT_EDGE_TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
@@ -60,8 +82,18 @@ for cpu in cortex-a72 cortex-a76; do
         "${extra[@]}"
     # (Those two tests of tests/cross_cli.rs drive host-side cross builds and QEMU
     # themselves; they already ran in the x86 suite and would only repeat it here.)
-    # Show which kernel tiers ran (the suite prints them; a missing NEON tier fails it).
-    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
-        cargo test -p albert-edge --release --target "$TARGET" --test kernels -- --nocapture tiers_run_and_skipped 2>&1 \
-        | grep '\[kernels\] tiers run'
+    show_tiers "$cpu"
 done
+
+# Armv8.6 int8 matrix multiply (`smmla`, the neon-i8mm tier): QEMU's `max` CPU
+# has it (no Raspberry Pi does; phones and servers since 2022 do). The tier
+# replaces only `gemm_q8`, so the suites that run kernels are enough here: the
+# kernel tests (every entry against the scalar reference, awkward shapes), the
+# whole-model fidelity tests, the thread-split and no-allocation tests.
+cpu=max
+echo "== aarch64 kernel-tier tests under qemu -cpu $cpu"
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
+    cargo test -p albert-edge --release --target "$TARGET" --no-fail-fast \
+    --lib --test kernels --test fidelity --test threads --test no_alloc -- \
+    --skip outputs_are_bit_identical_for_1_to_4_threads
+show_tiers "$cpu"

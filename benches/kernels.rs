@@ -446,6 +446,7 @@ fn nominal_macs_per_cycle(tier: Tier) -> Option<f64> {
         Tier::AvxVnni => Some(64.0), // 2 x 256-bit vpdpbusd per cycle (Golden Cove)
         Tier::Avx2 => Some(32.0),
         Tier::NeonDot => Some(32.0), // 2 x 128-bit sdot per cycle (A76-class)
+        Tier::NeonI8mm => Some(64.0), // 2 x 128-bit smmla per cycle (A710-class)
         Tier::Neon => Some(16.0),
         Tier::Scalar => None,
     }

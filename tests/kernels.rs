@@ -784,6 +784,7 @@ kernel_suite!(avx512vnni, Tier::Avx512Vnni);
 kernel_suite!(avxvnni, Tier::AvxVnni);
 kernel_suite!(neon, Tier::Neon);
 kernel_suite!(neon_dot, Tier::NeonDot);
+kernel_suite!(neon_i8mm, Tier::NeonI8mm);
 
 /// Prints which tiers this machine runs and which `detect` picks; fails if the
 /// architecture's baseline SIMD tier is missing (NEON on aarch64, AVX2 on any

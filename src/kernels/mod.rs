@@ -38,10 +38,11 @@
 //! | `avxvnni` (x86-64) | AVX2's | `gemm_i8_i8_5x16c4_avxvnni` (256-bit `vpdpbusd`) | AVX2's | bit-identical |
 //! | `neon` (aarch64) | `quantize_i8_4x4_neon` | `gemm_i8_i8_2x16c4_neon` (SMULL/SMLAL + SADALP) | NEON | bit-identical |
 //! | `neon-dot` (aarch64) | NEON's | `gemm_i8_i8_4x16c4_neondot` (`sdot`) | NEON's | bit-identical |
+//! | `neon-i8mm` (aarch64) | NEON's | `gemm_i8_i8_4x16c8_i8mm` (`smmla`) | NEON's | bit-identical |
 //!
 //! `gemm_f32` (f32 model files, and the f32 parts of int8 ones) is vectorized
 //! on x86-64 (AVX2's, also in the AVX-512 tier) and aarch64 (NEON's, also in
-//! the NEON-dot tier).
+//! the NEON-dot and NEON-i8mm tiers).
 //!
 //! Every tier reproduces every entry bit for bit (including NaN inputs,
 //! infinities, all-zero rows and every [`Epilogue`]), so **every tier's
@@ -124,17 +125,20 @@ pub enum Tier {
     Neon,
     /// aarch64 NEON with `sdot`.
     NeonDot,
+    /// aarch64 NEON with `smmla` (int8 matrix multiply).
+    NeonI8mm,
 }
 
 impl Tier {
     /// Every tier, reference first.
-    pub const ALL: [Tier; 6] = [
+    pub const ALL: [Tier; 7] = [
         Tier::Scalar,
         Tier::Avx2,
         Tier::Avx512Vnni,
         Tier::AvxVnni,
         Tier::Neon,
         Tier::NeonDot,
+        Tier::NeonI8mm,
     ];
     /// Lower-case name used by the CLI and `ALBERT_EDGE_TIER`.
     pub fn name(self) -> &'static str {
@@ -145,6 +149,7 @@ impl Tier {
             Tier::AvxVnni => "avxvnni",
             Tier::Neon => "neon",
             Tier::NeonDot => "neon-dot",
+            Tier::NeonI8mm => "neon-i8mm",
         }
     }
     /// Parses a [`Tier::name`].
@@ -321,6 +326,7 @@ impl Kernels {
             Tier::Avx512Vnni,
             Tier::AvxVnni,
             Tier::Avx2,
+            Tier::NeonI8mm,
             Tier::NeonDot,
             Tier::Neon,
         ]
@@ -343,6 +349,8 @@ impl Kernels {
             Tier::Neon => aarch64::neon::NeonKernels::new().map(|k| k.kernels()),
             #[cfg(target_arch = "aarch64")]
             Tier::NeonDot => aarch64::neon_dot::NeonDotKernels::new().map(|k| k.kernels()),
+            #[cfg(target_arch = "aarch64")]
+            Tier::NeonI8mm => aarch64::neon_i8mm::NeonI8mmKernels::new().map(|k| k.kernels()),
             #[allow(unreachable_patterns)]
             _ => None,
         }

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
     about = "Run ALBERT models converted by albert-convert"
 )]
 struct Cli {
-    /// Force a kernel tier (scalar, avx2, avxvnni, avx512vnni, neon, neon-dot); default: the best this CPU supports.
+    /// Force a kernel tier (scalar, avx2, avxvnni, avx512vnni, neon, neon-dot, neon-i8mm); default: the best this CPU supports.
     #[arg(long, global = true)]
     tier: Option<String>,
     /// Threads for one inference (run, classify, embed, fill-mask, qa, tag, eval, bench): 1 = the

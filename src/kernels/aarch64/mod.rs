@@ -8,14 +8,19 @@
 //!   Cortex-A55/A76 and later; detected at run time with `std`, else from
 //!   `target_feature = "dotprod"`), and NEON's `quantize_rows`. Stable Rust has
 //!   no `sdot` intrinsic, so it is emitted with `asm!`.
+//! * [`neon_i8mm`]: `gemm_q8` with the `smmla` instruction (Armv8.6 int8
+//!   matrix multiply, Cortex-A510/A710/X2, Neoverse V1/N2 and later; detected
+//!   the same way, `target_feature = "i8mm"`), emitted with `asm!` too; NEON's
+//!   other kernels.
 //!
 //! `neon_float` holds both tiers' float kernels (epilogue activations,
-//! `gemm_f32`, `layer_norm`, `attention`). Both tiers are bit-identical to
+//! `gemm_f32`, `layer_norm`, `attention`). Every tier is bit-identical to
 //! [`crate::kernels::scalar`].
 
 pub mod neon;
 pub mod neon_dot;
 pub(crate) mod neon_float;
+pub mod neon_i8mm;
 
 use crate::kernels::{scalar, Epilogue};
 
