@@ -234,7 +234,35 @@ fn measured_peak(tier: Tier) -> Option<f64> {
             _ => None,
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        use albert_edge::kernels::aarch64::{neon_dot::NeonDotKernels, neon_i8mm::NeonI8mmKernels};
+        match tier {
+            Tier::Neon => Some(peak::run(
+                |iters| {
+                    // SAFETY: NEON is baseline on aarch64.
+                    unsafe { peak::neon(iters) }
+                },
+                peak::NEON_MACS,
+            )),
+            Tier::NeonDot if NeonDotKernels::is_available() => Some(peak::run(
+                |iters| {
+                    // SAFETY: the dot-product extension is available (checked above).
+                    unsafe { peak::neon_dot(iters) }
+                },
+                peak::DOT_MACS,
+            )),
+            Tier::NeonI8mm if NeonI8mmKernels::is_available() => Some(peak::run(
+                |iters| {
+                    // SAFETY: the int8 matrix multiply is available (checked above).
+                    unsafe { peak::i8mm(iters) }
+                },
+                peak::I8MM_MACS,
+            )),
+            _ => None,
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = tier;
         None
@@ -437,6 +465,103 @@ mod peak {
             );
         }
     }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod peak {
+    use std::arch::asm;
+    /// MACs per iteration of [`neon`]: 4 x (`smull`, `smlal`, `smull2`,
+    /// `smlal2`: 4 x 8 MACs).
+    pub const NEON_MACS: u64 = 4 * 32;
+    /// MACs per iteration of [`neon_dot`]: 16 chains x 16.
+    pub const DOT_MACS: u64 = 16 * 16;
+    /// MACs per iteration of [`i8mm`]: 16 chains x 32.
+    pub const I8MM_MACS: u64 = 16 * 32;
+
+    /// GMAC/s of `f(iters)` doing `macs` MACs per iteration (best of many
+    /// short runs, timed in thread CPU time).
+    pub fn run(f: impl Fn(u64), macs: u64) -> f64 {
+        let iters = 200_000u64;
+        let t = super::best_time(std::time::Duration::from_millis(500), || f(iters));
+        (iters * macs) as f64 / t.as_secs_f64() / 1e9
+    }
+
+    /// A register-only loop of the given instructions, run `iters` times;
+    /// every vector register is declared as clobbered.
+    macro_rules! arm_loop {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $($ins:literal,)*) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            ///
+            /// The CPU must support the target features named on it.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(iters: u64) {
+                // SAFETY: register-only instructions (the caller guarantees
+                // the features); every register written is declared as
+                // clobbered.
+                unsafe {
+                    asm!(
+                        "2:",
+                        $($ins,)*
+                        "subs {n}, {n}, #1",
+                        "b.ne 2b",
+                        n = inout(reg) iters => _,
+                        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                        options(nostack, nomem),
+                    );
+                }
+            }
+        };
+    }
+
+    arm_loop!(
+        /// The NEON kernel's sequence (`smull` + `smlal` of two k-groups into
+        /// i16, `sadalp` into i32, low and high halves) on 8 accumulators.
+        neon, "neon",
+        "smull v16.8h, v0.8b, v1.8b", "smull2 v17.8h, v0.16b, v1.16b",
+        "smull v18.8h, v0.8b, v2.8b", "smull2 v19.8h, v0.16b, v2.16b",
+        "smull v20.8h, v3.8b, v1.8b", "smull2 v21.8h, v3.16b, v1.16b",
+        "smull v22.8h, v3.8b, v2.8b", "smull2 v23.8h, v3.16b, v2.16b",
+        "smlal v16.8h, v2.8b, v3.8b", "smlal2 v17.8h, v2.16b, v3.16b",
+        "smlal v18.8h, v1.8b, v3.8b", "smlal2 v19.8h, v1.16b, v3.16b",
+        "smlal v20.8h, v2.8b, v0.8b", "smlal2 v21.8h, v2.16b, v0.16b",
+        "smlal v22.8h, v1.8b, v0.8b", "smlal2 v23.8h, v1.16b, v0.16b",
+        "sadalp v24.4s, v16.8h", "sadalp v25.4s, v17.8h",
+        "sadalp v26.4s, v18.8h", "sadalp v27.4s, v19.8h",
+        "sadalp v28.4s, v20.8h", "sadalp v29.4s, v21.8h",
+        "sadalp v30.4s, v22.8h", "sadalp v31.4s, v23.8h",
+    );
+
+    arm_loop!(
+        /// `sdot` (by element, as the kernel) on 16 accumulators.
+        neon_dot, "neon,dotprod",
+        "sdot v16.4s, v0.16b, v1.4b[0]", "sdot v17.4s, v2.16b, v1.4b[0]",
+        "sdot v18.4s, v3.16b, v1.4b[0]", "sdot v19.4s, v0.16b, v1.4b[1]",
+        "sdot v20.4s, v0.16b, v2.4b[1]", "sdot v21.4s, v1.16b, v2.4b[1]",
+        "sdot v22.4s, v3.16b, v2.4b[2]", "sdot v23.4s, v0.16b, v2.4b[2]",
+        "sdot v24.4s, v0.16b, v3.4b[0]", "sdot v25.4s, v1.16b, v3.4b[0]",
+        "sdot v26.4s, v2.16b, v3.4b[3]", "sdot v27.4s, v0.16b, v3.4b[3]",
+        "sdot v28.4s, v1.16b, v0.4b[0]", "sdot v29.4s, v2.16b, v0.4b[1]",
+        "sdot v30.4s, v3.16b, v0.4b[2]", "sdot v31.4s, v1.16b, v0.4b[3]",
+    );
+
+    arm_loop!(
+        /// `smmla` on 16 accumulators.
+        i8mm, "neon,i8mm",
+        "smmla v16.4s, v0.16b, v1.16b", "smmla v17.4s, v2.16b, v1.16b",
+        "smmla v18.4s, v3.16b, v1.16b", "smmla v19.4s, v0.16b, v2.16b",
+        "smmla v20.4s, v1.16b, v2.16b", "smmla v21.4s, v3.16b, v2.16b",
+        "smmla v22.4s, v0.16b, v3.16b", "smmla v23.4s, v1.16b, v3.16b",
+        "smmla v24.4s, v2.16b, v3.16b", "smmla v25.4s, v0.16b, v0.16b",
+        "smmla v26.4s, v1.16b, v1.16b", "smmla v27.4s, v2.16b, v2.16b",
+        "smmla v28.4s, v3.16b, v3.16b", "smmla v29.4s, v1.16b, v0.16b",
+        "smmla v30.4s, v2.16b, v0.16b", "smmla v31.4s, v3.16b, v0.16b",
+    );
 }
 
 /// Nominal int8 MACs per cycle of a tier (one core).
