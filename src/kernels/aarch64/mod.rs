@@ -13,9 +13,81 @@
 //!   the same way, `target_feature = "i8mm"`), emitted with `asm!` too; NEON's
 //!   other kernels.
 //!
-//! `neon_float` holds both tiers' float kernels (epilogue activations,
+//! `neon_float` holds the tiers' float kernels (epilogue activations,
 //! `gemm_f32`, `layer_norm`, `attention`). Every tier is bit-identical to
 //! [`crate::kernels::scalar`].
+
+/// Defines a NEON tier's [`crate::kernels::GemmQ8Fn`] entry `$entry`
+/// (private: reachable only through the tier's kernel table, so its target
+/// features are available) and its driver `gemm`: the bounds checked once by
+/// `check_gemm_q8`, then [`neon::gemm_blocks`] with tiles of up to `$mr` rows,
+/// each the expression `$tile` over `$ap` (the tile's first row), `$rows`
+/// (`1..=$mr`), `$wblk` (the n-block's packed weights), `$kg` (k-groups) and
+/// `$lda` (row stride), evaluated in an `unsafe` block of the driver, whose
+/// contract it may rely on: rows `0..$rows` at `$ap` have `$kg * 4` readable
+/// bytes, the block at `$wblk` `$kg * 64`, and `$features` are available.
+macro_rules! gemm_entry {
+    ($(#[$doc:meta])* $entry:ident, $features:literal, $mr:expr,
+     |$ap:ident, $rows:ident, $wblk:ident, $kg:ident, $lda:ident| $tile:expr) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $entry(
+            a: &[i8],
+            lda: usize,
+            a_scales: &[f32],
+            a_zps: &[i32],
+            m: usize,
+            w: &QMatrix<'_>,
+            bias: &[f32],
+            out: &mut [f32],
+            ldo: usize,
+            ep: Epilogue,
+        ) {
+            check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
+            // SAFETY: the tier's features are available (this function is
+            // only reachable through its kernel table) and `check_gemm_q8`
+            // proved every access in bounds.
+            unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
+        }
+
+        /// The n-block and row-tile loops ([`super::neon::gemm_blocks`] with
+        /// this tier's tile).
+        ///
+        /// # Safety
+        ///
+        /// The tier's target features; the arguments must pass
+        /// [`check_gemm_q8`].
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm(
+            a: &[i8],
+            lda: usize,
+            a_scales: &[f32],
+            a_zps: &[i32],
+            m: usize,
+            w: &QMatrix<'_>,
+            bias: &[f32],
+            out: &mut [f32],
+            ldo: usize,
+            ep: Epilogue,
+        ) {
+            let ($kg, $lda) = (w.k_groups, lda);
+            let tile = |$ap: *const i8, $rows: usize, $wblk: *const i8| {
+                // SAFETY: (gemm_blocks' contract) rows 0..rows at `ap` have
+                // kg * 4 readable bytes, the block at `wblk` kg * 64; the
+                // tier's features are available (this function's contract).
+                unsafe { $tile }
+            };
+            // SAFETY: NEON is available and the arguments pass
+            // check_gemm_q8 (our contract).
+            unsafe {
+                super::neon::gemm_blocks::<{ $mr }>(
+                    a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, &tile,
+                )
+            }
+        }
+    };
+}
 
 pub mod neon;
 pub mod neon_dot;

@@ -186,63 +186,19 @@ pub(crate) unsafe fn quantize_row(x: &[f32], smooth: &[f32], q: &mut [i8]) -> (f
     (scale, zp as i32)
 }
 
-/// [`crate::kernels::GemmQ8Fn`] for NEON. Private: reachable only through
-/// [`NeonKernels::kernels`].
-#[allow(clippy::too_many_arguments)]
-fn gemm_i8_i8_2x16c4_neon(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
-    // SAFETY: NEON is available and `check_gemm_q8` proved every access in
-    // bounds.
-    unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
-}
-
-/// The n-block and row-tile loops.
-///
-/// # Safety
-///
-/// NEON; the arguments must pass [`check_gemm_q8`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "neon")]
-unsafe fn gemm(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    let kg = w.k_groups;
-    let tile = |ap: *const i8, rows: usize, wblk: *const i8| {
-        // SAFETY: (gemm_blocks' contract) rows 0..rows at `ap` have kg * 4
-        // readable bytes, the block at `wblk` kg * 64; NEON is available.
-        unsafe {
-            if rows == 2 {
-                tile::<2>(ap, lda, wblk, kg)
-            } else {
-                let [r0] = tile::<1>(ap, lda, wblk, kg);
-                [r0, r0]
-            }
-        }
-    };
-    // SAFETY: NEON is available and the arguments pass check_gemm_q8 (our
-    // contract).
-    unsafe { gemm_blocks::<MR>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, &tile) }
-}
+gemm_entry!(
+    /// [`crate::kernels::GemmQ8Fn`] for NEON. Private: reachable only through
+    /// [`NeonKernels::kernels`].
+    gemm_i8_i8_2x16c4_neon,
+    "neon",
+    MR,
+    |ap, rows, wblk, kg, lda| if rows == 2 {
+        tile::<2>(ap, lda, wblk, kg)
+    } else {
+        let [r0] = tile::<1>(ap, lda, wblk, kg);
+        [r0, r0]
+    }
+);
 
 /// `tile(a, rows, w)` of [`gemm_blocks`]: the i32 sums of `rows` token rows
 /// from `a` (row stride as given to the GEMM) times one packed n-block `w`.

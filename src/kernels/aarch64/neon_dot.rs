@@ -66,66 +66,19 @@ impl NeonDotKernels {
     }
 }
 
-/// [`crate::kernels::GemmQ8Fn`] with `sdot`. Private: reachable only through
-/// [`NeonDotKernels::kernels`].
-#[allow(clippy::too_many_arguments)]
-fn gemm_i8_i8_4x16c4_neondot(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
-    // SAFETY: NEON and dotprod are available (only reachable through a
-    // `NeonDotKernels`) and `check_gemm_q8` proved every access in bounds.
-    unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
-}
-
-/// The n-block and row-tile loops ([`super::neon::gemm_blocks`] with the
-/// `sdot` tile).
-///
-/// # Safety
-///
-/// NEON + dotprod; the arguments must pass [`check_gemm_q8`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    let kg = w.k_groups;
-    let tile = |ap: *const i8, rows: usize, wblk: *const i8| {
-        // SAFETY: (gemm_blocks' contract) rows 0..rows at `ap` have kg * 4
-        // readable bytes, the block at `wblk` kg * 64; NEON + dotprod are
-        // available (this function's contract).
-        unsafe {
-            match rows {
-                4 => tile::<4>(ap, lda, wblk, kg),
-                3 => widen(tile::<3>(ap, lda, wblk, kg)),
-                2 => widen(tile::<2>(ap, lda, wblk, kg)),
-                _ => widen(tile::<1>(ap, lda, wblk, kg)),
-            }
-        }
-    };
-    // SAFETY: NEON is available and the arguments pass check_gemm_q8.
-    unsafe {
-        super::neon::gemm_blocks::<MR>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, &tile)
+gemm_entry!(
+    /// [`crate::kernels::GemmQ8Fn`] with `sdot`. Private: reachable only
+    /// through [`NeonDotKernels::kernels`].
+    gemm_i8_i8_4x16c4_neondot,
+    "neon,dotprod",
+    MR,
+    |ap, rows, wblk, kg, lda| match rows {
+        4 => tile::<4>(ap, lda, wblk, kg),
+        3 => widen(tile::<3>(ap, lda, wblk, kg)),
+        2 => widen(tile::<2>(ap, lda, wblk, kg)),
+        _ => widen(tile::<1>(ap, lda, wblk, kg)),
     }
-}
+);
 
 /// Pads a smaller tile to `MR` rows (the extra rows unused).
 #[inline(always)]
