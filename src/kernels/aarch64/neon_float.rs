@@ -6,12 +6,12 @@
 //! Every step is one IEEE f32 operation that the reference also performs, in
 //! the same order: `fadd` / `fsub` / `fmul` / `fdiv` (never `fmla`: Rust does
 //! not contract), `frintn` (round half to even), the x86 `minps` / `maxps`
-//! rules of [`scalar::min_sel`](crate::kernels::scalar::min_sel) /
-//! [`scalar::max_sel`](crate::kernels::scalar::max_sel) as a compare and a
+//! rules of [`scalar::min_sel`] /
+//! [`scalar::max_sel`] as a compare and a
 //! `bsl` select (NEON's own `fmin` / `fminnm` treat NaN and `-0.0`
 //! differently), and integer / bit operations on the exponent and the sign.
 //! The reference's 8-lane sums are two q-registers (lanes 0-3 and 4-7) reduced
-//! with the fixed [`scalar::reduce8`](crate::kernels::scalar::reduce8) tree.
+//! with the fixed [`scalar::reduce8`] tree.
 //! Element tails that are lane-wise in the reference (activations, the
 //! columns of `p V`, the softmax normalization) use the scalar functions
 //! directly, which give the same bits. See `docs/kernels.md`.
