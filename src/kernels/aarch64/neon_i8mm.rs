@@ -118,28 +118,35 @@ unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     acc
 }
 
-/// Row `r`'s 8 bytes at `p + r * lda` as the low or high half, or zeros for a
-/// row `r >= R`. With `HALF`, only 4 bytes are read (the upper 4 are 0).
+/// The tile's row pairs as `smmla` operands: register `p` holds rows `2p`
+/// and `2p + 1`, 8 bytes each from `q + row * lda` (`HALF`: 4 bytes, the
+/// upper 4 zero), zeros for rows `>= R`.
 ///
 /// # Safety
 ///
-/// NEON; for `r < R`, 8 (`HALF`: 4) bytes readable at `p + r * lda`.
+/// NEON; for every row `< R`, 8 (`HALF`: 4) bytes readable at `q + row * lda`.
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn row8<const R: usize, const HALF: bool>(p: *const i8, lda: usize, r: usize) -> int8x8_t {
-    if r >= R {
-        return vdup_n_s8(0);
-    }
-    // SAFETY: r < R: the bytes of our contract are readable.
-    unsafe {
-        let q = p.add(r * lda);
-        if HALF {
-            let v = (q as *const u32).read_unaligned();
-            vreinterpret_s8_u32(vset_lane_u32::<0>(v, vdup_n_u32(0)))
-        } else {
-            vld1_s8(q)
+unsafe fn row_pairs<const R: usize, const HALF: bool>(
+    q: *const i8,
+    lda: usize,
+) -> [int8x16_t; MR / 2] {
+    let row = |r: usize| {
+        if r >= R {
+            return vdup_n_s8(0);
         }
-    }
+        // SAFETY: r < R: the bytes of our contract are readable.
+        unsafe {
+            let q = q.add(r * lda);
+            if HALF {
+                let v = (q as *const u32).read_unaligned();
+                vreinterpret_s8_u32(vset_lane_u32::<0>(v, vdup_n_u32(0)))
+            } else {
+                vld1_s8(q)
+            }
+        }
+    };
+    core::array::from_fn(|p| vcombine_s8(row(2 * p), row(2 * p + 1)))
 }
 
 /// `R <= MR` rows x 16 outputs over all `kg` k-groups, in the layout of the
@@ -200,32 +207,14 @@ unsafe fn tile<const R: usize>(
     }
     let mut g = 0;
     while g + 2 <= kg {
-        let mut av = [vdupq_n_s8(0); MR / 2];
-        for (p, av) in av.iter_mut().enumerate().take(pairs) {
-            // SAFETY: rows < R have kg * 4 >= (g + 2) * 4 readable bytes.
-            *av = unsafe {
-                let q = a.add(g * 4);
-                vcombine_s8(
-                    row8::<R, false>(q, lda, 2 * p),
-                    row8::<R, false>(q, lda, 2 * p + 1),
-                )
-            };
-        }
+        // SAFETY: rows < R have kg * 4 >= (g + 2) * 4 readable bytes.
+        let av = unsafe { row_pairs::<R, false>(a.add(g * 4), lda) };
         step!(wload!(g), wload!(g + 1), av);
         g += 2;
     }
     if g < kg {
-        let mut av = [vdupq_n_s8(0); MR / 2];
-        for (p, av) in av.iter_mut().enumerate().take(pairs) {
-            // SAFETY: rows < R have kg * 4 = (g + 1) * 4 readable bytes.
-            *av = unsafe {
-                let q = a.add(g * 4);
-                vcombine_s8(
-                    row8::<R, true>(q, lda, 2 * p),
-                    row8::<R, true>(q, lda, 2 * p + 1),
-                )
-            };
-        }
+        // SAFETY: rows < R have kg * 4 = (g + 1) * 4 readable bytes.
+        let av = unsafe { row_pairs::<R, true>(a.add(g * 4), lda) };
         step!(wload!(g), [vdupq_n_s8(0); 4], av);
     }
     // Back to rows: lanes [r0 n0, r0 n1, r1 n0, r1 n1] and [.. n2, .. n3].
