@@ -89,6 +89,47 @@ macro_rules! gemm_entry {
     };
 }
 
+/// Declares a NEON tier that adds one extension, `$feature`, and replaces
+/// only `gemm_q8` (with `$gemm`): its proof type `$ty` (the constructors,
+/// detection at run time with `std`, otherwise the compile-time
+/// `target_feature`) and its kernel table, NEON's with that entry.
+macro_rules! extension_tier {
+    ($(#[$doc:meta])* $ty:ident, $feature:tt, $tier:expr, $gemm:ident, $safety:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $ty(());
+
+        crate::kernels::tier_constructors!($ty, $safety);
+
+        impl $ty {
+            /// Whether this CPU has the extension: run-time detection with
+            /// `std`, otherwise the compile-time `target_feature`.
+            #[inline]
+            pub fn is_available() -> bool {
+                #[cfg(feature = "std")]
+                {
+                    std::arch::is_aarch64_feature_detected!($feature)
+                }
+                #[cfg(not(feature = "std"))]
+                {
+                    cfg!(target_feature = $feature)
+                }
+            }
+
+            /// The kernel table: NEON's, with this tier's `gemm_q8`.
+            pub fn kernels(self) -> Kernels {
+                // SAFETY: this tier's requirement includes NEON.
+                let neon = unsafe { super::neon::NeonKernels::new_unchecked() }.kernels();
+                Kernels {
+                    tier: $tier,
+                    gemm_q8: $gemm,
+                    ..neon
+                }
+            }
+        }
+    };
+}
+
 pub mod neon;
 pub mod neon_dot;
 pub(crate) mod neon_float;

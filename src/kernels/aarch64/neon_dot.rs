@@ -30,41 +30,15 @@ use core::arch::asm;
 /// Token rows per tile.
 const MR: usize = 4;
 
-/// Proof that the CPU supports NEON and the dot-product extension.
-#[derive(Debug, Clone, Copy)]
-pub struct NeonDotKernels(());
-
-crate::kernels::tier_constructors!(
+extension_tier!(
+    /// Proof that the CPU supports NEON and the dot-product extension
+    /// (`FEAT_DotProd`: `sdot`; Cortex-A55/A76 and later).
     NeonDotKernels,
+    "dotprod",
+    Tier::NeonDot,
+    gemm_i8_i8_4x16c4_neondot,
     "The CPU must support NEON and the dot-product extension."
 );
-
-impl NeonDotKernels {
-    /// Whether this CPU has `sdot` (`FEAT_DotProd`): run-time detection with
-    /// `std`, otherwise the compile-time `target_feature = "dotprod"`.
-    #[inline]
-    pub fn is_available() -> bool {
-        #[cfg(feature = "std")]
-        {
-            std::arch::is_aarch64_feature_detected!("dotprod")
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            cfg!(target_feature = "dotprod")
-        }
-    }
-
-    /// The kernel table: NEON's, with this `gemm_q8`.
-    pub fn kernels(self) -> Kernels {
-        // SAFETY: this tier's requirement includes NEON.
-        let neon = unsafe { super::neon::NeonKernels::new_unchecked() }.kernels();
-        Kernels {
-            tier: Tier::NeonDot,
-            gemm_q8: gemm_i8_i8_4x16c4_neondot,
-            ..neon
-        }
-    }
-}
 
 gemm_entry!(
     /// [`crate::kernels::GemmQ8Fn`] with `sdot`. Private: reachable only

@@ -43,42 +43,16 @@ use core::arch::asm;
 /// Token rows per tile (two row pairs).
 const MR: usize = 4;
 
-/// Proof that the CPU supports NEON and the int8 matrix-multiply extension.
-#[derive(Debug, Clone, Copy)]
-pub struct NeonI8mmKernels(());
-
-crate::kernels::tier_constructors!(
+extension_tier!(
+    /// Proof that the CPU supports NEON and the int8 matrix-multiply
+    /// extension (`FEAT_I8MM`: `smmla`; Cortex-A510/A710/X2, Neoverse V1/N2
+    /// and later).
     NeonI8mmKernels,
+    "i8mm",
+    Tier::NeonI8mm,
+    gemm_i8_i8_4x16c8_i8mm,
     "The CPU must support NEON and the int8 matrix-multiply extension (FEAT_I8MM)."
 );
-
-impl NeonI8mmKernels {
-    /// Whether this CPU has `smmla` (`FEAT_I8MM`: Cortex-A510/A710/X2,
-    /// Neoverse V1/N2 and later): run-time detection with `std`, otherwise
-    /// the compile-time `target_feature = "i8mm"`.
-    #[inline]
-    pub fn is_available() -> bool {
-        #[cfg(feature = "std")]
-        {
-            std::arch::is_aarch64_feature_detected!("i8mm")
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            cfg!(target_feature = "i8mm")
-        }
-    }
-
-    /// The kernel table: NEON's, with this `gemm_q8`.
-    pub fn kernels(self) -> Kernels {
-        // SAFETY: this tier's requirement includes NEON.
-        let neon = unsafe { super::neon::NeonKernels::new_unchecked() }.kernels();
-        Kernels {
-            tier: Tier::NeonI8mm,
-            gemm_q8: gemm_i8_i8_4x16c8_i8mm,
-            ..neon
-        }
-    }
-}
 
 gemm_entry!(
     /// [`crate::kernels::GemmQ8Fn`] with `smmla`. Private: reachable only
