@@ -326,61 +326,57 @@ unsafe fn gemm(
     ldo: usize,
     ep: Epilogue,
 ) {
-    let kg = w.k_groups;
-    let block = kg * Q8_N_BLOCK * Q8_K_GROUP;
-    // SAFETY (both branches): AVX2 is available and the arguments pass
-    // check_gemm_q8 (our contract); `gemm_tiles` calls each tile closure with
-    // a chunk of `c.rows` rows and `c.kg` k-groups: `c.kg * 4` readable
-    // staged bytes per row at `c.u` and `c.s` (stride KC), and `c.nbs`
-    // n-blocks of `c.kg * 64` readable bytes from `c.w` (stride `block`), as
-    // `tile` requires.
-    if w.pairs_bounded {
-        // Activations offset to u8 (`a + 128`, staged), no sign step; the
-        // offset comes off with the zero point (`zp + 128`).
-        let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
-            // SAFETY: see above.
-            unsafe { tiles::<true>(acc, c, block) }
-        };
-        // SAFETY: see above.
-        unsafe {
-            gemm_tiles(
-                a,
-                lda,
-                a_scales,
-                a_zps,
-                m,
-                w,
-                bias,
-                out,
-                ldo,
-                ep,
-                Stage::Flip,
-                run,
-            )
+    // SAFETY: (both forms) AVX2 is available and the arguments pass check_gemm_q8
+    // (our contract).
+    unsafe {
+        if w.pairs_bounded {
+            // Activations offset to u8 (`a + 128`, staged), no sign step; the
+            // offset comes off with the zero point (`zp + 128`).
+            form::<true>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep)
+        } else {
+            // `|a|` and the sign masks staged; the short sum corrected there.
+            form::<false>(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep)
         }
-    } else {
-        // `|a|` and the sign masks staged; the short sum corrected there.
-        let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
-            // SAFETY: see above.
-            unsafe { tiles::<false>(acc, c, block) }
-        };
-        // SAFETY: see above.
-        unsafe {
-            gemm_tiles(
-                a,
-                lda,
-                a_scales,
-                a_zps,
-                m,
-                w,
-                bias,
-                out,
-                ldo,
-                ep,
-                Stage::Magnitude,
-                run,
-            )
-        }
+    }
+}
+
+/// [`gemm_tiles`] with the staging and tiles of one form: pair-bounded
+/// (`U8`: [`Stage::Flip`]) or any weights ([`Stage::Magnitude`]).
+///
+/// # Safety
+///
+/// As [`gemm`]; `U8` only for pair-bounded weights.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn form<const U8: bool>(
+    a: &[i8],
+    lda: usize,
+    a_scales: &[f32],
+    a_zps: &[i32],
+    m: usize,
+    w: &QMatrix<'_>,
+    bias: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    ep: Epilogue,
+) {
+    let block = w.k_groups * Q8_N_BLOCK * Q8_K_GROUP;
+    let stage = if U8 { Stage::Flip } else { Stage::Magnitude };
+    // `gemm_tiles` calls each tile closure with a chunk of `c.rows` rows and
+    // `c.kg` k-groups: `c.kg * 4` readable staged bytes per row at `c.u` and
+    // `c.s` (stride KC), and `c.nbs` n-blocks of `c.kg * 64` readable bytes
+    // from `c.w` (stride `block`), as `tile` requires.
+    let run = |acc: &mut Acc<MR, NB>, c: &Chunk| {
+        // SAFETY: see above; AVX2 is available (our contract).
+        unsafe { tiles::<U8>(acc, c, block) }
+    };
+    // SAFETY: AVX2 is available and the arguments pass check_gemm_q8 (our
+    // contract).
+    unsafe {
+        gemm_tiles(
+            a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep, stage, run,
+        )
     }
 }
 
