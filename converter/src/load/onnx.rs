@@ -4,7 +4,7 @@
 //! raw graph is walked directly rather than through tract's optimizer, because the
 //! optimizer folds and fuses exactly the structure we need to see.
 //!
-//! ALBERT is recognized from the dataflow (see [`albert`] for the walk): exporter-given
+//! ALBERT is recognized from the dataflow (see the `albert` submodule for the walk): exporter-given
 //! names such as `onnx::MatMul_681` or `val_12` carry no meaning and are never used to
 //! decide a role; graph input/output names are only tie-breakers. The result is a
 //! [`RawCheckpoint`] interchangeable with the safetensors reader's:
