@@ -304,30 +304,6 @@ fn gemm_i8_i8_2x32c4_avx2(
     check_gemm_q8(a, lda, a_scales, a_zps, m, w, bias, out, ldo);
     // SAFETY: AVX2 is available (this function is only reachable through an
     // `Avx2Kernels` table) and `check_gemm_q8` proved every access in bounds.
-    unsafe { gemm(a, lda, a_scales, a_zps, m, w, bias, out, ldo, ep) }
-}
-
-/// The n-block and row-tile loops.
-///
-/// # Safety
-///
-/// The CPU must support AVX2, and the arguments must pass [`check_gemm_q8`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-unsafe fn gemm(
-    a: &[i8],
-    lda: usize,
-    a_scales: &[f32],
-    a_zps: &[i32],
-    m: usize,
-    w: &QMatrix<'_>,
-    bias: &[f32],
-    out: &mut [f32],
-    ldo: usize,
-    ep: Epilogue,
-) {
-    // SAFETY: (both forms) AVX2 is available and the arguments pass check_gemm_q8
-    // (our contract).
     unsafe {
         if w.pairs_bounded {
             // Activations offset to u8 (`a + 128`, staged), no sign step; the
@@ -345,7 +321,8 @@ unsafe fn gemm(
 ///
 /// # Safety
 ///
-/// As [`gemm`]; `U8` only for pair-bounded weights.
+/// The CPU must support AVX2, the arguments must pass [`check_gemm_q8`], and
+/// `U8` only for pair-bounded weights.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 #[inline]
