@@ -19,12 +19,23 @@ pub fn activation_code(name: &str) -> Result<u32> {
 }
 
 /// Parses a `hidden_act` name.
+///
+/// transformers spells the same three functions several ways (its
+/// `activations.ACT2CLS`): the tanh approximation of GELU is `gelu_new`,
+/// `gelu_pytorch_tanh`, `gelu_python_tanh`, `gelu_fast` and `gelu_accurate`
+/// (the same formula, its constant written out or not), the erf GELU is `gelu`
+/// and `gelu_python`.
 pub fn activation(name: &str) -> Result<Activation> {
     Ok(match name {
-        "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluNew,
-        "gelu" => Activation::Gelu,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_python_tanh" | "gelu_fast" | "gelu_accurate" => {
+            Activation::GeluNew
+        }
+        "gelu" | "gelu_python" => Activation::Gelu,
         "relu" => Activation::Relu,
-        other => bail!("config.json: hidden_act {other:?} is not supported (gelu_new, gelu, relu)"),
+        other => bail!(
+            "config.json: hidden_act {other:?} is not supported (gelu_new and its aliases \
+             gelu_pytorch_tanh, gelu_python_tanh, gelu_fast, gelu_accurate; gelu, gelu_python; relu)"
+        ),
     })
 }
 
@@ -252,4 +263,33 @@ pub fn interpret(raw: &RawCheckpoint) -> Result<Albert> {
         classifier,
         mlm,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_act_aliases_name_the_same_three_functions() {
+        for name in [
+            "gelu_new",
+            "gelu_pytorch_tanh",
+            "gelu_python_tanh",
+            "gelu_fast",
+            "gelu_accurate",
+        ] {
+            assert_eq!(activation(name).unwrap(), Activation::GeluNew, "{name}");
+        }
+        for name in ["gelu", "gelu_python"] {
+            assert_eq!(activation(name).unwrap(), Activation::Gelu, "{name}");
+        }
+        assert_eq!(activation("relu").unwrap(), Activation::Relu);
+        for name in ["gelu_10", "quick_gelu", "silu", "swish", "GELU", ""] {
+            let e = activation(name).unwrap_err().to_string();
+            assert!(
+                e.contains("hidden_act") && e.contains("not supported"),
+                "{name}: {e}"
+            );
+        }
+    }
 }
