@@ -121,6 +121,37 @@ fn tokenizer_config_is_read() {
     assert_eq!(t.encode("A"), vec![2, 6, 1, 3]);
 }
 
+/// Without `remove_extra_whitespaces` every space is a `▁`, leading and trailing ones
+/// included (expected ids: sentencepiece 0.2.3 on the same model proto).
+#[test]
+fn spaces_are_kept_without_remove_extra_whitespaces() {
+    let mut m = tiny();
+    m.remove_extra_whitespaces = false;
+    let cfg = r#"{"remove_space": false}"#;
+    let s = spm::build_tokenizer_section(&m.to_proto(), Some(cfg)).unwrap();
+    let t = Tokenizer::from_section(&s).unwrap();
+    let cases: [(&str, &[u32]); 6] = [
+        ("a  ", &[9, 6, 6]),
+        ("  a", &[6, 6, 9]),
+        ("   ", &[6, 6, 6, 6]),
+        ("a b  ", &[9, 6, 8, 6, 6]),
+        (" (a ", &[6, 6, 5, 7, 6]),
+        ("a\t", &[9, 1]),
+    ];
+    for (text, ids) in cases {
+        let mut want = vec![2];
+        want.extend_from_slice(ids);
+        want.push(3);
+        assert_eq!(t.encode(text), want, "{text:?}");
+    }
+    // With it (the default) the same texts lose their extra spaces.
+    let s = spm::build_tokenizer_section(&tiny().to_proto(), Some(cfg)).unwrap();
+    let t = Tokenizer::from_section(&s).unwrap();
+    assert_eq!(t.encode("a  "), vec![2, 9, 3]);
+    assert_eq!(t.encode("  a"), vec![2, 9, 3]);
+    assert_eq!(t.encode("   "), vec![2, 3]);
+}
+
 fn refused(m: SpModel, needle: &str) {
     let e = spm::build_tokenizer_section(&m.to_proto(), None).unwrap_err();
     let msg = format!("{e:#}");

@@ -421,8 +421,9 @@ fn sp_encode<I: Iterator<Item = char>>(
             is_prev_space = false;
         }
     }
-    // Trailing `▁`s are dropped: `Words` only emits a pending `▁` once text follows it.
-    words.finish(tok, sink)
+    // `Words` emits a pending `▁` only once text follows it: trailing `▁`s are dropped
+    // with `remove_extra_whitespaces` (sentencepiece strips them), kept without it.
+    words.finish(tok, sink, !remove_extra)
 }
 
 /// The normalized text, cut at every `▁` into words that are segmented independently.
@@ -485,9 +486,25 @@ impl<'r> Words<'r> {
         self.push_raw(b)
     }
 
-    fn finish(&mut self, tok: &Tokenizer<'_>, sink: &mut Sink<'_>) -> Result<(), Halt> {
+    /// Segments what is left; `keep_trailing` then emits the pending `▁`s, each its own
+    /// word (no piece continues past a `▁`, so each is the piece `▁`).
+    fn finish(
+        &mut self,
+        tok: &Tokenizer<'_>,
+        sink: &mut Sink<'_>,
+        keep_trailing: bool,
+    ) -> Result<(), Halt> {
         if self.len > 0 {
             self.flush(tok, sink)?;
+        }
+        if keep_trailing {
+            while self.pending > 0 {
+                self.pending -= 1;
+                for &s in SPACE {
+                    self.push_raw(s)?;
+                }
+                self.flush(tok, sink)?;
+            }
         }
         Ok(())
     }
