@@ -738,3 +738,119 @@ fn external_data() {
     assert!(e.contains("past the end"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        ints: ints.to_vec(),
+        r#type: 7,
+        ..Default::default()
+    }
+}
+
+/// `m` with every `LayerNormalization` written out as `torch.onnx.export` writes
+/// `nn.LayerNorm` before opset 17 (`square` "Pow" or "Mul"; `eps_scale` multiplies the
+/// epsilon; `break_at`: a node of the pattern to leave out, by index, to make it
+/// unrecognizable).
+fn spell_out_layer_norms(
+    mut m: pb::ModelProto,
+    square: &str,
+    gamma_first: bool,
+    break_at: Option<usize>,
+) -> pb::ModelProto {
+    let g = m.graph.as_mut().unwrap();
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut count = 0;
+    for n in std::mem::take(&mut g.node) {
+        if n.op_type != "LayerNormalization" {
+            nodes.push(n);
+            continue;
+        }
+        let eps = n
+            .attribute
+            .iter()
+            .find(|a| a.name == "epsilon")
+            .map_or(1e-5, |a| a.f);
+        let t = |s: &str| format!("ln{count}_{s}");
+        let (x, gamma, beta, y) = (&n.input[0], &n.input[1], &n.input[2], &n.output[0]);
+        inits.push(f32_init(&t("two"), &[], &[2.0]));
+        inits.push(f32_init(&t("eps"), &[], &[eps]));
+        let axes = || vec![attr_ints("axes", &[-1])];
+        let square_node = if square == "Pow" {
+            node("Pow", &[&t("d"), &t("two")], &[&t("p")], vec![])
+        } else {
+            node("Mul", &[&t("d"), &t("d")], &[&t("p")], vec![])
+        };
+        let scaled = if gamma_first {
+            node("Mul", &[gamma, &t("n")], &[&t("s")], vec![])
+        } else {
+            node("Mul", &[&t("n"), gamma], &[&t("s")], vec![])
+        };
+        let pattern = [
+            node("ReduceMean", &[x], &[&t("m")], axes()),
+            node("Sub", &[x, &t("m")], &[&t("d")], vec![]),
+            square_node,
+            node("ReduceMean", &[&t("p")], &[&t("v")], axes()),
+            node("Add", &[&t("v"), &t("eps")], &[&t("ve")], vec![]),
+            node("Sqrt", &[&t("ve")], &[&t("sd")], vec![]),
+            node("Div", &[&t("d"), &t("sd")], &[&t("n")], vec![]),
+            scaled,
+            node("Add", &[&t("s"), beta], &[y], vec![]),
+        ];
+        for (i, p) in pattern.into_iter().enumerate() {
+            if break_at == Some(i) {
+                // Keep the dataflow connected: the left-out node's output comes from x.
+                nodes.push(node("Identity", &[x], &[&p.output[0]], vec![]));
+            } else {
+                nodes.push(p);
+            }
+        }
+        count += 1;
+    }
+    assert!(count > 0);
+    g.node = nodes;
+    g.initializer.extend(inits);
+    m
+}
+
+/// Exports before opset 17 spell LayerNorm out in nine nodes; the reader fuses them back
+/// and recovers the same tensors and config as from the opset-17 graph.
+#[test]
+fn layer_norm_spelled_out_before_opset_17_is_fused() {
+    for (fixture, square, gamma_first) in [
+        ("tiny-base/seqcls2/model.onnx", "Pow", false),
+        ("tiny-base/base/model.onnx", "Mul", true),
+        ("tiny-base/seqcls2/model.int8.onnx", "Pow", true),
+    ] {
+        let original = decode(&shared().join("fixtures").join(fixture));
+        let (want, _) = from_model_proto(&original, None).unwrap();
+        let spelled = spell_out_layer_norms(original, square, gamma_first, None);
+        let (got, _) =
+            from_model_proto(&spelled, None).unwrap_or_else(|e| panic!("{fixture}: {e:#}"));
+        assert_eq!(got.tensors, want.tensors, "{fixture}");
+        assert_config(&got.config, &want.config);
+        assert_eq!(
+            got.config.layer_norm_eps, want.config.layer_norm_eps,
+            "{fixture}"
+        );
+    }
+}
+
+/// A spelled-out LayerNorm missing any one of its nine steps is refused, not fused into
+/// something else.
+#[test]
+fn layer_norm_spelled_out_wrongly_is_refused() {
+    for missing in 0..9 {
+        let original = decode(&shared().join("fixtures/tiny-base/seqcls2/model.onnx"));
+        let broken = spell_out_layer_norms(original, "Pow", false, Some(missing));
+        let e = match from_model_proto(&broken, None) {
+            Ok(_) => panic!("step {missing} left out, still accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            e.contains("LayerNorm") || e.contains("LayerNormalization"),
+            "step {missing}: {e}"
+        );
+    }
+}

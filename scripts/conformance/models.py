@@ -1,12 +1,12 @@
 """Random-shape ALBERTs: transformers (PyTorch, fp32, eager attention) against
-albert-convert + albert-edge, through safetensors and both ONNX exporters.
+albert-convert + albert-edge, through safetensors and ONNX (both torch exporters).
 
     python models.py BIN_DIR WORK_DIR [--quick]
 
 For every shape and head below: build the transformers model with random weights
-(ckpt.py), save it, export it to ONNX (TorchScript exporter; the dynamo exporter for one
-head per shape), convert each source to an f32 and an int8 file, run five inputs (1, 7 and
-33 tokens, a padded batch of 3 with segment B, and the longest the positions allow up to
+(ckpt.py), save it, export it to ONNX (TorchScript exporter at opset 17; for one head
+per shape also at opset 14 and with the dynamo exporter), convert each source to an f32
+and an int8 file, run five inputs (1, 7 and 33 tokens, a padded batch of 3 with segment B, and the longest the positions allow up to
 200) with `albert-edge run`, and compare every output on the unpadded tokens. Fails
 (exit 1) if an f32 file is off by more than 1e-4 relative to the output's largest
 magnitude, if an int8 file's cosine similarity falls below 0.995, or if anything fails to
@@ -27,7 +27,7 @@ import ckpt
 torch.set_num_threads(1)
 
 SHAPES = {
-    # name: (config, heads); the first head is also exported with the dynamo exporter
+    # name: (config, heads); the first head is also exported at opset 14 and with dynamo
     "h48-3heads-i100": (dict(embedding_size=16, hidden_size=48, num_attention_heads=3, intermediate_size=100,
                              num_hidden_layers=3, num_hidden_groups=3), ["seqcls7", "base", "qa"]),
     "h312-12heads-gelu": (dict(embedding_size=128, hidden_size=312, num_attention_heads=12, intermediate_size=1248,
@@ -86,11 +86,12 @@ def inputs(c, rng):
             ("batch3-padded", make([5, 19, 12], pair=True)), ("long", make([min(P, 200)]))]
 
 
-def export(model, path, names, example, dynamo):
+def export(model, path, names, example, tag):
+    """`tag`: "onnx" (TorchScript exporter, opset 17), "onnx-opset14" or "onnx-dynamo"."""
     args = tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if dynamo:
+        if tag == "onnx-dynamo":
             b, s = torch.export.Dim("batch"), torch.export.Dim("seq")
             torch.onnx.export(model, args, str(path), input_names=["input_ids", "attention_mask", "token_type_ids"],
                               output_names=names, dynamo=True,
@@ -99,7 +100,8 @@ def export(model, path, names, example, dynamo):
             dyn = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "token_type_ids")}
             torch.onnx.export(model, args, str(path), kwargs={"return_dict": False},
                               input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=names,
-                              dynamic_axes=dyn, opset_version=17, dynamo=False)
+                              dynamic_axes=dyn, opset_version=14 if tag == "onnx-opset14" else 17, dynamo=False)
+    model.eval()  # the exporters restore the mode they found; make sure it is eval
 
 
 def main():
@@ -114,10 +116,9 @@ def main():
             cases = inputs(c, np.random.default_rng(si))
             names = OUTPUTS.get(head, ["logits"])
             sources = {"safetensors": [str(d / "hf")]}
-            for dynamo in ([False, True] if hi == 0 else [False]):
-                tag = "onnx-dynamo" if dynamo else "onnx"
+            for tag in (["onnx", "onnx-opset14", "onnx-dynamo"] if hi == 0 else ["onnx"]):
                 try:
-                    export(model, d / (tag + ".onnx"), names, cases[3][1], dynamo)
+                    export(model, d / (tag + ".onnx"), names, cases[3][1], tag)
                     sources[tag] = [str(d / (tag + ".onnx"))]
                 except Exception as e:  # an exporter limitation is not ours: report it
                     rows.append((shape, head, tag, "-", "export failed in torch: %s" % str(e)[:120]))

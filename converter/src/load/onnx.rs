@@ -17,13 +17,16 @@
 //!   weights (per-call copies written by the dynamo exporter must be bit-identical);
 //! * ONNX Runtime dynamic-int8 graphs dequantized to f32 (`(q - zero_point) * scale`).
 //!
-//! Supported: the TorchScript exporter's opset-17 graphs (fixtures in `shared/fixtures`,
-//! `shared/models`), per-call weight copies, `quantize_dynamic` output. Refused with a
-//! message: anything whose structure is not fully understood (decomposed LayerNorm from
-//! opset < 17, QDQ static quantization, fused ORT ops such as `Attention`/`FastGelu`,
-//! float16 weights, BERT-like graphs without the factorized embedding projection).
+//! Supported: the TorchScript exporter's graphs (opset 17 in `shared/fixtures`,
+//! `shared/models`; earlier opsets, whose LayerNorm is spelled out with `ReduceMean`,
+//! once `fuse` has put `LayerNormalization` back), the dynamo exporter's, per-call weight
+//! copies, `quantize_dynamic` output. Refused with a message: anything whose structure
+//! is not fully understood (a LayerNorm spelled another way, QDQ static quantization,
+//! fused ORT ops such as `Attention`/`FastGelu`, float16 weights, BERT-like graphs
+//! without the factorized embedding projection).
 
 mod albert;
+mod fuse;
 mod graph;
 mod linear;
 mod sharing;
@@ -147,6 +150,15 @@ pub fn from_model_proto(
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .unwrap_or(0);
+    // Exports before opset 17 spell LayerNorm out; fuse it back (see `fuse`).
+    let spelled_out = !g.node.iter().any(|n| n.op_type == "LayerNormalization")
+        && g.node.iter().any(|n| n.op_type == "ReduceMean");
+    let fused = if spelled_out {
+        fuse::layer_norms(g, dir)?
+    } else {
+        None
+    };
+    let g = fused.as_ref().map_or(g, |(f, _)| f);
     let graph = Graph::new(g, dir)?;
     for n in graph.nodes() {
         if matches!(
@@ -169,7 +181,7 @@ pub fn from_model_proto(
         .any(|n| n.op_type == "LayerNormalization")
         && graph.nodes().iter().any(|n| n.op_type == "ReduceMean")
     {
-        bail!("LayerNorm is decomposed into ReduceMean/Sqrt/Div (opset < 17 export); re-export with opset_version >= 17");
+        bail!("LayerNorm is spelled out with ReduceMean nodes in a form not recognized (expected ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, Mul gamma, Add beta, as torch.onnx.export writes it before opset 17)");
     }
     let a = albert::recognize(&graph, opset)?;
     build(&a)
