@@ -286,3 +286,60 @@ fn cli_converts_onnx_like_the_folder() {
         assert_eq!(m.labels().count(), 2);
     }
 }
+
+/// `verify` on a graph without a `token_type_ids` input gives the model file type 0,
+/// as the graph computes: the synthetic pair case (type 1 on its second segment) passes.
+#[test]
+fn verify_gives_type_zero_to_graphs_without_token_types() {
+    let path = shared().join("fixtures/tiny-base/seqcls2/model.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut m = {
+        use tract_onnx::prelude::Framework;
+        tract_onnx::onnx()
+            .proto_model_for_read(&mut bytes.as_slice())
+            .unwrap()
+    };
+    let g = m.graph.as_mut().unwrap();
+    g.input.retain(|v| v.name != "token_type_ids");
+    let zero = tract_onnx::pb::AttributeProto {
+        name: "value".into(),
+        t: Some(tract_onnx::pb::TensorProto {
+            dims: vec![1],
+            data_type: 7,
+            raw_data: 0i64.to_le_bytes().to_vec(),
+            ..Default::default()
+        }),
+        r#type: 4,
+        ..Default::default()
+    };
+    let new = |op: &str, i: &str, o: &str, attribute| tract_onnx::pb::NodeProto {
+        op_type: op.into(),
+        name: format!("/test/{o}"),
+        input: vec![i.into()],
+        output: vec![o.into()],
+        attribute,
+        ..Default::default()
+    };
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if i == "token_type_ids" {
+                *i = "test_types".into();
+            }
+        }
+    }
+    g.node.insert(
+        0,
+        new("ConstantOfShape", "test_shape", "test_types", vec![zero]),
+    );
+    g.node
+        .insert(0, new("Shape", "input_ids", "test_shape", vec![]));
+    let (raw, _) = albert_convert::load::onnx::from_model_proto(&m, None).unwrap();
+    let model = Model::from_vec(&convert_bytes(&raw, Precision::F32, "two-input graph")).unwrap();
+    let runner = verify::OnnxRunner::from_proto(&m, None).unwrap();
+    let cases = verify::default_cases(&model);
+    assert!(cases
+        .iter()
+        .any(|c| c.token_type_ids.iter().any(|&t| t != 0)));
+    let report = verify::verify(&runner, &model, &cases, None).unwrap();
+    assert!(report.passed(), "{report:?}");
+}

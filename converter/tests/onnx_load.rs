@@ -854,3 +854,116 @@ fn layer_norm_spelled_out_wrongly_is_refused() {
         );
     }
 }
+
+fn i64_tensor(data: &[i64], dims: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        dims: dims.to_vec(),
+        data_type: 7,
+        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The seqcls2 fixture graph without its `token_type_ids` input: the token type lookup
+/// reads `index` instead, built by `build` (which gets the graph and writes `index`).
+fn without_token_types(build: impl Fn(&mut pb::GraphProto, &str)) -> pb::ModelProto {
+    let mut m = decode(&shared().join("fixtures/tiny-base/seqcls2/model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    g.input.retain(|v| v.name != "token_type_ids");
+    let index = "test_token_types";
+    let mut rewired = 0;
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if i == "token_type_ids" {
+                *i = index.to_string();
+                rewired += 1;
+            }
+        }
+    }
+    assert_eq!(rewired, 1);
+    g.node.insert(
+        0,
+        node("Shape", &["input_ids"], &["test_ids_shape"], vec![]),
+    );
+    let at = g.node.len();
+    build(g, index);
+    // Keep the nodes in topological order: the new ones first.
+    let added: Vec<pb::NodeProto> = g.node.drain(at..).collect();
+    for (k, n) in added.into_iter().enumerate() {
+        g.node.insert(1 + k, n);
+    }
+    m
+}
+
+/// Exports without a `token_type_ids` input (HF then uses type 0 everywhere) read the
+/// same tensors; `verify` runs the model file with type 0 to match.
+#[test]
+fn graphs_without_token_type_ids_use_type_zero() {
+    let (want, _) = from_model_proto(
+        &decode(&shared().join("fixtures/tiny-base/seqcls2/model.onnx")),
+        None,
+    )
+    .unwrap();
+    let zero_value = pb::AttributeProto {
+        name: "value".into(),
+        t: Some(i64_tensor(&[0], &[1])),
+        r#type: 4,
+        ..Default::default()
+    };
+    let graphs = [
+        // torch.zeros(input_shape): ConstantOfShape.
+        without_token_types(|g, index| {
+            g.node.push(node(
+                "ConstantOfShape",
+                &["test_ids_shape"],
+                &[index],
+                vec![zero_value.clone()],
+            ))
+        }),
+        // A registered zero buffer expanded to the input shape.
+        without_token_types(|g, index| {
+            let mut t = i64_tensor(&[0; 8], &[1, 8]);
+            t.name = "test_zero_buffer".into();
+            g.initializer.push(t);
+            g.node.push(node(
+                "Slice",
+                &["test_zero_buffer", "test_starts", "test_ends", "test_axes"],
+                &["test_sliced"],
+                vec![],
+            ));
+            for (name, v) in [("test_starts", 0), ("test_ends", 4), ("test_axes", 1)] {
+                let mut t = i64_tensor(&[v], &[1]);
+                t.name = name.into();
+                g.initializer.push(t);
+            }
+            g.node.push(node(
+                "Expand",
+                &["test_sliced", "test_ids_shape"],
+                &[index],
+                vec![],
+            ));
+        }),
+    ];
+    for m in &graphs {
+        let (got, _) = from_model_proto(m, None).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(got.tensors, want.tensors);
+        assert_config(&got.config, &want.config);
+    }
+    // A constant index that is not all zeros is refused, naming the problem.
+    let ones = without_token_types(|g, index| {
+        let one = pb::AttributeProto {
+            name: "value".into(),
+            t: Some(i64_tensor(&[1], &[1])),
+            r#type: 4,
+            ..Default::default()
+        };
+        g.node.push(node(
+            "ConstantOfShape",
+            &["test_ids_shape"],
+            &[index],
+            vec![one],
+        ))
+    });
+    let e = format!("{:#}", from_model_proto(&ones, None).unwrap_err());
+    assert!(e.contains("token type 0"), "{e}");
+}

@@ -5,7 +5,7 @@ albert-convert + albert-edge, through safetensors and ONNX (both torch exporters
 
 For every shape and head below: build the transformers model with random weights
 (ckpt.py), save it, export it to ONNX (TorchScript exporter at opset 17; for one head
-per shape also at opset 14 and with the dynamo exporter), convert each source to an f32
+per shape also at opset 14, without a token_type_ids input, and with the dynamo exporter), convert each source to an f32
 and an int8 file, run five inputs (1, 7 and 33 tokens, a padded batch of 3 with segment B, and the longest the positions allow up to
 200) with `albert-edge run`, and compare every output on the unpadded tokens. Fails
 (exit 1) if an f32 file is off by more than 1e-4 relative to the output's largest
@@ -87,11 +87,24 @@ def inputs(c, rng):
 
 
 def export(model, path, names, example, tag):
-    """`tag`: "onnx" (TorchScript exporter, opset 17), "onnx-opset14" or "onnx-dynamo"."""
+    """`tag`: "onnx" (TorchScript exporter, opset 17), "onnx-opset14", "onnx-no-token-types"
+    (inputs input_ids and attention_mask only) or "onnx-dynamo"."""
     args = tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if tag == "onnx-dynamo":
+        if tag == "onnx-no-token-types":
+            class IdsAndMask(torch.nn.Module):  # an export without token_type_ids (type 0 built in)
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m
+
+                def forward(self, input_ids, attention_mask):
+                    return self.m(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)
+
+            dyn = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask")}
+            torch.onnx.export(IdsAndMask(model).eval(), args[:2], str(path), input_names=["input_ids", "attention_mask"],
+                              output_names=names, dynamic_axes=dyn, opset_version=17, dynamo=False)
+        elif tag == "onnx-dynamo":
             b, s = torch.export.Dim("batch"), torch.export.Dim("seq")
             torch.onnx.export(model, args, str(path), input_names=["input_ids", "attention_mask", "token_type_ids"],
                               output_names=names, dynamo=True,
@@ -116,7 +129,7 @@ def main():
             cases = inputs(c, np.random.default_rng(si))
             names = OUTPUTS.get(head, ["logits"])
             sources = {"safetensors": [str(d / "hf")]}
-            for tag in (["onnx", "onnx-opset14", "onnx-dynamo"] if hi == 0 else ["onnx"]):
+            for tag in (["onnx", "onnx-opset14", "onnx-no-token-types", "onnx-dynamo"] if hi == 0 else ["onnx"]):
                 try:
                     export(model, d / (tag + ".onnx"), names, cases[3][1], tag)
                     sources[tag] = [str(d / (tag + ".onnx"))]

@@ -7,7 +7,8 @@
 //!    for ONNX Runtime's int8 graphs). The one indexed by something that is not a graph
 //!    input is the position table (its ids come from a constant `0..max` buffer). Of the two
 //!    indexed by graph inputs, the larger table is the word table and the other the token
-//!    type table (input names are only a tie-breaker). Their sum (an `Add` tree) must feed a
+//!    type table (input names are only a tie-breaker). A graph without a `token_type_ids`
+//!    input reads the token type table at a constant index 0 instead. Their sum (an `Add` tree) must feed a
 //!    `LayerNormalization`.
 //! 2. **Projection.** Exactly one Linear reads the embeddings LayerNorm
 //!    (`embedding_hidden_mapping_in`). Three would mean BERT (no factorized embeddings).
@@ -241,7 +242,22 @@ fn embeddings(g: &Graph) -> Result<(Embedding, Embedding, Embedding)> {
             (Some(w), Some(p), Some(t)) if w != p && p != t && w != t => (w, p, t),
             _ => bail!("all three embedding lookups are indexed by graph inputs and the inputs are not named input_ids / position_ids / token_type_ids"),
         },
-        n => bail!("{n} of the 3 embedding lookups are indexed by graph inputs, expected 2 (input_ids, token_type_ids)"),
+        // An export without a `token_type_ids` input (HF fills in type 0): the token type
+        // lookup reads a constant zero index.
+        1 => {
+            let wi = from_input.iter().position(|&b| b).ok_or_else(|| anyhow!("unreachable"))?;
+            let others: Vec<usize> = (0..3).filter(|&i| i != wi).collect();
+            let zero = [
+                zero_ids(g, &found[others[0]].index)?,
+                zero_ids(g, &found[others[1]].index)?,
+            ];
+            match zero {
+                [true, false] => (wi, others[1], others[0]),
+                [false, true] => (wi, others[0], others[1]),
+                _ => bail!("one embedding lookup is indexed by a graph input: of the other two, one must read positions 0..S-1 and the other token type 0 for every token"),
+            }
+        }
+        n => bail!("{n} of the 3 embedding lookups are indexed by graph inputs, expected 2 (input_ids, token_type_ids), or 1 with token type 0 built in"),
     };
     let e = found[wi].table.shape[1];
     for (name, i) in [("position", pi), ("token type", ti)] {
@@ -256,6 +272,45 @@ fn embeddings(g: &Graph) -> Result<(Embedding, Embedding, Embedding)> {
     let mut v: Vec<Option<Embedding>> = found.into_iter().map(Some).collect();
     let mut take = |i: usize| v[i].take().ok_or_else(|| anyhow!("unreachable"));
     Ok((take(wi)?, take(pi)?, take(ti)?))
+}
+
+/// Whether the ids at `index` are the constant 0 for every token: a zero constant (or
+/// `ConstantOfShape` of 0) through ops that pick or reshape elements, as exports without a
+/// `token_type_ids` input compute HF's default token types.
+fn zero_ids(g: &Graph, index: &str) -> Result<bool> {
+    let mut cur = index.to_string();
+    for _ in 0..8 {
+        if let Some(c) = g.constant(&cur)? {
+            return Ok(c
+                .as_i64s()
+                .is_some_and(|v| !v.is_empty() && v.iter().all(|&x| x == 0)));
+        }
+        let Some(n) = g.producer(&cur).map(|i| g.node(i)) else {
+            return Ok(false);
+        };
+        match n.op_type.as_str() {
+            "ConstantOfShape" => {
+                return Ok(
+                    match super::graph::attr(n, "value").and_then(|a| a.t.as_ref()) {
+                        None => true, // the default value is 0
+                        Some(t) => super::graph::decode_tensor(t, None)?
+                            .as_i64s()
+                            .is_some_and(|v| v.iter().all(|&x| x == 0)),
+                    },
+                );
+            }
+            // Ops that only pick, repeat or reshape elements of their first input: zeros
+            // stay zeros (transformers 5 gathers its zero buffer at the position ids).
+            "Slice" | "Expand" | "Unsqueeze" | "Squeeze" | "Cast" | "Reshape" | "Gather"
+            | "GatherElements" => {}
+            _ => return Ok(false),
+        }
+        match n.input.first() {
+            Some(i) => cur = i.clone(),
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// The runtime uses positions `0..S-1` (HF's default `position_ids`). Checks that the graph
