@@ -180,3 +180,59 @@ fn failures_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
     fails_with(&["frobnicate"], 2, "");
     fails_with(&["--tier", "quantum", "info", m], 1, "unknown tier");
 }
+
+/// `eval` takes labels as class indices or as the model's label names, and refuses
+/// others (and out-of-range indices) naming the line, before running anything.
+#[test]
+fn eval_reads_label_indices_and_names() {
+    let p = model_file("tiny-base/seqcls3", Precision::Int8);
+    let names: Vec<String> = {
+        let out = bin().args(["info", "--json"]).arg(&p).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
+    let texts = ["a fine film", "dull and long", "so so"];
+    let by_index = temp("eval-index.tsv");
+    let by_name = temp("eval-name.tsv");
+    let mut a = String::from("sentence\tlabel\n");
+    let mut b = String::from("label\tsentence\n");
+    for (i, t) in texts.iter().enumerate() {
+        a += &format!("{t}\t{i}\n");
+        b += &format!("{}\t{t}\n", names[i].to_lowercase());
+    }
+    std::fs::write(&by_index, a).unwrap();
+    std::fs::write(&by_name, b).unwrap();
+    let run = |f: &PathBuf| {
+        let out = bin()
+            .arg("eval")
+            .arg(&p)
+            .arg(f)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (x, y) = (run(&by_index), run(&by_name));
+    assert_eq!(x["n"], 3);
+    assert_eq!(x["correct"], y["correct"]);
+    assert_eq!(x["predictions"], y["predictions"]);
+    assert_eq!(x["per_class"], y["per_class"]);
+    for (label, needle) in [("3", "out of range"), ("maybe", "neither a class index")] {
+        let bad = temp(&format!("eval-bad-{label}.tsv"));
+        std::fs::write(&bad, format!("sentence\tlabel\nok\t0\nfine\t{label}\n")).unwrap();
+        let out = bin().arg("eval").arg(&p).arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("line 3") && e.contains(needle), "{e}");
+    }
+}

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 pub struct EvalArgs {
     /// Model file.
     pub model: PathBuf,
-    /// TSV with a header: `sentence` (or `sentence1`/`question`), `label`, optionally a
-    /// second text column (`sentence2`, `question2`, `hypothesis`).
+    /// TSV with a header: `sentence` (or `sentence1`/`question`/`text`), `label` (a class
+    /// index or one of the model's label names), optionally a second text column
+    /// (`sentence2`, `question2`, `hypothesis`, `text_pair`).
     pub data: PathBuf,
     /// Another model to compare predictions with (agreement).
     #[arg(long)]
@@ -37,7 +38,32 @@ pub struct EvalArgs {
 pub struct Row {
     pub a: String,
     pub b: Option<String>,
-    pub label: Option<usize>,
+    /// The `label` field as written (a class index or a label name), and its line.
+    pub label: Option<(String, usize)>,
+}
+
+/// The class index `label` names: a number below `classes`, or one of the model's label
+/// names (ASCII case ignored).
+fn class_of(label: &str, classes: usize, name: &dyn Fn(usize) -> String) -> Result<usize, String> {
+    let label = label.trim();
+    if let Ok(i) = label.parse::<usize>() {
+        return if i < classes {
+            Ok(i)
+        } else {
+            Err(format!(
+                "class index {i} is out of range (the model has {classes} classes)"
+            ))
+        };
+    }
+    (0..classes)
+        .find(|&c| name(c).eq_ignore_ascii_case(label))
+        .ok_or_else(|| {
+            let names: Vec<String> = (0..classes).map(name).collect();
+            format!(
+                "label {label:?} is neither a class index (0..{classes}) nor one of the model's labels ({})",
+                names.join(", ")
+            )
+        })
 }
 
 /// Reads a GLUE-style TSV.
@@ -73,13 +99,7 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
             })
         };
         let label = match l {
-            Some(c) => Some(get(c)?.trim().parse::<usize>().map_err(|_| {
-                format!(
-                    "{}: line {}: label is not a class index",
-                    path.display(),
-                    i + 2
-                )
-            })?),
+            Some(c) => Some((get(c)?, i + 2)),
             None => None,
         };
         rows.push(Row {
@@ -145,6 +165,23 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         rows.truncate(n);
     }
     let l = m.config().num_labels as usize;
+    let label = |i: usize| {
+        m.label(i)
+            .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+    };
+    // Every label is checked before anything runs.
+    let truth = rows
+        .iter()
+        .map(|r| {
+            r.label
+                .as_ref()
+                .map(|(y, line)| {
+                    class_of(y, l, &label)
+                        .map_err(|e| format!("{}: line {line}: {e}", a.data.display()))
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<Option<usize>>, String>>()?;
     let pb = if a.json {
         ProgressBar::hidden()
     } else {
@@ -162,10 +199,10 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         None => None,
     };
     pb.finish_and_clear();
-    let labelled: Vec<(usize, usize)> = rows
+    let labelled: Vec<(usize, usize)> = truth
         .iter()
         .zip(&preds)
-        .filter_map(|(r, &p)| r.label.map(|y| (y, p)))
+        .filter_map(|(y, &p)| y.map(|y| (y, p)))
         .collect();
     let correct = labelled.iter().filter(|(y, p)| y == p).count();
     let accuracy = if labelled.is_empty() {
@@ -179,10 +216,6 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             confusion[y][p] += 1;
         }
     }
-    let label = |i: usize| {
-        m.label(i)
-            .map_or_else(|| format!("LABEL_{i}"), str::to_string)
-    };
     let per_class: serde_json::Map<String, serde_json::Value> = (0..l)
         .map(|c| {
             let n = confusion[c].iter().sum::<usize>();
