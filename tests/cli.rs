@@ -206,7 +206,8 @@ fn eval_reads_label_indices_and_names() {
         b += &format!("{}\t{t}\n", names[i].to_lowercase());
     }
     std::fs::write(&by_index, a).unwrap();
-    std::fs::write(&by_name, b).unwrap();
+    // With a byte-order mark and CRLF line ends, as spreadsheets write them.
+    std::fs::write(&by_name, format!("\u{feff}{}", b.replace('\n', "\r\n"))).unwrap();
     let run = |f: &PathBuf| {
         let out = bin()
             .arg("eval")

@@ -70,7 +70,8 @@ fn class_of(label: &str, classes: usize, name: &dyn Fn(usize) -> String) -> Resu
 pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut lines = text.lines();
+    // A byte-order mark (spreadsheet exports) is not part of the first column's name.
+    let mut lines = text.strip_prefix('\u{feff}').unwrap_or(&text).lines();
     let header: Vec<&str> = lines
         .next()
         .ok_or_else(|| format!("{}: empty file", path.display()))?
