@@ -174,3 +174,69 @@ fn a_failed_write_leaves_the_old_file_untouched() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("temporary file"));
 }
+
+/// A checkpoint saved in shards (`model.safetensors.index.json` + shard files) converts
+/// to the same bytes as the single file; other weight formats and shard names that leave
+/// the folder are refused, naming the cause.
+#[test]
+fn sharded_checkpoints_convert_like_single_files() {
+    let src = shared().join("fixtures/tiny-base/seqcls2");
+    let d = tmpdir("sharded");
+    let single = d.join("single.albert");
+    assert!(convert(&src, &single, &["-q"]).status.success());
+
+    let ck = d.join("ckpt");
+    std::fs::create_dir_all(&ck).unwrap();
+    copy_checkpoint(&src, &ck);
+    let bytes = std::fs::read(ck.join("model.safetensors")).unwrap();
+    std::fs::remove_file(ck.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let half = tensors.len() / 2;
+    let mut map = serde_json::Map::new();
+    for (k, part) in [&tensors[..half], &tensors[half..]].into_iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", k + 1);
+        for (name, _) in part {
+            map.insert(name.clone(), file.clone().into());
+        }
+        let out =
+            safetensors::serialize(part.iter().map(|(n, v)| (n.clone(), v.clone())), None).unwrap();
+        std::fs::write(ck.join(&file), out).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
+    std::fs::write(ck.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = d.join("sharded.albert");
+    let r = convert(&ck, &sharded, &["-q"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        std::fs::read(&sharded).unwrap(),
+        std::fs::read(&single).unwrap()
+    );
+
+    // A shard path outside the folder is refused.
+    let mut evil = map.clone();
+    let first = evil.keys().next().unwrap().clone();
+    evil.insert(first, "../model-00001-of-00002.safetensors".into());
+    std::fs::write(
+        ck.join("model.safetensors.index.json"),
+        serde_json::json!({"weight_map": evil}).to_string(),
+    )
+    .unwrap();
+    let r = convert(&ck, &d.join("evil.albert"), &["-q"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("not a file name"));
+
+    // PyTorch pickles are named, not silently ignored.
+    let pt = d.join("pt");
+    std::fs::create_dir_all(&pt).unwrap();
+    std::fs::copy(src.join("config.json"), pt.join("config.json")).unwrap();
+    std::fs::write(pt.join("pytorch_model.bin"), b"not read").unwrap();
+    let r = convert(&pt, &d.join("pt.albert"), &["-q"]);
+    assert_eq!(r.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("safetensors"),
+        "{e}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Hugging Face checkpoint folder reader: `config.json`, `model.safetensors`,
-//! and the tokenizer files `spiece.model` / `tokenizer_config.json` when present.
+//! Hugging Face checkpoint folder reader: `config.json`, `model.safetensors` (or its
+//! shards and `model.safetensors.index.json`), and the tokenizer files `spiece.model` /
+//! `tokenizer_config.json` when present.
 
 use super::{RawCheckpoint, Tensor};
 use crate::config::HfConfig;
@@ -15,14 +16,11 @@ pub fn load_dir(dir: &Path) -> Result<RawCheckpoint> {
         .with_context(|| format!("cannot read {}", cfg_path.display()))?;
     let config =
         HfConfig::from_json(&text).with_context(|| format!("in {}", cfg_path.display()))?;
-    let st_path = dir.join("model.safetensors");
-    let bytes =
-        std::fs::read(&st_path).with_context(|| format!("cannot read {}", st_path.display()))?;
-    let tensors = read_safetensors(&bytes).with_context(|| format!("in {}", st_path.display()))?;
+    let (tensors, weight_bytes) = read_weights(dir)?;
     let spiece = std::fs::read(dir.join("spiece.model")).ok();
     let tokenizer_config = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok();
     let source_bytes =
-        text.len() as u64 + bytes.len() as u64 + spiece.as_ref().map_or(0, |s| s.len() as u64);
+        text.len() as u64 + weight_bytes + spiece.as_ref().map_or(0, |s| s.len() as u64);
     Ok(RawCheckpoint {
         config,
         tensors,
@@ -30,6 +28,78 @@ pub fn load_dir(dir: &Path) -> Result<RawCheckpoint> {
         tokenizer_config,
         source_bytes,
     })
+}
+
+/// The folder's weights: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists (what `save_pretrained` writes above its
+/// `max_shard_size`). Other weight formats are named in the error.
+fn read_weights(dir: &Path) -> Result<(BTreeMap<String, Tensor>, u64)> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    if single.exists() || !index.exists() {
+        let bytes = match std::fs::read(&single) {
+            Ok(b) => b,
+            Err(e) => {
+                let other = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"]
+                    .into_iter()
+                    .find(|f| dir.join(f).exists());
+                if let Some(f) = other {
+                    bail!(
+                        "{} has {f} but no model.safetensors: only safetensors weights are read \
+                         (save the model with transformers' save_pretrained, which writes \
+                         safetensors by default, or export it to ONNX)",
+                        dir.display()
+                    );
+                }
+                return Err(e).with_context(|| format!("cannot read {}", single.display()));
+            }
+        };
+        let tensors =
+            read_safetensors(&bytes).with_context(|| format!("in {}", single.display()))?;
+        return Ok((tensors, bytes.len() as u64));
+    }
+    let text = std::fs::read_to_string(&index)
+        .with_context(|| format!("cannot read {}", index.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .with_context(|| format!("{} has no weight_map object", index.display()))?;
+    let mut shards = std::collections::BTreeSet::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .with_context(|| format!("{}: the shard of {name} is not a string", index.display()))?;
+        // Shards are files of this folder, never paths elsewhere.
+        if file.is_empty() || file.contains(['/', '\\']) || file == "." || file == ".." {
+            bail!(
+                "{}: shard name {file:?} is not a file name",
+                index.display()
+            );
+        }
+        shards.insert(file.to_string());
+    }
+    let (mut tensors, mut total) = (BTreeMap::new(), 0u64);
+    for file in &shards {
+        let path = dir.join(file);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        total += bytes.len() as u64;
+        for (name, t) in
+            read_safetensors(&bytes).with_context(|| format!("in {}", path.display()))?
+        {
+            if tensors.insert(name.clone(), t).is_some() {
+                bail!("tensor {name} is in more than one shard");
+            }
+        }
+    }
+    for name in map.keys() {
+        if !tensors.contains_key(name) && !name.ends_with("position_ids") {
+            bail!("{}: tensor {name} is not in its shard", index.display());
+        }
+    }
+    Ok((tensors, total))
 }
 
 /// Decodes every tensor of a safetensors file to f32 (F32, F16 and BF16 are accepted).
