@@ -247,6 +247,23 @@ fn run(cli: &ConvertArgs) -> Result<()> {
             input.display()
         )
     };
+    if raw.spiece.is_none() && cli.tokenizer.is_none() {
+        // transformers 5 saves only tokenizer.json, not the sentencepiece model the
+        // tokenizer section is built from: say where the tokenizer went.
+        let dir = if input.is_dir() {
+            Some(input.as_path())
+        } else {
+            input.parent()
+        };
+        if dir.is_some_and(|d| d.join("tokenizer.json").exists()) {
+            eprintln!(
+                "albert-convert: warning: no spiece.model next to the checkpoint (tokenizer.json \
+                 is not read): the file gets no tokenizer and runs on token ids; pass \
+                 --tokenizer path/to/spiece.model (the base model's, e.g. albert-base-v2's) to \
+                 embed one"
+            );
+        }
+    }
     if let Some(t) = &cli.tokenizer {
         raw.spiece =
             Some(std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?);

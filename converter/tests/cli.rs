@@ -240,3 +240,36 @@ fn sharded_checkpoints_convert_like_single_files() {
         "{e}"
     );
 }
+
+/// A folder with only transformers 5's tokenizer.json converts without a tokenizer and
+/// says so on stderr, naming `--tokenizer`.
+#[test]
+fn tokenizer_json_without_spiece_model_is_named() {
+    let src = shared().join("fixtures/tiny-base/seqcls2");
+    let d = tmpdir("tokjson");
+    let ck = d.join("ckpt");
+    std::fs::create_dir_all(&ck).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), ck.join(f)).unwrap();
+    }
+    let quiet = convert(&ck, &d.join("a.albert"), &["-q"]);
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    std::fs::write(ck.join("tokenizer.json"), b"{}").unwrap();
+    let r = convert(&ck, &d.join("b.albert"), &["-q"]);
+    assert!(r.status.success());
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(e.contains("warning") && e.contains("--tokenizer"), "{e}");
+    let spm = src.join("spiece.model");
+    let r = convert(
+        &ck,
+        &d.join("c.albert"),
+        &["-q", "--tokenizer", spm.to_str().unwrap()],
+    );
+    assert!(r.status.success());
+    assert!(r.stderr.is_empty());
+}
