@@ -58,7 +58,9 @@ struct ConvertArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "int8")]
     precision: PrecisionArg,
-    /// spiece.model to embed (default: the one next to the checkpoint).
+    /// spiece.model to embed (default: the one next to the checkpoint, else the
+    /// sentencepiece model read back from a tokenizer.json there, as transformers 5 saves
+    /// tokenizers).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// No progress bar and no summary.
@@ -248,20 +250,23 @@ fn run(cli: &ConvertArgs) -> Result<()> {
         )
     };
     if raw.spiece.is_none() && cli.tokenizer.is_none() {
-        // transformers 5 saves only tokenizer.json, not the sentencepiece model the
-        // tokenizer section is built from: say where the tokenizer went.
+        // transformers 5 saves tokenizer.json instead of spiece.model: read the
+        // sentencepiece model back from it.
         let dir = if input.is_dir() {
             Some(input.as_path())
         } else {
             input.parent()
         };
-        if dir.is_some_and(|d| d.join("tokenizer.json").exists()) {
-            eprintln!(
-                "albert-convert: warning: no spiece.model next to the checkpoint (tokenizer.json \
-                 is not read): the file gets no tokenizer and runs on token ids; pass \
-                 --tokenizer path/to/spiece.model (the base model's, e.g. albert-base-v2's) to \
-                 embed one"
-            );
+        if let Some(p) = dir.map(|d| d.join("tokenizer.json")).filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let m = albert_convert::spm::from_tokenizer_json(&text).with_context(|| {
+                format!(
+                    "{} (pass --tokenizer spiece.model to embed another tokenizer)",
+                    p.display()
+                )
+            })?;
+            raw.spiece = Some(m.to_proto());
         }
     }
     if let Some(t) = &cli.tokenizer {

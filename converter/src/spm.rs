@@ -403,3 +403,158 @@ pub fn build_tokenizer_section(
         .map_err(|e| anyhow::anyhow!("built tokenizer section does not validate: {e}"))?;
     Ok(out)
 }
+
+/// Reads a `tokenizers` `tokenizer.json` (what transformers 5 saves for ALBERT instead of
+/// `spiece.model`) back into the sentencepiece model it was converted from: the Unigram
+/// vocabulary and scores, the unknown id, special added tokens as CONTROL pieces and the
+/// other added tokens as USER_DEFINED ones (sentencepiece's user-defined symbols), the
+/// `Precompiled` normalizer's charsmap, and `add_dummy_prefix` from the `Metaspace`
+/// prepend scheme. Other settings take sentencepiece's defaults (`remove_extra_whitespaces`
+/// on: the conversion does not record it). Anything that is not such a conversion (another
+/// model type, byte fallback, a different whitespace replacement) is refused.
+pub fn from_tokenizer_json(json: &str) -> Result<SpModel> {
+    use base64::Engine as _;
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(json).context("tokenizer.json is not valid JSON")?;
+    let model = v.get("model").context("tokenizer.json has no model")?;
+    let kind = model.get("type").and_then(Value::as_str).unwrap_or("");
+    if kind != "Unigram" {
+        bail!("tokenizer.json: model type {kind:?} is not supported (only the Unigram model of a sentencepiece conversion)");
+    }
+    if model.get("byte_fallback").and_then(Value::as_bool) == Some(true) {
+        bail!("tokenizer.json: byte_fallback is not supported");
+    }
+    let unk = model
+        .get("unk_id")
+        .and_then(Value::as_u64)
+        .context("tokenizer.json: the Unigram model has no unk_id")?;
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_array)
+        .context("tokenizer.json: the Unigram model has no vocab")?;
+    let mut pieces = Vec::with_capacity(vocab.len());
+    for (i, e) in vocab.iter().enumerate() {
+        let (Some(piece), Some(score)) = (
+            e.get(0).and_then(Value::as_str),
+            e.get(1).and_then(Value::as_f64),
+        ) else {
+            bail!("tokenizer.json: vocab entry {i} is not [piece, score]");
+        };
+        pieces.push(Piece {
+            piece: piece.to_string(),
+            score: score as f32,
+            kind: if i as u64 == unk {
+                piece_type::UNKNOWN
+            } else {
+                piece_type::NORMAL
+            },
+        });
+    }
+    if unk as usize >= pieces.len() {
+        bail!("tokenizer.json: unk_id {unk} is outside the vocabulary");
+    }
+    for t in v
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        let (Some(id), Some(content)) = (
+            t.get("id").and_then(Value::as_u64),
+            t.get("content").and_then(Value::as_str),
+        ) else {
+            bail!("tokenizer.json: an added token has no id or content");
+        };
+        let Some(p) = pieces.get_mut(id as usize) else {
+            bail!("tokenizer.json: added token {content:?} (id {id}) is outside the vocabulary");
+        };
+        if p.piece != content {
+            bail!(
+                "tokenizer.json: added token {content:?} has the id of {:?}",
+                p.piece
+            );
+        }
+        if id != unk {
+            p.kind = if t.get("special").and_then(Value::as_bool) == Some(true) {
+                piece_type::CONTROL
+            } else {
+                piece_type::USER_DEFINED
+            };
+        }
+    }
+    // The normalizer: a Precompiled charsmap somewhere in it (a Sequence or alone).
+    let mut charsmap = Vec::new();
+    let mut stack: Vec<&Value> = v.get("normalizer").into_iter().collect();
+    while let Some(n) = stack.pop() {
+        match n.get("type").and_then(Value::as_str) {
+            Some("Sequence") => stack.extend(
+                n.get("normalizers")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice),
+            ),
+            Some("Precompiled") => {
+                let b64 = n
+                    .get("precompiled_charsmap")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                charsmap = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .context("tokenizer.json: the precompiled_charsmap is not base64")?;
+            }
+            _ => {}
+        }
+    }
+    // The pre-tokenizer: Metaspace with `▁`; its prepend scheme is the dummy prefix.
+    let mut add_dummy_prefix = None;
+    let mut stack: Vec<&Value> = v.get("pre_tokenizer").into_iter().collect();
+    while let Some(p) = stack.pop() {
+        match p.get("type").and_then(Value::as_str) {
+            Some("Sequence") => stack.extend(
+                p.get("pretokenizers")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice),
+            ),
+            Some("Metaspace") => {
+                let r = p
+                    .get("replacement")
+                    .and_then(Value::as_str)
+                    .unwrap_or("\u{2581}");
+                if r != "\u{2581}" {
+                    bail!("tokenizer.json: Metaspace replacement {r:?} is not \u{2581}");
+                }
+                let scheme = p.get("prepend_scheme").and_then(Value::as_str);
+                let legacy = p.get("add_prefix_space").and_then(Value::as_bool);
+                add_dummy_prefix = Some(match (scheme, legacy) {
+                    (Some("always") | Some("first"), _) => true,
+                    (Some("never"), _) => false,
+                    (None, Some(b)) => b,
+                    (other, _) => bail!(
+                        "tokenizer.json: Metaspace prepend_scheme {other:?} is not understood"
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    let add_dummy_prefix = add_dummy_prefix
+        .context("tokenizer.json has no Metaspace pre-tokenizer: not a sentencepiece conversion")?;
+    let m = SpModel {
+        pieces,
+        model_type: 1,
+        byte_fallback: false,
+        treat_whitespace_as_suffix: false,
+        split_by_whitespace: true,
+        split_digits: false,
+        unk_id: Some(unk),
+        normalizer_name: if charsmap.is_empty() {
+            "identity".into()
+        } else {
+            "nmt_nfkc".into()
+        },
+        precompiled_charsmap: charsmap,
+        add_dummy_prefix,
+        remove_extra_whitespaces: true,
+        escape_whitespaces: true,
+    };
+    check_supported(&m).context("tokenizer.json")?;
+    Ok(m)
+}

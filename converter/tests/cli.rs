@@ -241,10 +241,11 @@ fn sharded_checkpoints_convert_like_single_files() {
     );
 }
 
-/// A folder with only transformers 5's tokenizer.json converts without a tokenizer and
-/// says so on stderr, naming `--tokenizer`.
+/// A folder with transformers 5's tokenizer.json instead of spiece.model: the tokenizer
+/// comes from it (the library test `spm_build` checks the result); one that is not a
+/// sentencepiece conversion is refused naming the file and `--tokenizer`, which wins.
 #[test]
-fn tokenizer_json_without_spiece_model_is_named() {
+fn tokenizer_json_is_read_when_there_is_no_spiece_model() {
     let src = shared().join("fixtures/tiny-base/seqcls2");
     let d = tmpdir("tokjson");
     let ck = d.join("ckpt");
@@ -252,24 +253,22 @@ fn tokenizer_json_without_spiece_model_is_named() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), ck.join(f)).unwrap();
     }
-    let quiet = convert(&ck, &d.join("a.albert"), &["-q"]);
-    assert!(quiet.status.success());
-    assert!(
-        quiet.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&quiet.stderr)
-    );
-    std::fs::write(ck.join("tokenizer.json"), b"{}").unwrap();
+    std::fs::write(ck.join("tokenizer.json"), br#"{"model": {"type": "BPE"}}"#).unwrap();
     let r = convert(&ck, &d.join("b.albert"), &["-q"]);
-    assert!(r.status.success());
+    assert_eq!(r.status.code(), Some(1));
     let e = String::from_utf8_lossy(&r.stderr);
-    assert!(e.contains("warning") && e.contains("--tokenizer"), "{e}");
-    let spm = src.join("spiece.model");
-    let r = convert(
-        &ck,
-        &d.join("c.albert"),
-        &["-q", "--tokenizer", spm.to_str().unwrap()],
+    assert!(
+        e.contains("tokenizer.json") && e.contains("--tokenizer") && e.contains("Unigram"),
+        "{e}"
     );
-    assert!(r.status.success());
-    assert!(r.stderr.is_empty());
+    let spm = src.join("spiece.model");
+    let with = d.join("c.albert");
+    let r = convert(&ck, &with, &["-q", "--tokenizer", spm.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let reference = d.join("ref.albert");
+    assert!(convert(&src, &reference, &["-q"]).status.success());
+    assert_eq!(
+        std::fs::read(&with).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
 }

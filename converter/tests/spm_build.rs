@@ -201,3 +201,87 @@ fn unsupported_settings_are_refused() {
     refused(m, "BYTE");
     assert!(spm::build_tokenizer_section(&[0x0a, 0x05, 1], None).is_err());
 }
+
+/// `tokenizer.json` as transformers writes it for ALBERT (its sentencepiece conversion:
+/// Unigram vocabulary, special and user-defined added tokens, a Precompiled normalizer
+/// in a Sequence, Metaspace), built here from a decoded `spiece.model`.
+fn tokenizer_json(m: &SpModel, prepend_scheme: &str) -> String {
+    use base64::Engine as _;
+    let vocab: Vec<serde_json::Value> = m
+        .pieces
+        .iter()
+        .map(|p| serde_json::json!([p.piece, p.score as f64]))
+        .collect();
+    let added: Vec<serde_json::Value> = m
+        .pieces
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind != piece_type::NORMAL)
+        .map(|(i, p)| {
+            serde_json::json!({"id": i, "content": p.piece, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": p.kind != piece_type::USER_DEFINED})
+        })
+        .collect();
+    let unk = m
+        .pieces
+        .iter()
+        .position(|p| p.kind == piece_type::UNKNOWN)
+        .unwrap();
+    serde_json::json!({
+        "version": "1.0",
+        "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": "``"}, "content": "\""},
+            {"type": "NFKD"}, {"type": "StripAccents"}, {"type": "Lowercase"},
+            {"type": "Precompiled", "precompiled_charsmap":
+                base64::engine::general_purpose::STANDARD.encode(&m.precompiled_charsmap)}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend_scheme, "split": true}]},
+        "model": {"type": "Unigram", "unk_id": unk, "vocab": vocab, "byte_fallback": false},
+    })
+    .to_string()
+}
+
+/// transformers 5 saves `tokenizer.json`, not `spiece.model`: read back, it gives the same
+/// tokenizer section as the `spiece.model` it was converted from.
+#[test]
+fn tokenizer_json_reads_back_as_its_sentencepiece_model() {
+    let m = spm::parse_model(&spiece()).unwrap();
+    let back = spm::from_tokenizer_json(&tokenizer_json(&m, "always")).unwrap();
+    assert_eq!(back.pieces, m.pieces);
+    assert_eq!(back.precompiled_charsmap, m.precompiled_charsmap);
+    assert!(back.add_dummy_prefix && back.remove_extra_whitespaces);
+    assert_eq!(
+        spm::build_tokenizer_section(&back.to_proto(), None).unwrap(),
+        spm::build_tokenizer_section(&spiece(), None).unwrap()
+    );
+    let never = spm::from_tokenizer_json(&tokenizer_json(&m, "never")).unwrap();
+    assert!(!never.add_dummy_prefix);
+    // Not a sentencepiece conversion, or a damaged one: refused, naming the cause.
+    let good: serde_json::Value = serde_json::from_str(&tokenizer_json(&m, "always")).unwrap();
+    let broken = |edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+        let mut v = good.clone();
+        edit(&mut v);
+        let e = format!(
+            "{:#}",
+            spm::from_tokenizer_json(&v.to_string()).unwrap_err()
+        );
+        assert!(e.contains(needle), "{needle}: {e}");
+    };
+    broken(&|v| v["model"]["type"] = "BPE".into(), "Unigram");
+    broken(
+        &|v| v["model"]["byte_fallback"] = true.into(),
+        "byte_fallback",
+    );
+    broken(&|v| v["model"]["unk_id"] = 9999.into(), "unk_id");
+    broken(
+        &|v| v["added_tokens"][0]["content"] = "[XYZ]".into(),
+        "has the id of",
+    );
+    broken(
+        &|v| v["pre_tokenizer"] = serde_json::Value::Null,
+        "Metaspace",
+    );
+    broken(&|v| v["model"]["vocab"][7] = "x".into(), "vocab entry 7");
+    assert!(spm::from_tokenizer_json("not json").is_err());
+}
