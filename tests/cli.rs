@@ -21,6 +21,17 @@ fn bin() -> Command {
     }
 }
 
+/// Runs the CLI with `args`, asserts success, and parses its standard output as JSON.
+fn json_of<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("albert-edge-cli-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -42,13 +53,7 @@ fn model_file(ckpt: &str, precision: Precision) -> PathBuf {
 #[test]
 fn info_json_reports_config_and_sizes() {
     let p = model_file("tiny-base/seqcls3", Precision::Int8);
-    let out = bin().args(["info", "--json"]).arg(&p).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&["info".as_ref(), "--json".as_ref(), p.as_os_str()]);
     assert_eq!(v["head"], "sequence-classification");
     assert_eq!(v["precision"], "int8");
     assert_eq!(v["labels"].as_array().unwrap().len(), 3);
@@ -69,19 +74,12 @@ fn run_prints_transformers_named_outputs_equal_to_the_library() {
     let input = temp("qa-case.json");
     std::fs::write(&input, serde_json::to_string(case).unwrap()).unwrap();
     let p = model_file("tiny-base/qa", Precision::F32);
-    let out = bin()
-        .arg("run")
-        .arg(&p)
-        .arg("--input")
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&[
+        "run".as_ref(),
+        p.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+    ]);
     let (shape, ids) = common::u32_array(&case["input_ids"]);
     let (_, mask) = common::u32_array(&case["attention_mask"]);
     let (_, types) = common::u32_array(&case["token_type_ids"]);
@@ -187,8 +185,7 @@ fn failures_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
 fn eval_reads_label_indices_and_names() {
     let p = model_file("tiny-base/seqcls3", Precision::Int8);
     let names: Vec<String> = {
-        let out = bin().args(["info", "--json"]).arg(&p).output().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = json_of(&["info".as_ref(), "--json".as_ref(), p.as_os_str()]);
         v["labels"]
             .as_array()
             .unwrap()
@@ -209,19 +206,12 @@ fn eval_reads_label_indices_and_names() {
     // With a byte-order mark and CRLF line ends, as spreadsheets write them.
     std::fs::write(&by_name, format!("\u{feff}{}", b.replace('\n', "\r\n"))).unwrap();
     let run = |f: &PathBuf| {
-        let out = bin()
-            .arg("eval")
-            .arg(&p)
-            .arg(f)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        json_of(&[
+            "eval".as_ref(),
+            p.as_os_str(),
+            f.as_os_str(),
+            "--json".as_ref(),
+        ])
     };
     let (x, y) = (run(&by_index), run(&by_name));
     assert_eq!(x["n"], 3);

@@ -86,18 +86,8 @@ fn parse_piece(buf: &[u8]) -> Result<Piece> {
 /// Decodes a sentencepiece `ModelProto`.
 pub fn parse_model(bytes: &[u8]) -> Result<SpModel> {
     let mut m = SpModel {
-        pieces: Vec::new(),
-        model_type: 1,
-        byte_fallback: false,
-        treat_whitespace_as_suffix: false,
-        split_by_whitespace: true,
-        split_digits: false,
-        unk_id: None,
         normalizer_name: String::new(),
-        precompiled_charsmap: Vec::new(),
-        add_dummy_prefix: true,
-        remove_extra_whitespaces: true,
-        escape_whitespaces: true,
+        ..SpModel::unigram(Vec::new())
     };
     let mut r = Reader::new(bytes);
     while let Some((n, v)) = r.next_field()? {
@@ -142,6 +132,25 @@ pub fn parse_model(bytes: &[u8]) -> Result<SpModel> {
 }
 
 impl SpModel {
+    /// A UNIGRAM model of `pieces` with every other field at its `ModelProto` default
+    /// (no charsmap, the `identity` normalizer name).
+    pub fn unigram(pieces: Vec<Piece>) -> SpModel {
+        SpModel {
+            pieces,
+            model_type: 1,
+            byte_fallback: false,
+            treat_whitespace_as_suffix: false,
+            split_by_whitespace: true,
+            split_digits: false,
+            unk_id: None,
+            normalizer_name: "identity".into(),
+            precompiled_charsmap: Vec::new(),
+            add_dummy_prefix: true,
+            remove_extra_whitespaces: true,
+            escape_whitespaces: true,
+        }
+    }
+
     /// Encodes the fields this module reads back into a `ModelProto` (for tests and tools
     /// that make small models; unknown fields of the original are not kept).
     pub fn to_proto(&self) -> Vec<u8> {
@@ -404,6 +413,23 @@ pub fn build_tokenizer_section(
     Ok(out)
 }
 
+/// The parts of a `tokenizers` normalizer or pre-tokenizer (`root`), in order, with
+/// `Sequence`s (whose parts are under `list`) flattened.
+fn components<'v>(root: Option<&'v serde_json::Value>, list: &str) -> Vec<&'v serde_json::Value> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = root.into_iter().collect();
+    while let Some(n) = stack.pop() {
+        if n.get("type").and_then(Value::as_str) == Some("Sequence") {
+            let parts = n.get(list).and_then(Value::as_array);
+            stack.extend(parts.into_iter().flatten().rev());
+        } else {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// Reads a `tokenizers` `tokenizer.json` (what transformers 5 saves for ALBERT instead of
 /// `spiece.model`) back into the sentencepiece model it was converted from: the Unigram
 /// vocabulary and scores, the unknown id, special added tokens as CONTROL pieces and the
@@ -483,67 +509,43 @@ pub fn from_tokenizer_json(json: &str) -> Result<SpModel> {
     }
     // The normalizer: a Precompiled charsmap somewhere in it (a Sequence or alone).
     let mut charsmap = Vec::new();
-    let mut stack: Vec<&Value> = v.get("normalizer").into_iter().collect();
-    while let Some(n) = stack.pop() {
-        match n.get("type").and_then(Value::as_str) {
-            Some("Sequence") => stack.extend(
-                n.get("normalizers")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], Vec::as_slice),
-            ),
-            Some("Precompiled") => {
-                let b64 = n
-                    .get("precompiled_charsmap")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                charsmap = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .context("tokenizer.json: the precompiled_charsmap is not base64")?;
-            }
-            _ => {}
+    for n in components(v.get("normalizer"), "normalizers") {
+        if n.get("type").and_then(Value::as_str) == Some("Precompiled") {
+            let b64 = n
+                .get("precompiled_charsmap")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            charsmap = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .context("tokenizer.json: the precompiled_charsmap is not base64")?;
         }
     }
     // The pre-tokenizer: Metaspace with `▁`; its prepend scheme is the dummy prefix.
     let mut add_dummy_prefix = None;
-    let mut stack: Vec<&Value> = v.get("pre_tokenizer").into_iter().collect();
-    while let Some(p) = stack.pop() {
-        match p.get("type").and_then(Value::as_str) {
-            Some("Sequence") => stack.extend(
-                p.get("pretokenizers")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], Vec::as_slice),
-            ),
-            Some("Metaspace") => {
-                let r = p
-                    .get("replacement")
-                    .and_then(Value::as_str)
-                    .unwrap_or("\u{2581}");
-                if r != "\u{2581}" {
-                    bail!("tokenizer.json: Metaspace replacement {r:?} is not \u{2581}");
-                }
-                let scheme = p.get("prepend_scheme").and_then(Value::as_str);
-                let legacy = p.get("add_prefix_space").and_then(Value::as_bool);
-                add_dummy_prefix = Some(match (scheme, legacy) {
-                    (Some("always") | Some("first"), _) => true,
-                    (Some("never"), _) => false,
-                    (None, Some(b)) => b,
-                    (other, _) => bail!(
-                        "tokenizer.json: Metaspace prepend_scheme {other:?} is not understood"
-                    ),
-                });
+    for p in components(v.get("pre_tokenizer"), "pretokenizers") {
+        if p.get("type").and_then(Value::as_str) == Some("Metaspace") {
+            let r = p
+                .get("replacement")
+                .and_then(Value::as_str)
+                .unwrap_or("\u{2581}");
+            if r != "\u{2581}" {
+                bail!("tokenizer.json: Metaspace replacement {r:?} is not \u{2581}");
             }
-            _ => {}
+            let scheme = p.get("prepend_scheme").and_then(Value::as_str);
+            let legacy = p.get("add_prefix_space").and_then(Value::as_bool);
+            add_dummy_prefix = Some(match (scheme, legacy) {
+                (Some("always") | Some("first"), _) => true,
+                (Some("never"), _) => false,
+                (None, Some(b)) => b,
+                (other, _) => {
+                    bail!("tokenizer.json: Metaspace prepend_scheme {other:?} is not understood")
+                }
+            });
         }
     }
     let add_dummy_prefix = add_dummy_prefix
         .context("tokenizer.json has no Metaspace pre-tokenizer: not a sentencepiece conversion")?;
     let m = SpModel {
-        pieces,
-        model_type: 1,
-        byte_fallback: false,
-        treat_whitespace_as_suffix: false,
-        split_by_whitespace: true,
-        split_digits: false,
         unk_id: Some(unk),
         normalizer_name: if charsmap.is_empty() {
             "identity".into()
@@ -552,8 +554,7 @@ pub fn from_tokenizer_json(json: &str) -> Result<SpModel> {
         },
         precompiled_charsmap: charsmap,
         add_dummy_prefix,
-        remove_extra_whitespaces: true,
-        escape_whitespaces: true,
+        ..SpModel::unigram(pieces)
     };
     check_supported(&m).context("tokenizer.json")?;
     Ok(m)

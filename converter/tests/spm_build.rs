@@ -43,17 +43,8 @@ fn tiny() -> SpModel {
             p("\u{2581}a", -2.5, piece_type::NORMAL),
             p("ab", -1.0, piece_type::NORMAL),
         ],
-        model_type: 1,
-        byte_fallback: false,
-        treat_whitespace_as_suffix: false,
-        split_by_whitespace: true,
-        split_digits: false,
         unk_id: Some(1),
-        normalizer_name: "identity".into(),
-        precompiled_charsmap: vec![],
-        add_dummy_prefix: true,
-        remove_extra_whitespaces: true,
-        escape_whitespaces: true,
+        ..SpModel::unigram(Vec::new())
     }
 }
 

@@ -262,18 +262,8 @@ pub fn tiny_spm() -> SpModel {
         score -= 0.1;
     }
     SpModel {
-        pieces,
-        model_type: 1,
-        byte_fallback: false,
-        treat_whitespace_as_suffix: false,
-        split_by_whitespace: true,
-        split_digits: false,
         unk_id: Some(1),
-        normalizer_name: "identity".into(),
-        precompiled_charsmap: vec![],
-        add_dummy_prefix: true,
-        remove_extra_whitespaces: true,
-        escape_whitespaces: true,
+        ..SpModel::unigram(pieces)
     }
 }
 
