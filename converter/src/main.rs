@@ -58,9 +58,8 @@ struct ConvertArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "int8")]
     precision: PrecisionArg,
-    /// spiece.model to embed (default: the one next to the checkpoint, else the
-    /// sentencepiece model read back from a tokenizer.json there, as transformers 5 saves
-    /// tokenizers).
+    /// spiece.model (or a transformers 5 tokenizer.json) to embed (default: the
+    /// spiece.model next to the checkpoint, else the tokenizer.json there).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// No progress bar and no summary.
@@ -249,29 +248,34 @@ fn run(cli: &ConvertArgs) -> Result<()> {
             input.display()
         )
     };
-    if raw.spiece.is_none() && cli.tokenizer.is_none() {
-        // transformers 5 saves tokenizer.json instead of spiece.model: read the
-        // sentencepiece model back from it.
+    // transformers 5 saves tokenizer.json instead of spiece.model: read the sentencepiece
+    // model back from it.
+    let from_json = |p: &std::path::Path| -> Result<Vec<u8>> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let m = albert_convert::spm::from_tokenizer_json(&text).with_context(|| {
+            format!(
+                "{} (pass --tokenizer spiece.model to embed another tokenizer)",
+                p.display()
+            )
+        })?;
+        Ok(m.to_proto())
+    };
+    if let Some(t) = &cli.tokenizer {
+        raw.spiece = Some(if t.extension().is_some_and(|e| e == "json") {
+            from_json(t)?
+        } else {
+            std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?
+        });
+    } else if raw.spiece.is_none() {
         let dir = if input.is_dir() {
             Some(input.as_path())
         } else {
             input.parent()
         };
         if let Some(p) = dir.map(|d| d.join("tokenizer.json")).filter(|p| p.exists()) {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let m = albert_convert::spm::from_tokenizer_json(&text).with_context(|| {
-                format!(
-                    "{} (pass --tokenizer spiece.model to embed another tokenizer)",
-                    p.display()
-                )
-            })?;
-            raw.spiece = Some(m.to_proto());
+            raw.spiece = Some(from_json(&p)?);
         }
-    }
-    if let Some(t) = &cli.tokenizer {
-        raw.spiece =
-            Some(std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?);
     }
     let precision = match cli.precision {
         PrecisionArg::Int8 => Precision::Int8,

@@ -261,6 +261,15 @@ fn tokenizer_json_is_read_when_there_is_no_spiece_model() {
         e.contains("tokenizer.json") && e.contains("--tokenizer") && e.contains("Unigram"),
         "{e}"
     );
+    // Named with --tokenizer, a .json file is read the same way.
+    let json = ck.join("tokenizer.json");
+    let r = convert(
+        &ck,
+        &d.join("j.albert"),
+        &["-q", "--tokenizer", json.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("Unigram"));
     let spm = src.join("spiece.model");
     let with = d.join("c.albert");
     let r = convert(&ck, &with, &["-q", "--tokenizer", spm.to_str().unwrap()]);

@@ -158,7 +158,7 @@ pub fn from_model_proto(
     } else {
         None
     };
-    let g = fused.as_ref().map_or(g, |(f, _)| f);
+    let g = fused.as_ref().unwrap_or(g);
     let graph = Graph::new(g, dir)?;
     for n in graph.nodes() {
         if matches!(

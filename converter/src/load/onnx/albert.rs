@@ -8,8 +8,8 @@
 //!    input is the position table (its ids come from a constant `0..max` buffer). Of the two
 //!    indexed by graph inputs, the larger table is the word table and the other the token
 //!    type table (input names are only a tie-breaker). A graph without a `token_type_ids`
-//!    input reads the token type table at a constant index 0 instead. Their sum (an `Add` tree) must feed a
-//!    `LayerNormalization`.
+//!    input reads the token type table at a constant index 0 instead. Their sum (an `Add`
+//!    tree) must feed a `LayerNormalization`.
 //! 2. **Projection.** Exactly one Linear reads the embeddings LayerNorm
 //!    (`embedding_hidden_mapping_in`). Three would mean BERT (no factorized embeddings).
 //! 3. **Layer calls.** While exactly three Linears read the hidden state `h`, they are

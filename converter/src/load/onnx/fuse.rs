@@ -31,11 +31,8 @@ struct Found {
     fused: NodeProto,
 }
 
-/// `g` with every decomposed LayerNorm fused, and how many were; `None` when there is none.
-pub(crate) fn layer_norms(
-    g: &GraphProto,
-    dir: Option<&Path>,
-) -> Result<Option<(GraphProto, usize)>> {
+/// `g` with every decomposed LayerNorm fused; `None` when there is none.
+pub(crate) fn layer_norms(g: &GraphProto, dir: Option<&Path>) -> Result<Option<GraphProto>> {
     let graph = Graph::new(g, dir)?;
     let found: Vec<Found> = (0..graph.nodes().len())
         .filter_map(|i| decomposed_at(&graph, i))
@@ -63,7 +60,7 @@ pub(crate) fn layer_norms(
             None => Some(n.clone()),
         })
         .collect();
-    Ok(Some((out, found.len())))
+    Ok(Some(out))
 }
 
 /// The single node reading `v` (shape reads aside), if it has op type `op`.
