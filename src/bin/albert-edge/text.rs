@@ -88,8 +88,8 @@ pub struct QaArgs {
     /// The context that holds the answer.
     #[arg(long)]
     pub context: String,
-    /// Longest answer in tokens.
-    #[arg(long, default_value_t = 30)]
+    /// Longest answer in tokens (15, as transformers' question-answering pipeline).
+    #[arg(long, default_value_t = 15)]
     pub max_answer_len: usize,
     /// One JSON object instead of text.
     #[arg(long)]
