@@ -473,7 +473,10 @@ impl<'r> Words<'r> {
         Ok(())
     }
 
-    fn push_byte(&mut self, b: u8, tok: &Tokenizer<'_>, sink: &mut Sink<'_>) -> Result<(), Halt> {
+    /// Writes the pending `▁`s into the word buffer, each its own word except the last,
+    /// which stays in the buffer (the start of the next word). Pending `▁`s only follow a
+    /// flushed word, so the buffer is empty when there are any.
+    fn spill_pending(&mut self, tok: &Tokenizer<'_>, sink: &mut Sink<'_>) -> Result<(), Halt> {
         while self.pending > 0 {
             for &s in SPACE {
                 self.push_raw(s)?;
@@ -483,10 +486,15 @@ impl<'r> Words<'r> {
                 self.flush(tok, sink)?;
             }
         }
+        Ok(())
+    }
+
+    fn push_byte(&mut self, b: u8, tok: &Tokenizer<'_>, sink: &mut Sink<'_>) -> Result<(), Halt> {
+        self.spill_pending(tok, sink)?;
         self.push_raw(b)
     }
 
-    /// Segments what is left; `keep_trailing` then emits the pending `▁`s, each its own
+    /// Segments what is left; `keep_trailing` first emits the pending `▁`s, each its own
     /// word (no piece continues past a `▁`, so each is the piece `▁`).
     fn finish(
         &mut self,
@@ -494,17 +502,11 @@ impl<'r> Words<'r> {
         sink: &mut Sink<'_>,
         keep_trailing: bool,
     ) -> Result<(), Halt> {
+        if keep_trailing {
+            self.spill_pending(tok, sink)?;
+        }
         if self.len > 0 {
             self.flush(tok, sink)?;
-        }
-        if keep_trailing {
-            while self.pending > 0 {
-                self.pending -= 1;
-                for &s in SPACE {
-                    self.push_raw(s)?;
-                }
-                self.flush(tok, sink)?;
-            }
         }
         Ok(())
     }
