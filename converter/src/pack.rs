@@ -42,13 +42,15 @@ impl std::fmt::Debug for Packed {
 
 /// The matrix kinds whose activations can be quantized in two parts
 /// ([`DType::Q8R`]): every int8 matrix the runtime multiplies activations by
-/// (not the word embeddings, which are looked up).
-pub const TWO_PART_KINDS: [RoleKind; 6] = [
+/// (not the word embeddings, which are looked up; the classifier stays f32).
+pub const TWO_PART_KINDS: [RoleKind; 8] = [
     RoleKind::MappingInWeight,
     RoleKind::QkvWeight,
     RoleKind::AttnOutWeight,
     RoleKind::FfnWeight,
     RoleKind::FfnOutWeight,
+    RoleKind::PoolerWeight,
+    RoleKind::MlmDenseWeight,
     RoleKind::MlmDecoderWeight,
 ];
 
@@ -268,9 +270,11 @@ pub fn pack_with(
         vector(&mut items, r(RoleKind::OutLnBeta), &l.out_norm.beta);
     }
     if let Some(p) = &m.pooler {
-        // Applied once per sequence, and its error reaches every classification
-        // logit directly: kept in f32.
-        matrix(&mut items, g(RoleKind::PoolerWeight), &p.w, false);
+        // int8 like the encoder: as f32 it was a fifth of an albert-base file
+        // (H x H floats) and a stream of 2.4 MB per run for one row per
+        // sequence; on the SST-2 classifiers int8 changes no dev prediction
+        // (docs/accuracy.md). Its activations may take two parts.
+        matrix(&mut items, g(RoleKind::PoolerWeight), &p.w, int8);
         vector(&mut items, g(RoleKind::PoolerBias), &p.b);
     }
     if let Some(c) = &m.classifier {
@@ -279,7 +283,8 @@ pub fn pack_with(
         vector(&mut items, g(RoleKind::ClassifierBias), &c.b);
     }
     if let Some(h) = &m.mlm {
-        matrix(&mut items, g(RoleKind::MlmDenseWeight), &h.dense.w, false);
+        // Applied to every token like an encoder matrix: int8 too.
+        matrix(&mut items, g(RoleKind::MlmDenseWeight), &h.dense.w, int8);
         vector(&mut items, g(RoleKind::MlmDenseBias), &h.dense.b);
         vector(&mut items, g(RoleKind::MlmLnGamma), &h.norm.gamma);
         vector(&mut items, g(RoleKind::MlmLnBeta), &h.norm.beta);
@@ -297,6 +302,7 @@ pub fn pack_with(
             RoleKind::FfnWeight => Some(RoleKind::FfnBias),
             RoleKind::FfnOutWeight => Some(RoleKind::FfnOutBias),
             RoleKind::PoolerWeight => Some(RoleKind::PoolerBias),
+            RoleKind::MlmDenseWeight => Some(RoleKind::MlmDenseBias),
             RoleKind::WordEmbeddings => Some(RoleKind::MlmBias),
             _ => None,
         };

@@ -52,9 +52,11 @@ fn one_two_and_auto_on_a_hard_fixture() {
         assert_eq!(*d, want, "{k:?}");
     }
     assert!(r1.parts.as_ref().unwrap().two_parts.is_empty());
+    // The embedding projection, q|k|v, attention output, FFN, FFN output and
+    // the pooler.
     assert_eq!(
         r2.parts.as_ref().unwrap().two_parts.len(),
-        5,
+        6,
         "{:?}",
         r2.parts
     );
