@@ -150,6 +150,14 @@ void albert_model_free(albert_model *model);
 
 albert_result albert_model_get_info(const albert_model *model, albert_model_info *out);
 
+/* What a sequence classifier's logits mean and how they become scores, as
+ * transformers' text-classification pipeline applies them (config.json's
+ * problem_type): *problem_type 0 single-label, 1 multi-label, 2 regression
+ * (0 for other heads); *score_function 0 softmax, 1 sigmoid per label (multi-
+ * label models and single-output ones), 2 none (the logits are the scores). */
+albert_result albert_model_problem_type(const albert_model *model, uint32_t *problem_type,
+                                        uint32_t *score_function);
+
 /* Exact workspace bytes for up to `batch` sequences of up to `max_seq` tokens. */
 albert_result albert_model_workspace_len(const albert_model *model, size_t max_seq, size_t batch,
                                          size_t *out_len);

@@ -35,7 +35,9 @@ pub mod pool;
 pub mod tokenizer;
 pub mod workspace;
 
-pub use format::{Activation, HeadKind, LoadError, ModelConfig, Precision};
+pub use format::{
+    Activation, HeadKind, LoadError, ModelConfig, Precision, ProblemType, ScoreFunction,
+};
 pub use kernels::{Kernels, Tier};
 pub use model::{Input, Model, Output, Outputs, RunError, Trace};
 #[cfg(feature = "std")]

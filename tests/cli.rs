@@ -227,3 +227,296 @@ fn eval_reads_label_indices_and_names() {
         assert!(e.contains("line 3") && e.contains(needle), "{e}");
     }
 }
+
+/// A variant of the `tiny-base/seqcls3` fixture whose `config.json` has
+/// `problem_type` (`None`: unset), with only the first classifier output
+/// when `one_output`, converted to f32.
+fn problem_variant(name: &str, problem_type: Option<&str>, one_output: bool) -> PathBuf {
+    let src = common::shared().join("fixtures/tiny-base/seqcls3");
+    let dir = temp(&format!("ckpt-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["spiece.model", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    if let Some(p) = problem_type {
+        cfg["problem_type"] = p.into();
+    }
+    let weights = std::fs::read(src.join("model.safetensors")).unwrap();
+    if one_output {
+        cfg["id2label"] = serde_json::json!({"0": "score"});
+        cfg["label2id"] = serde_json::json!({"score": 0});
+        let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+        let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (n, t) in st.tensors() {
+            let (mut shape, mut data) = (t.shape().to_vec(), t.data().to_vec());
+            if n.starts_with("classifier.") {
+                // Row 0 of the weight, element 0 of the bias.
+                let row = data.len() / shape[0];
+                data.truncate(row);
+                shape[0] = 1;
+            }
+            owned.push((n, t.dtype(), shape, data));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+            .iter()
+            .map(|(n, d, s, b)| {
+                let v = safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap();
+                (n.clone(), v)
+            })
+            .collect();
+        std::fs::write(
+            dir.join("model.safetensors"),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+    } else {
+        std::fs::write(dir.join("model.safetensors"), weights).unwrap();
+    }
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let raw = albert_convert::load::safetensors::load_dir(&dir).unwrap();
+    let bytes = albert_convert::convert::convert(&raw, Precision::F32)
+        .unwrap()
+        .0;
+    let out = temp(&format!("{name}.albert"));
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+fn classify_json(model: &std::path::Path, text: &str) -> serde_json::Value {
+    json_of(&[
+        "classify".as_ref(),
+        model.as_os_str(),
+        text.as_ref(),
+        "--json".as_ref(),
+    ])
+}
+
+/// `classify` turns logits into scores as transformers' pipeline does for the
+/// model's `problem_type`: softmax, a sigmoid per label (multi-label, or one
+/// output), or none (regression).
+#[test]
+fn classify_scores_follow_the_problem_type() {
+    let text = "a fine film, if long";
+    let cases = [
+        (
+            "unset",
+            None,
+            false,
+            "single_label_classification",
+            "softmax",
+        ),
+        (
+            "single",
+            Some("single_label_classification"),
+            false,
+            "single_label_classification",
+            "softmax",
+        ),
+        (
+            "multi",
+            Some("multi_label_classification"),
+            false,
+            "multi_label_classification",
+            "sigmoid",
+        ),
+        (
+            "regression3",
+            Some("regression"),
+            false,
+            "regression",
+            "none",
+        ),
+        ("one", None, true, "single_label_classification", "sigmoid"),
+        (
+            "one-regression",
+            Some("regression"),
+            true,
+            "regression",
+            "none",
+        ),
+    ];
+    let mut logits3 = None;
+    for (name, problem, one, stored, function) in cases {
+        let p = problem_variant(name, problem, one);
+        let info = json_of(&["info".as_ref(), "--json".as_ref(), p.as_os_str()]);
+        assert_eq!(info["problem_type"], stored, "{name}");
+        assert_eq!(info["score_function"], function, "{name}");
+        let v = classify_json(&p, text);
+        assert_eq!(v["function"], function, "{name}");
+        let logits: Vec<f64> = v["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(logits.len(), if one { 1 } else { 3 }, "{name}");
+        // The weights are the same: only the scores differ.
+        if !one {
+            assert_eq!(
+                *logits3.get_or_insert_with(|| logits.clone()),
+                logits,
+                "{name}"
+            );
+        }
+        let want: Vec<f64> = match function {
+            "softmax" => {
+                let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = logits.iter().map(|x| (x - m).exp()).collect();
+                e.iter().map(|x| x / e.iter().sum::<f64>()).collect()
+            }
+            "sigmoid" => logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
+            _ => logits.clone(),
+        };
+        let labels: Vec<String> = info["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        for (l, w) in labels.iter().zip(&want) {
+            let got = v["scores"][l].as_f64().unwrap();
+            assert!(
+                (got - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{name} {l}: {got} vs {w}"
+            );
+        }
+        let best = (0..want.len())
+            .max_by(|&a, &b| want[a].total_cmp(&want[b]))
+            .unwrap();
+        assert_eq!(v["label"], labels[best].as_str(), "{name}");
+        assert!(
+            (v["score"].as_f64().unwrap() - want[best]).abs() <= 1e-6 * want[best].abs().max(1.0)
+        );
+        assert_eq!(
+            v.get("probabilities").is_some(),
+            function == "softmax",
+            "{name}"
+        );
+        if problem == Some("multi_label_classification") {
+            let chosen: Vec<&str> = labels
+                .iter()
+                .zip(&logits)
+                .filter(|(_, &x)| x > 0.0)
+                .map(|(l, _)| l.as_str())
+                .collect();
+            assert_eq!(v["labels"], serde_json::json!(chosen));
+        }
+    }
+}
+
+/// `eval` on a multi-label model (label sets) and a one-output model
+/// (regression: correlations and squared error).
+#[test]
+fn eval_measures_multi_label_sets_and_regression() {
+    let texts = [
+        "a fine film",
+        "dull and long",
+        "so so",
+        "the best thing this year",
+        "i want my money back",
+    ];
+    let write = |name: &str, rows: &[String]| {
+        let p = temp(name);
+        let mut s = String::from("sentence\tlabel\n");
+        for (t, l) in texts.iter().zip(rows) {
+            s += &format!("{t}\t{l}\n");
+        }
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    let eval = |m: &PathBuf, f: &PathBuf| {
+        json_of(&[
+            "eval".as_ref(),
+            m.as_os_str(),
+            f.as_os_str(),
+            "--json".as_ref(),
+        ])
+    };
+
+    // Multi-label: the model's own label sets score 1; one row changed, 4/5.
+    let multi = problem_variant("eval-multi", Some("multi_label_classification"), false);
+    let sets: Vec<Vec<String>> = texts
+        .iter()
+        .map(|t| {
+            let v = classify_json(&multi, t);
+            v["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    let own: Vec<String> = sets.iter().map(|s| s.join(", ")).collect();
+    let r = eval(&multi, &write("multi-own.tsv", &own));
+    assert_eq!(
+        (r["accuracy"].as_f64(), r["micro_f1"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{r}"
+    );
+    let mut changed = own.clone();
+    changed[0] = if sets[0].is_empty() {
+        "0".into()
+    } else {
+        String::new()
+    };
+    let r = eval(&multi, &write("multi-changed.tsv", &changed));
+    assert_eq!(r["correct"], 4, "{r}");
+    assert!(r["micro_f1"].as_f64().unwrap() < 1.0, "{r}");
+    let mut bad = own.clone();
+    bad[2] = "0, nonsense".into();
+    let out = bin()
+        .arg("eval")
+        .arg(&multi)
+        .arg(write("multi-bad.tsv", &bad))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4"));
+
+    // Regression (one output, problem type unset, as transformers trains it):
+    // labels an increasing linear function of the model's scores correlate 1.
+    let one = problem_variant("eval-one", None, true);
+    let scores: Vec<f64> = texts
+        .iter()
+        .map(|t| classify_json(&one, t)["logits"][0].as_f64().unwrap())
+        .collect();
+    let lin: Vec<String> = scores
+        .iter()
+        .map(|s| format!("{}", 2.0 * s + 1.0))
+        .collect();
+    let r = eval(&one, &write("reg-lin.tsv", &lin));
+    assert!((r["pearson"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{r}");
+    assert!((r["spearman"].as_f64().unwrap() - 1.0).abs() < 1e-12, "{r}");
+    let mse = scores.iter().map(|s| (s + 1.0).powi(2)).sum::<f64>() / scores.len() as f64;
+    assert!(
+        (r["mse"].as_f64().unwrap() - mse).abs() <= 1e-6 * mse.max(1.0),
+        "{r}"
+    );
+    let neg: Vec<String> = scores.iter().map(|s| format!("{}", -s)).collect();
+    let r = eval(&one, &write("reg-neg.tsv", &neg));
+    assert!((r["pearson"].as_f64().unwrap() + 1.0).abs() < 1e-6, "{r}");
+    let mut bad = lin.clone();
+    bad[1] = "positive".into();
+    let out = bin()
+        .arg("eval")
+        .arg(&one)
+        .arg(write("reg-bad.tsv", &bad))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("line 3") && e.contains("not a number"), "{e}");
+    // A regression with three outputs is refused, not guessed at.
+    let three = problem_variant("eval-reg3", Some("regression"), false);
+    let out = bin()
+        .arg("eval")
+        .arg(&three)
+        .arg(write("reg3.tsv", &lin))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one output"));
+}

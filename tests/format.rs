@@ -213,6 +213,51 @@ fn oversized_dimensions_are_rejected_before_use() {
     );
 }
 
+/// CONFIG field 17, `problem_type`: a known code, and only on a sequence
+/// classifier; the fields after it stay reserved.
+#[test]
+fn problem_type_is_checked() {
+    let b = tiny_int8(); // a sequence classifier
+    let cfg = section(&b, format::section::CONFIG);
+    let with = |field: usize, v: u32, b: &[u8]| {
+        let mut m = b.to_vec();
+        m[cfg.start + 4 * field..cfg.start + 4 * field + 4].copy_from_slice(&v.to_le_bytes());
+        reseal(&mut m);
+        m
+    };
+    for (code, want) in [
+        (1, albert_edge::ProblemType::MultiLabel),
+        (2, albert_edge::ProblemType::Regression),
+    ] {
+        let m = with(17, code, &b);
+        let a = Aligned::new(&m);
+        assert_eq!(
+            Model::from_bytes(a.bytes()).unwrap().config().problem_type,
+            want
+        );
+    }
+    assert_eq!(
+        load(&with(17, 3, &b)),
+        Err(LoadError::UnknownCode {
+            field: "problem_type",
+            value: 3
+        })
+    );
+    assert!(matches!(
+        load(&with(18, 1, &b)),
+        Err(LoadError::BadSection {
+            section: "config",
+            ..
+        })
+    ));
+    // A token classifier (head 2, same labels) cannot carry one.
+    let token = with(13, 2, &b);
+    assert!(matches!(
+        load(&with(17, 1, &token)),
+        Err(LoadError::Inconsistent(r)) if r.contains("problem_type")
+    ));
+}
+
 #[test]
 fn corrupted_int8_weights_are_caught_even_with_valid_checksums() {
     let b = tiny_int8();

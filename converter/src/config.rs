@@ -1,5 +1,6 @@
 //! The Hugging Face `config.json` of an ALBERT checkpoint, as far as the converter needs it.
 
+use albert_edge::ProblemType;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,6 +60,10 @@ pub struct HfConfig {
     /// `position_embedding_type`; only `absolute` is supported.
     #[serde(default)]
     pub position_embedding_type: Option<String>,
+    /// `problem_type` of a sequence classifier: `regression`,
+    /// `single_label_classification`, `multi_label_classification` or unset.
+    #[serde(default)]
+    pub problem_type: Option<String>,
 }
 
 fn d_vocab() -> usize {
@@ -119,6 +124,7 @@ impl HfConfig {
             }
         }
         crate::names::activation_code(&self.hidden_act)?;
+        self.problem()?;
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("embedding_size", self.embedding_size),
@@ -151,6 +157,18 @@ impl HfConfig {
         Ok(())
     }
 
+    /// The `problem_type` (the default when unset).
+    pub fn problem(&self) -> Result<ProblemType> {
+        match self.problem_type.as_deref() {
+            None => Ok(ProblemType::SingleLabel),
+            Some(p) => ProblemType::from_name(p).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "config.json: problem_type {p:?} is not one of \"regression\", \"single_label_classification\", \"multi_label_classification\""
+                )
+            }),
+        }
+    }
+
     /// Label names in index order, when `id2label` gives a complete set for `n` labels.
     pub fn label_names(&self, n: usize) -> Vec<String> {
         let mut out: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
@@ -164,5 +182,42 @@ impl HfConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_type_names_are_transformers_and_others_refused() {
+        let with = |p: &str| {
+            format!(r#"{{"model_type": "albert", "hidden_size": 64, "num_attention_heads": 4{p}}}"#)
+        };
+        assert_eq!(
+            HfConfig::from_json(&with("")).unwrap().problem().unwrap(),
+            ProblemType::SingleLabel
+        );
+        assert_eq!(
+            HfConfig::from_json(&with(r#", "problem_type": null"#))
+                .unwrap()
+                .problem()
+                .unwrap(),
+            ProblemType::SingleLabel
+        );
+        for p in [
+            ProblemType::SingleLabel,
+            ProblemType::MultiLabel,
+            ProblemType::Regression,
+        ] {
+            let c = HfConfig::from_json(&with(&format!(r#", "problem_type": "{}""#, p.name())))
+                .unwrap();
+            assert_eq!(c.problem().unwrap(), p);
+        }
+        let e = HfConfig::from_json(&with(r#", "problem_type": "multi_label""#)).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("problem_type \"multi_label\""),
+            "{e:#}"
+        );
     }
 }

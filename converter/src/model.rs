@@ -1,7 +1,7 @@
 //! [`Albert`]: an ALBERT checkpoint interpreted into roles, in f32. Pruning and
 //! quantization work on this type; `pack` turns it into a model file.
 
-use albert_edge::{Activation, HeadKind};
+use albert_edge::{Activation, HeadKind, ProblemType};
 
 /// A row-major f32 matrix `[rows][cols]` (`nn.Linear` weights are `[out][in]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +113,8 @@ pub struct Albert {
     pub head: HeadKind,
     /// Label names (classification heads).
     pub labels: Vec<String>,
+    /// What a sequence classifier's logits mean (the default for other heads).
+    pub problem_type: ProblemType,
     /// `[vocab][E]`.
     pub word: Mat,
     /// `[max_positions][E]`.

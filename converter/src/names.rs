@@ -9,7 +9,7 @@
 
 use crate::load::{RawCheckpoint, Tensor};
 use crate::model::{Albert, Arch, Layer, Linear, Mat, MlmHead, Norm};
-use albert_edge::{Activation, HeadKind};
+use albert_edge::{Activation, HeadKind, ProblemType};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -249,10 +249,16 @@ pub fn interpret(raw: &RawCheckpoint) -> Result<Albert> {
         }
         _ => Vec::new(),
     };
+    // transformers reads `problem_type` in sequence classification only.
+    let problem_type = match head {
+        HeadKind::SequenceClassification => c.problem()?,
+        _ => ProblemType::SingleLabel,
+    };
     Ok(Albert {
         arch,
         head,
         labels,
+        problem_type,
         word,
         position,
         token_type,

@@ -116,6 +116,7 @@ pub fn model_config(m: &Albert, precision: Precision) -> ModelConfig {
         max_positions: a.max_positions as u32,
         type_vocab_size: a.type_vocab as u32,
         head: m.head,
+        problem_type: m.problem_type,
         num_labels: match m.head {
             HeadKind::SequenceClassification | HeadKind::TokenClassification => {
                 m.classifier.as_ref().map_or(0, |c| c.w.rows as u32)

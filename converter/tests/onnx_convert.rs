@@ -264,6 +264,14 @@ fn cli_converts_onnx_like_the_folder() {
     for f in ["config.json", "model.onnx"] {
         std::fs::copy(src.join(f), ox.join(f)).unwrap();
     }
+    // A multi-label classifier: the graph cannot say so, config.json does.
+    for d in [&st, &ox] {
+        let p = d.join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        c["problem_type"] = "multi_label_classification".into();
+        std::fs::write(&p, c.to_string()).unwrap();
+    }
     for precision in ["f32", "int8"] {
         let out = |input: &Path, name: &str| {
             let o = tmp.path().join(name);
@@ -281,9 +289,14 @@ fn cli_converts_onnx_like_the_folder() {
         let a = out(&st, &format!("st.{precision}.albert"));
         let b = out(&ox.join("model.onnx"), &format!("ox.{precision}.albert"));
         assert!(a == b, "{precision}: {}", first_difference(&a, &b));
-        // The labels came along from config.json next to the ONNX file.
+        // The labels and problem type came along from config.json next to the
+        // ONNX file.
         let m = Model::from_vec(&b).unwrap();
         assert_eq!(m.labels().count(), 2);
+        assert_eq!(
+            m.config().problem_type,
+            albert_edge::ProblemType::MultiLabel
+        );
     }
 }
 

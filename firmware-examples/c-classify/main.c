@@ -62,6 +62,11 @@ int main(int argc, char **argv) {
   if ((r = albert_workspace_output_by_name(ws, "logits", &logits)) != ALBERT_OK) { fail("reading logits", r); goto out; }
   if (logits.rank != 2 || logits.len == 0) { fprintf(stderr, "c-classify: not a sequence classifier\n"); goto out; }
 
+  /* Scores as transformers' pipeline gives them for this model's problem type:
+   * softmax (one class), a sigmoid per label (multi-label, or one output), or
+   * the logits themselves (regression). */
+  uint32_t problem = 0, function = 0;
+  if ((r = albert_model_problem_type(model, &problem, &function)) != ALBERT_OK) { fail("albert_model_problem_type", r); goto out; }
   size_t best = 0;
   float mx = logits.data[0];
   for (size_t i = 1; i < logits.len; i++)
@@ -76,11 +81,13 @@ int main(int argc, char **argv) {
   printf("label: %s\n", label);
   printf("logits:");
   for (size_t i = 0; i < logits.len; i++) printf(" %.9g", (double)logits.data[i]);
-  printf("\nprobabilities:");
+  printf("\n%s:", function == 0 ? "probabilities" : function == 1 ? "scores (sigmoid)" : "scores");
   for (size_t i = 0; i < logits.len; i++) {
     char name[64];
+    double x = (double)logits.data[i];
+    double s = function == 0 ? exp(x - mx) / sum : function == 1 ? 1.0 / (1.0 + exp(-x)) : x;
     if (albert_model_label(model, i, name, sizeof name, NULL) != ALBERT_OK) snprintf(name, sizeof name, "LABEL_%zu", i);
-    printf(" %s=%.4f", name, exp((double)logits.data[i] - mx) / sum);
+    printf(" %s=%.4f", name, s);
   }
   printf("\n");
   status = 0;

@@ -205,6 +205,7 @@ pub fn tiny_albert(arch: Arch, head: HeadKind, labels: usize, seed: u64) -> Albe
             }
             _ => Vec::new(),
         },
+        problem_type: Default::default(),
         word: mat(rng, arch.vocab, e),
         position: mat(rng, arch.max_positions, e),
         token_type: mat(rng, arch.type_vocab, e),

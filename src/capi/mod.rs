@@ -660,6 +660,38 @@ pub unsafe extern "C" fn albert_model_get_info(
     })
 }
 
+/// What a sequence classifier's logits mean and how they become scores (as
+/// transformers' text-classification pipeline applies them):
+/// `*problem_type` 0 single-label, 1 multi-label, 2 regression (0 for other
+/// heads); `*score_function` 0 softmax, 1 sigmoid per label, 2 none.
+///
+/// # Safety
+/// `model` is a live model handle; `problem_type` and `score_function` are
+/// valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn albert_model_problem_type(
+    model: *const AlbertModel,
+    problem_type: *mut u32,
+    score_function: *mut u32,
+) -> AlbertResult {
+    guard(|| {
+        check_null!(model, problem_type, score_function);
+        // SAFETY: checked non-NULL; live by contract.
+        let c = unsafe { model_ref(model) }.model.config();
+        let f = match c.score_function() {
+            crate::ScoreFunction::Softmax => 0,
+            crate::ScoreFunction::Sigmoid => 1,
+            crate::ScoreFunction::Identity => 2,
+        };
+        // SAFETY: checked non-NULL; valid for writes by contract.
+        unsafe {
+            problem_type.write(c.problem_type as u32);
+            score_function.write(f);
+        }
+        AlbertResult::Ok
+    })
+}
+
 /// Exact workspace bytes for up to `batch` sequences of up to `max_seq`
 /// tokens, written to `*out_len`. `ALBERT_INVALID_ARGUMENT` when the size
 /// overflows or a dimension is 0.

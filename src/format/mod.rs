@@ -157,6 +157,70 @@ impl Precision {
     }
 }
 
+/// What a sequence classifier's logits mean (transformers' `problem_type`),
+/// which decides the function that turns them into scores
+/// ([`ModelConfig::score_function`]). Only sequence-classification files may
+/// store anything but the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProblemType {
+    /// One class per input (`single_label_classification`, or unset).
+    #[default]
+    SingleLabel = 0,
+    /// Any subset of the labels per input (`multi_label_classification`).
+    MultiLabel = 1,
+    /// One or more real-valued outputs (`regression`).
+    Regression = 2,
+}
+
+impl ProblemType {
+    /// Decodes a stored code.
+    pub fn from_code(c: u32) -> Option<Self> {
+        match c {
+            0 => Some(Self::SingleLabel),
+            1 => Some(Self::MultiLabel),
+            2 => Some(Self::Regression),
+            _ => None,
+        }
+    }
+    /// transformers' name (`problem_type` in `config.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SingleLabel => "single_label_classification",
+            Self::MultiLabel => "multi_label_classification",
+            Self::Regression => "regression",
+        }
+    }
+    /// The type a `config.json` `problem_type` names (`None` for an unknown name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::SingleLabel, Self::MultiLabel, Self::Regression]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// The function that turns a sequence classifier's logits into scores, as
+/// transformers' text-classification pipeline chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreFunction {
+    /// `exp(x_i) / sum_j exp(x_j)`: one class.
+    Softmax,
+    /// `1 / (1 + exp(-x_i))` per label: multi-label, or a single output.
+    Sigmoid,
+    /// The logits themselves: regression.
+    Identity,
+}
+
+impl ScoreFunction {
+    /// A short name for messages and JSON (`softmax`, `sigmoid`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::Sigmoid => "sigmoid",
+            Self::Identity => "none",
+        }
+    }
+}
+
 /// The model's shape and head, as stored in the CONFIG section (128 bytes,
 /// 32 little-endian 4-byte fields; unused fields must be zero).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +259,8 @@ pub struct ModelConfig {
     pub precision: Precision,
     /// Whether the file has a pooler (`pooler_output`).
     pub has_pooler: bool,
+    /// What the logits of a sequence classifier mean (default for other heads).
+    pub problem_type: ProblemType,
 }
 
 fn rd_u32(b: &[u8], off: usize) -> u32 {
@@ -209,6 +275,19 @@ fn rd_u64(b: &[u8], off: usize) -> u64 {
 }
 
 impl ModelConfig {
+    /// How a sequence classifier's logits become scores, by transformers'
+    /// text-classification pipeline's rule: none for regression, a sigmoid
+    /// per label for multi-label models and for a single output, else a
+    /// softmax (also what other heads' label logits take).
+    pub fn score_function(&self) -> ScoreFunction {
+        match self.problem_type {
+            ProblemType::Regression => ScoreFunction::Identity,
+            ProblemType::MultiLabel => ScoreFunction::Sigmoid,
+            ProblemType::SingleLabel if self.num_labels == 1 => ScoreFunction::Sigmoid,
+            ProblemType::SingleLabel => ScoreFunction::Softmax,
+        }
+    }
+
     /// Attention width of the shared block: `num_heads * head_dim`.
     pub fn attention_dim(&self) -> usize {
         self.num_heads as usize * self.head_dim as usize
@@ -230,7 +309,7 @@ impl ModelConfig {
 
     /// Encodes to the 128-byte CONFIG section.
     pub fn to_bytes(&self) -> [u8; CONFIG_LEN] {
-        let fields: [u32; 17] = [
+        let fields: [u32; 18] = [
             self.vocab_size,
             self.embedding_size,
             self.hidden_size,
@@ -248,6 +327,7 @@ impl ModelConfig {
             self.num_labels,
             self.precision as u32,
             self.has_pooler as u32,
+            self.problem_type as u32,
         ];
         let mut out = [0u8; CONFIG_LEN];
         for (i, f) in fields.iter().enumerate() {
@@ -265,7 +345,7 @@ impl ModelConfig {
             });
         }
         let f = |i: usize| rd_u32(b, i * 4);
-        if (17..32).any(|i| f(i) != 0) {
+        if (18..32).any(|i| f(i) != 0) {
             return Err(LoadError::BadSection {
                 section: "config",
                 reason: "reserved fields are not zero",
@@ -282,6 +362,10 @@ impl ModelConfig {
         let precision = Precision::from_code(f(15)).ok_or(LoadError::UnknownCode {
             field: "precision",
             value: f(15),
+        })?;
+        let problem_type = ProblemType::from_code(f(17)).ok_or(LoadError::UnknownCode {
+            field: "problem_type",
+            value: f(17),
         })?;
         let has_pooler = match f(16) {
             0 => false,
@@ -311,6 +395,7 @@ impl ModelConfig {
             num_labels: f(14),
             precision,
             has_pooler,
+            problem_type,
         };
         cfg.check()?;
         Ok(cfg)
@@ -378,6 +463,13 @@ impl ModelConfig {
         };
         if !labels_ok {
             return Err(LoadError::Inconsistent("num_labels does not fit the head"));
+        }
+        if self.problem_type != ProblemType::SingleLabel
+            && self.head != HeadKind::SequenceClassification
+        {
+            return Err(LoadError::Inconsistent(
+                "problem_type is set for a head other than sequence classification",
+            ));
         }
         if self.head == HeadKind::SequenceClassification && !self.has_pooler {
             return Err(LoadError::Inconsistent(

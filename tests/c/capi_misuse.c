@@ -127,6 +127,11 @@ int main(int argc, char **argv) {
   albert_model_info info;
   EXPECT(albert_model_get_info(m, &info), ALBERT_OK);
   EXPECT(albert_model_get_info(m, NULL), ALBERT_NULL_PARAMETER);
+  uint32_t problem = 9, function = 9;
+  EXPECT(albert_model_problem_type(m, &problem, &function), ALBERT_OK);
+  CHECK(problem == 0 && function == (info.num_labels == 1 ? 1u : 0u)); /* single-label */
+  EXPECT(albert_model_problem_type(m, NULL, &function), ALBERT_NULL_PARAMETER);
+  EXPECT(albert_model_problem_type(NULL, &problem, &function), ALBERT_NULL_PARAMETER);
   EXPECT(albert_model_workspace_len(m, 0, 1, &n), ALBERT_INVALID_ARGUMENT);
   EXPECT(albert_model_workspace_len(m, 8, 0, &n), ALBERT_INVALID_ARGUMENT);
   EXPECT(albert_model_workspace_len(m, (size_t)-1 / 2, (size_t)-1 / 2, &n), ALBERT_INVALID_ARGUMENT);

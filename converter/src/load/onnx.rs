@@ -112,7 +112,8 @@ pub fn load_onnx_with_info(
     Ok((ckpt, info))
 }
 
-/// Takes `id2label` from a sibling `config.json` if it describes the same model.
+/// Takes `id2label` and `problem_type` from a sibling `config.json` if it
+/// describes the same model.
 fn adopt_label_names(cfg: &mut HfConfig, path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
@@ -126,6 +127,9 @@ fn adopt_label_names(cfg: &mut HfConfig, path: &Path) {
         && other.num_attention_heads == cfg.num_attention_heads
         && other.intermediate_size == cfg.intermediate_size
         && other.num_hidden_layers == cfg.num_hidden_layers;
+    if same {
+        cfg.problem_type = other.problem_type.clone();
+    }
     if let (true, Some(map), Some(n)) = (same, &other.id2label, cfg.num_labels) {
         if map.len() == n {
             cfg.id2label = Some(map.clone());
@@ -380,6 +384,8 @@ fn build(a: &Albert) -> Result<(RawCheckpoint, OnnxInfo)> {
         id2label: None,
         num_labels,
         position_embedding_type: Some("absolute".into()),
+        // Not in the graph: a sibling config.json may give it.
+        problem_type: None,
     };
     config
         .check()

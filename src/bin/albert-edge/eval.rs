@@ -1,7 +1,9 @@
-//! `albert-edge eval`: accuracy of a sequence classifier on a TSV file.
+//! `albert-edge eval`: how well a sequence classifier does on a labelled TSV file:
+//! accuracy (one class per row), exact match and micro F1 (multi-label), or
+//! correlations and squared error (regression).
 
 use crate::text::{encode, run_encoding_in};
-use albert_edge::{HeadKind, Model};
+use albert_edge::{HeadKind, Model, ProblemType};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -13,8 +15,9 @@ pub struct EvalArgs {
     /// Model file.
     pub model: PathBuf,
     /// TSV with a header: `sentence` (or `sentence1`/`question`/`text`), `label` (a class
-    /// index or one of the model's label names), optionally a second text column
-    /// (`sentence2`, `question2`, `hypothesis`, `text_pair`).
+    /// index or one of the model's label names; for a multi-label model a comma-separated
+    /// list of them, possibly empty; for a regression model a number), optionally a
+    /// second text column (`sentence2`, `question2`, `hypothesis`, `text_pair`).
     pub data: PathBuf,
     /// Another model to compare predictions with (agreement).
     #[arg(long)]
@@ -112,15 +115,16 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Every row's logits, and the mean latency in ms.
 fn predict(
     m: &Model<'_>,
     rows: &[Row],
     max_len: Option<usize>,
     pb: &ProgressBar,
-) -> Result<(Vec<usize>, f64), String> {
+) -> Result<(Vec<Vec<f32>>, f64), String> {
     let positions = m.config().max_positions as usize;
     let max = max_len.map_or(positions, |l| l.min(positions));
-    let mut preds = Vec::with_capacity(rows.len());
+    let mut logits = Vec::with_capacity(rows.len());
     let mut total_ms = 0.0;
     // One workspace for the whole file, grown only when a longer row comes.
     let (mut cap, mut ws) = (0usize, crate::new_workspace(m, 1, 1));
@@ -132,21 +136,56 @@ fn predict(
         }
         let (outs, ms) = run_encoding_in(m, &e, &mut ws)?;
         total_ms += ms;
-        let logits = &outs
+        let l = &outs
             .iter()
             .find(|o| o.0 == "logits")
             .ok_or("the model has no logits output")?
             .2;
-        preds.push(
-            logits
-                .iter()
-                .enumerate()
-                .max_by(|x, y| x.1.total_cmp(y.1))
-                .map_or(0, |x| x.0),
-        );
+        logits.push(l.to_vec());
         pb.inc(1);
     }
-    Ok((preds, total_ms / rows.len().max(1) as f64))
+    Ok((logits, total_ms / rows.len().max(1) as f64))
+}
+
+/// The class with the largest logit.
+fn argmax(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .map_or(0, |x| x.0)
+}
+
+/// What `eval` measures, from the model's problem type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Task {
+    /// Accuracy of the largest logit.
+    SingleLabel,
+    /// The labels whose sigmoid passes one half (logit > 0), against a
+    /// comma-separated label set per row.
+    MultiLabel,
+    /// Correlations and errors of the one output against a number per row.
+    Regression,
+}
+
+impl Task {
+    fn of(m: &Model<'_>) -> Result<Task, String> {
+        let c = m.config();
+        // transformers trains a one-output classifier without a problem type
+        // as a regression (`AlbertForSequenceClassification.forward`).
+        Ok(match c.problem_type {
+            ProblemType::MultiLabel => Task::MultiLabel,
+            ProblemType::Regression if c.num_labels != 1 => {
+                return Err(format!(
+                    "`eval` measures regression models with one output; this one has {}",
+                    c.num_labels
+                ))
+            }
+            ProblemType::Regression => Task::Regression,
+            ProblemType::SingleLabel if c.num_labels == 1 => Task::Regression,
+            ProblemType::SingleLabel => Task::SingleLabel,
+        })
+    }
 }
 
 pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
@@ -157,6 +196,7 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             m.config().head.name()
         ));
     }
+    let task = Task::of(&m)?;
     if a.max_len.is_some_and(|l| l < 3) {
         return Err("--max-len must be at least 3 ([CLS], a token, [SEP])".into());
     }
@@ -171,18 +211,40 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             .map_or_else(|| format!("LABEL_{i}"), str::to_string)
     };
     // Every label is checked before anything runs.
+    let at = |line: usize, e: String| format!("{}: line {line}: {e}", a.data.display());
     let truth = rows
         .iter()
         .map(|r| {
-            r.label
-                .as_ref()
-                .map(|(y, line)| {
-                    class_of(y, l, &label)
-                        .map_err(|e| format!("{}: line {line}: {e}", a.data.display()))
-                })
-                .transpose()
+            let Some((y, line)) = &r.label else {
+                return Ok(None);
+            };
+            let t = match task {
+                Task::SingleLabel => {
+                    Truth::Class(class_of(y, l, &label).map_err(|e| at(*line, e))?)
+                }
+                Task::MultiLabel => {
+                    let mut set = vec![false; l];
+                    for part in y.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        set[class_of(part, l, &label).map_err(|e| at(*line, e))?] = true;
+                    }
+                    Truth::Set(set)
+                }
+                Task::Regression => Truth::Value(
+                    y.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            at(
+                                *line,
+                                format!("label {y:?} is not a number (a regression model)"),
+                            )
+                        })?,
+                ),
+            };
+            Ok(Some(t))
         })
-        .collect::<Result<Vec<Option<usize>>, String>>()?;
+        .collect::<Result<Vec<Option<Truth>>, String>>()?;
     let pb = if a.json {
         ProgressBar::hidden()
     } else {
@@ -191,75 +253,311 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
     pb.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
     );
-    let (preds, mean_ms) = predict(&m, &rows, a.max_len, &pb)?;
+    let (logits, mean_ms) = predict(&m, &rows, a.max_len, &pb)?;
     let cmp = match &a.compare {
         Some(p) => {
             let other = crate::load(p, tier)?;
+            let (oc, mc) = (other.config(), m.config());
+            if oc.head != mc.head || oc.num_labels != mc.num_labels || Task::of(&other)? != task {
+                return Err(format!(
+                    "{} is not a classifier of the same kind and labels as {}",
+                    p.display(),
+                    a.model.display()
+                ));
+            }
             Some(predict(&other, &rows, a.max_len, &pb)?.0)
         }
         None => None,
     };
     pb.finish_and_clear();
-    let labelled: Vec<(usize, usize)> = truth
-        .iter()
-        .zip(&preds)
-        .filter_map(|(y, &p)| y.map(|y| (y, p)))
-        .collect();
-    let correct = labelled.iter().filter(|(y, p)| y == p).count();
-    let accuracy = if labelled.is_empty() {
-        None
-    } else {
-        Some(correct as f64 / labelled.len() as f64)
-    };
-    let mut confusion = vec![vec![0usize; l]; l];
-    for &(y, p) in &labelled {
-        if y < l && p < l {
-            confusion[y][p] += 1;
+    let tier_name = m.kernels().tier.name();
+    let compare_name = a
+        .compare
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
+    match task {
+        Task::SingleLabel => {
+            let preds: Vec<usize> = logits.iter().map(|v| argmax(v)).collect();
+            let labelled: Vec<(usize, usize)> = truth
+                .iter()
+                .zip(&preds)
+                .filter_map(|(y, &p)| match y {
+                    Some(Truth::Class(y)) => Some((*y, p)),
+                    _ => None,
+                })
+                .collect();
+            let correct = labelled.iter().filter(|(y, p)| y == p).count();
+            let accuracy = ratio(correct, labelled.len());
+            let mut confusion = vec![vec![0usize; l]; l];
+            for &(y, p) in &labelled {
+                if y < l && p < l {
+                    confusion[y][p] += 1;
+                }
+            }
+            let class = |c: usize| {
+                (
+                    confusion[c].iter().sum::<usize>(),
+                    confusion[c][c],
+                    confusion.iter().map(|r| r[c]).sum::<usize>(),
+                )
+            };
+            let agreement = cmp.as_ref().map(|o| {
+                let same = o
+                    .iter()
+                    .zip(&preds)
+                    .filter(|(x, &p)| argmax(x) == p)
+                    .count();
+                same as f64 / preds.len().max(1) as f64
+            });
+            if a.json {
+                let per_class = per_class_json(l, &label, &class);
+                println!(
+                    "{}",
+                    json!({"accuracy": accuracy, "n": rows.len(), "correct": correct, "per_class": per_class, "agreement": agreement,
+                           "mean_latency_ms": mean_ms, "predictions": preds, "tier": tier_name})
+                );
+                return Ok(());
+            }
+            match accuracy {
+                Some(acc) => println!("accuracy {:.4} ({correct}/{})", acc, labelled.len()),
+                None => println!("{} rows, no labels", rows.len()),
+            }
+            print_classes(l, &label, &class);
+            if let Some(ag) = agreement {
+                println!("agreement with {compare_name}: {ag:.4}");
+            }
+        }
+        Task::MultiLabel => {
+            let preds: Vec<Vec<bool>> = logits
+                .iter()
+                .map(|v| v.iter().map(|&x| x > 0.0).collect())
+                .collect();
+            let labelled: Vec<(&Vec<bool>, &Vec<bool>)> = truth
+                .iter()
+                .zip(&preds)
+                .filter_map(|(y, p)| match y {
+                    Some(Truth::Set(y)) => Some((y, p)),
+                    _ => None,
+                })
+                .collect();
+            let exact = labelled.iter().filter(|(y, p)| y == p).count();
+            let accuracy = ratio(exact, labelled.len());
+            let (mut n, mut tp, mut predicted) = (vec![0; l], vec![0; l], vec![0; l]);
+            for (y, p) in &labelled {
+                for c in 0..l {
+                    n[c] += usize::from(y[c]);
+                    tp[c] += usize::from(y[c] && p[c]);
+                    predicted[c] += usize::from(p[c]);
+                }
+            }
+            let (tps, ns, ps) = (
+                tp.iter().sum::<usize>(),
+                n.iter().sum::<usize>(),
+                predicted.iter().sum::<usize>(),
+            );
+            let micro_f1 = (!labelled.is_empty()).then(|| {
+                if ns + ps == 0 {
+                    1.0
+                } else {
+                    2.0 * tps as f64 / (ns + ps) as f64
+                }
+            });
+            let class = |c: usize| (n[c], tp[c], predicted[c]);
+            let agreement = cmp.as_ref().map(|o| {
+                let same = o
+                    .iter()
+                    .zip(&preds)
+                    .filter(|(x, p)| x.iter().map(|&v| v > 0.0).eq(p.iter().copied()))
+                    .count();
+                same as f64 / preds.len().max(1) as f64
+            });
+            let pred_ids: Vec<Vec<usize>> = preds
+                .iter()
+                .map(|p| (0..l).filter(|&c| p[c]).collect())
+                .collect();
+            if a.json {
+                let per_class = per_class_json(l, &label, &class);
+                println!(
+                    "{}",
+                    json!({"accuracy": accuracy, "micro_f1": micro_f1, "n": rows.len(), "correct": exact, "per_class": per_class,
+                           "agreement": agreement, "mean_latency_ms": mean_ms, "predictions": pred_ids, "tier": tier_name})
+                );
+                return Ok(());
+            }
+            match (accuracy, micro_f1) {
+                (Some(acc), Some(f1)) => println!(
+                    "exact-match accuracy {acc:.4} ({exact}/{}), micro F1 {f1:.4} (labels whose sigmoid passes 0.5)",
+                    labelled.len()
+                ),
+                _ => println!("{} rows, no labels", rows.len()),
+            }
+            print_classes(l, &label, &class);
+            if let Some(ag) = agreement {
+                println!("agreement with {compare_name}: {ag:.4} (same label sets)");
+            }
+        }
+        Task::Regression => {
+            let preds: Vec<f64> = logits.iter().map(|v| v[0] as f64).collect();
+            let (ys, ps): (Vec<f64>, Vec<f64>) = truth
+                .iter()
+                .zip(&preds)
+                .filter_map(|(y, &p)| match y {
+                    Some(Truth::Value(y)) => Some((*y, p)),
+                    _ => None,
+                })
+                .unzip();
+            let k = ys.len();
+            let mse = (k > 0).then(|| {
+                ys.iter()
+                    .zip(&ps)
+                    .map(|(y, p)| (y - p) * (y - p))
+                    .sum::<f64>()
+                    / k as f64
+            });
+            let (pear, spear) = (pearson(&ys, &ps), spearman(&ys, &ps));
+            let other: Option<Vec<f64>> = cmp
+                .as_ref()
+                .map(|o| o.iter().map(|v| v[0] as f64).collect());
+            let max_diff = other.as_ref().map(|o| {
+                o.iter()
+                    .zip(&preds)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+            });
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"pearson": pear, "spearman": spear, "mse": mse, "n": rows.len(), "labelled": k,
+                           "compare_max_abs_diff": max_diff, "compare_pearson": other.as_ref().and_then(|o| pearson(o, &preds)),
+                           "mean_latency_ms": mean_ms, "predictions": preds, "tier": tier_name})
+                );
+                return Ok(());
+            }
+            match (pear, spear, mse) {
+                (Some(p), Some(s), Some(e)) => {
+                    println!("pearson {p:.4}, spearman {s:.4}, mse {e:.4} ({k} rows)")
+                }
+                (_, _, Some(e)) => {
+                    println!("mse {e:.4} ({k} rows; correlations undefined: a constant column)")
+                }
+                _ => println!("{} rows, no labels", rows.len()),
+            }
+            if let (Some(d), Some(o)) = (max_diff, &other) {
+                let p = pearson(o, &preds).map_or("undefined".into(), |p| format!("{p:.6}"));
+                println!("against {compare_name}: largest difference {d:.6}, pearson {p}");
+            }
         }
     }
-    let per_class: serde_json::Map<String, serde_json::Value> = (0..l)
-        .map(|c| {
-            let n = confusion[c].iter().sum::<usize>();
-            (label(c), json!({"n": n, "correct": confusion[c][c], "predicted": confusion.iter().map(|r| r[c]).sum::<usize>()}))
-        })
-        .collect();
-    let agreement = cmp.as_ref().map(|o| {
-        o.iter().zip(&preds).filter(|(a, b)| a == b).count() as f64 / preds.len().max(1) as f64
-    });
-    if a.json {
-        println!(
-            "{}",
-            json!({"accuracy": accuracy, "n": rows.len(), "correct": correct, "per_class": per_class, "agreement": agreement,
-                   "mean_latency_ms": mean_ms, "predictions": preds, "tier": m.kernels().tier.name()})
-        );
-    } else {
-        match accuracy {
-            Some(acc) => println!("accuracy {:.4} ({correct}/{})", acc, labelled.len()),
-            None => println!("{} rows, no labels", rows.len()),
-        }
-        for c in 0..l {
-            let n = confusion[c].iter().sum::<usize>();
-            println!(
-                "  {:<16} {}/{} correct, predicted {} times",
-                label(c),
-                confusion[c][c],
-                n,
-                confusion.iter().map(|r| r[c]).sum::<usize>()
-            );
-        }
-        if let Some(ag) = agreement {
-            println!(
-                "agreement with {}: {:.4}",
-                a.compare
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string()),
-                ag
-            );
-        }
-        println!(
-            "mean latency {mean_ms:.3} ms per sentence ({})",
-            m.kernels().tier.name()
-        );
-    }
+    println!("mean latency {mean_ms:.3} ms per sentence ({tier_name})");
     Ok(())
+}
+
+/// A row's label, read for the model's [`Task`].
+enum Truth {
+    Class(usize),
+    Set(Vec<bool>),
+    Value(f64),
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// `class(c)` = (rows with label c, of them predicted c, rows predicted c).
+fn per_class_json(
+    l: usize,
+    label: &dyn Fn(usize) -> String,
+    class: &dyn Fn(usize) -> (usize, usize, usize),
+) -> serde_json::Map<String, serde_json::Value> {
+    (0..l)
+        .map(|c| {
+            let (n, correct, predicted) = class(c);
+            (
+                label(c),
+                json!({"n": n, "correct": correct, "predicted": predicted}),
+            )
+        })
+        .collect()
+}
+
+fn print_classes(
+    l: usize,
+    label: &dyn Fn(usize) -> String,
+    class: &dyn Fn(usize) -> (usize, usize, usize),
+) {
+    for c in 0..l {
+        let (n, correct, predicted) = class(c);
+        println!(
+            "  {:<16} {correct}/{n} correct, predicted {predicted} times",
+            label(c)
+        );
+    }
+}
+
+/// Pearson's correlation; `None` for fewer than two values or a constant side.
+fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len();
+    if n < 2 || y.len() != n {
+        return None;
+    }
+    let (mx, my) = (
+        x.iter().sum::<f64>() / n as f64,
+        y.iter().sum::<f64>() / n as f64,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mx, b - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// Spearman's correlation: Pearson's of the ranks, ties given their mean rank.
+fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    pearson(&ranks(x), &ranks(y))
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        // Ranks i + 1 ..= j + 1 share their mean.
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlations() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        assert!((pearson(&x, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&x, &[8.0, 6.0, 4.0, 2.0]).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&x, &[1.0; 4]), None);
+        assert_eq!(pearson(&[1.0], &[1.0]), None);
+        // Monotone but not linear: Spearman 1, Pearson below 1.
+        let y = [1.0, 10.0, 100.0, 1000.0];
+        assert!((spearman(&x, &y).unwrap() - 1.0).abs() < 1e-12);
+        assert!(pearson(&x, &y).unwrap() < 0.99);
+        // Ties take their mean rank (scipy.stats.rankdata's default).
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        // scipy.stats.pearsonr([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) = 0.8.
+        let p = pearson(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 1.0, 4.0, 3.0, 5.0]).unwrap();
+        assert!((p - 0.8).abs() < 1e-12, "{p}");
+    }
 }

@@ -7,7 +7,9 @@ mod eval;
 mod json_io;
 mod text;
 
-use albert_edge::{Input, Kernels, Model, Outputs, RunError, ThreadPool, Tier, Workspace};
+use albert_edge::{
+    HeadKind, Input, Kernels, Model, Outputs, RunError, ThreadPool, Tier, Workspace,
+};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -64,7 +66,7 @@ enum Cmd {
     Tag(text::TagArgs),
     /// Time `run` on a batch-1 input of N tokens.
     Bench(bench::BenchArgs),
-    /// Accuracy of a classifier on a TSV file (columns `sentence`, `label`, optional second sentence).
+    /// How a classifier does on a labelled TSV file: accuracy, multi-label F1 or regression correlations (columns `sentence`, `label`, optional second sentence).
     Eval(eval::EvalArgs),
 }
 
@@ -191,6 +193,8 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
         "two_part_activations": two_parts,
         "pair_bounded_weights": c.precision == albert_edge::Precision::Int8 && m.pairs_bounded(),
         "labels": labels,
+        "problem_type": (c.head == HeadKind::SequenceClassification).then(|| c.problem_type.name()),
+        "score_function": (c.head == HeadKind::SequenceClassification).then(|| c.score_function().name()),
         "parameters": m.parameter_count(),
         "file_bytes": m.bytes().len(),
         "tier": m.kernels().tier.name(),
@@ -212,6 +216,13 @@ fn info(m: &Model<'_>, as_json: bool) -> Result<(), String> {
     println!("head              {}", c.head.name());
     if !labels.is_empty() {
         println!("labels            {}", labels.join(", "));
+    }
+    if c.head == HeadKind::SequenceClassification {
+        println!(
+            "problem type      {} (scores: {})",
+            c.problem_type.name(),
+            c.score_function().name()
+        );
     }
     println!("precision         {}", c.precision.name());
     if !two_parts.is_empty() {

@@ -1,7 +1,7 @@
 //! Text-in commands: tokenize, classify, embed, fill-mask, qa, tag.
 
 use albert_edge::tokenizer::Encoding;
-use albert_edge::{HeadKind, Input, Model, Workspace};
+use albert_edge::{HeadKind, Input, Model, ProblemType, ScoreFunction, Workspace};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -250,8 +250,10 @@ pub fn classify(m: &Model<'_>, a: &ClassifyArgs) -> Result<(), String> {
     let e = encode_for_model(m, &a.text, a.pair.as_deref(), a.max_len)?;
     let (outs, ms) = run_encoding(m, &e)?;
     let logits = output(&outs, "logits")?;
-    let p = softmax(logits);
-    let best = p
+    let cfg = m.config();
+    let function = cfg.score_function();
+    let scores = scores(function, logits);
+    let best = scores
         .iter()
         .enumerate()
         .max_by(|x, y| x.1.total_cmp(y.1))
@@ -260,29 +262,70 @@ pub fn classify(m: &Model<'_>, a: &ClassifyArgs) -> Result<(), String> {
         m.label(i)
             .map_or_else(|| format!("LABEL_{i}"), str::to_string)
     };
+    let multi = cfg.problem_type == ProblemType::MultiLabel;
+    // Multi-label: every label whose sigmoid passes one half (logit > 0).
+    let chosen: Vec<String> = (0..scores.len())
+        .filter(|&i| multi && scores[i] > 0.5)
+        .map(label)
+        .collect();
     if a.json {
-        let probs: serde_json::Map<String, Value> = p
+        let by_label: serde_json::Map<String, Value> = scores
             .iter()
             .enumerate()
             .map(|(i, v)| (label(i), json!(v)))
             .collect();
-        println!(
-            "{}",
-            json!({"label": label(best), "label_id": best, "probabilities": probs, "logits": logits, "tokens": e.ids.len(), "time_ms": ms})
-        );
+        let mut v = json!({"label": label(best), "label_id": best, "score": scores[best],
+            "function": function.name(), "scores": by_label, "logits": logits,
+            "tokens": e.ids.len(), "time_ms": ms});
+        if function == ScoreFunction::Softmax {
+            v["probabilities"] = v["scores"].clone();
+        }
+        if multi {
+            v["labels"] = json!(chosen);
+        }
+        println!("{v}");
     } else {
-        println!("{}  ({:.1}%)", label(best), 100.0 * p[best]);
-        for (i, v) in p.iter().enumerate() {
+        match function {
+            ScoreFunction::Identity if scores.len() == 1 => {
+                println!("{}  {:.6}", label(0), scores[0])
+            }
+            ScoreFunction::Identity => {
+                println!("{}  {:.6} (largest output)", label(best), scores[best])
+            }
+            _ if multi => println!(
+                "{}",
+                if chosen.is_empty() {
+                    "no label above 0.5".to_string()
+                } else {
+                    chosen.join(", ")
+                }
+            ),
+            _ => println!("{}  ({:.1}%)", label(best), 100.0 * scores[best]),
+        }
+        for (i, v) in scores.iter().enumerate() {
             println!("  {:<16} {:.4}", label(i), v);
         }
         println!(
-            "{} tokens, {:.2} ms ({} kernels)",
+            "{} tokens, {:.2} ms ({} kernels, scores: {})",
             e.ids.len(),
             ms,
-            m.kernels().tier.name()
+            m.kernels().tier.name(),
+            function.name()
         );
     }
     Ok(())
+}
+
+/// A sequence classifier's scores from its logits ([`ScoreFunction`]), in f64.
+pub fn scores(function: ScoreFunction, logits: &[f32]) -> Vec<f64> {
+    match function {
+        ScoreFunction::Softmax => softmax(logits),
+        ScoreFunction::Sigmoid => logits
+            .iter()
+            .map(|&x| 1.0 / (1.0 + (-(x as f64)).exp()))
+            .collect(),
+        ScoreFunction::Identity => logits.iter().map(|&x| x as f64).collect(),
+    }
 }
 
 pub fn embed(m: &Model<'_>, a: &EmbedArgs) -> Result<(), String> {
