@@ -14,7 +14,7 @@ use crate::vocab::{self, VocabReport};
 use albert_edge::format::RoleKind;
 use albert_edge::tokenizer::Tokenizer;
 use albert_edge::{Model, Precision};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 /// What a conversion produced, for the summary.
 #[derive(Debug, Clone)]
@@ -246,15 +246,24 @@ fn check_options(m: &Albert, o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Builds the tokenizer section from the checkpoint's `spiece.model`, if any.
-pub fn tokenizer_section(raw: &RawCheckpoint) -> Result<Option<Vec<u8>>> {
-    match &raw.spiece {
-        Some(sp) => Ok(Some(
-            crate::spm::build_tokenizer_section(sp, raw.tokenizer_config.as_deref())
-                .context("reading spiece.model")?,
-        )),
-        None => Ok(None),
-    }
+/// Builds the tokenizer section from the checkpoint's `spiece.model`, if any,
+/// and checks that its pieces are the model's `vocab` word embeddings.
+pub fn tokenizer_section(raw: &RawCheckpoint, vocab: usize) -> Result<Option<Vec<u8>>> {
+    let Some(sp) = &raw.spiece else {
+        return Ok(None);
+    };
+    let section = crate::spm::build_tokenizer_section(sp, raw.tokenizer_config.as_deref())
+        .context("reading spiece.model")?;
+    let pieces = Tokenizer::from_section(&section)
+        .map_err(|e| anyhow!("internal: {e}"))?
+        .vocab_size();
+    ensure!(
+        pieces == vocab,
+        "the tokenizer has {pieces} pieces but the model has {vocab} word embeddings \
+         (config.json vocab_size): they must be the same vocabulary; give the tokenizer the \
+         model was trained with (--tokenizer)"
+    );
+    Ok(Some(section))
 }
 
 /// Packs an interpreted model and proves the result loads. For int8, the
@@ -462,7 +471,7 @@ fn run_samples(bytes: &[u8], samples: &[Sample]) -> Result<Vec<(String, Vec<f32>
 /// Converts a loaded checkpoint to model-file bytes.
 pub fn convert(raw: &RawCheckpoint, precision: Precision) -> Result<(Vec<u8>, Report)> {
     let m = names::interpret(raw)?;
-    let tok = tokenizer_section(raw)?;
+    let tok = tokenizer_section(raw, m.arch.vocab)?;
     finish(&m, precision, tok.as_deref(), raw.source_bytes, None)
 }
 
@@ -484,7 +493,7 @@ pub fn convert_with(
     }
     let o = &o;
     check_options(&m, o)?;
-    let tok = tokenizer_section(raw)?;
+    let tok = tokenizer_section(raw, m.arch.vocab)?;
     let samples = match &o.calibrate {
         None => None,
         Some(texts) => {

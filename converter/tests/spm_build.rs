@@ -276,3 +276,23 @@ fn tokenizer_json_reads_back_as_its_sentencepiece_model() {
     broken(&|v| v["model"]["vocab"][7] = "x".into(), "vocab entry 7");
     assert!(spm::from_tokenizer_json("not json").is_err());
 }
+
+/// A tokenizer whose pieces are not the model's vocabulary is refused before
+/// anything is written, naming both sizes (not as an internal error).
+#[test]
+fn a_tokenizer_of_another_vocabulary_is_refused() {
+    let dir = shared().join("fixtures/tiny-base/seqcls2");
+    let mut raw = albert_convert::load::safetensors::load_dir(&dir).unwrap();
+    raw.spiece = Some(tiny().to_proto());
+    let pieces = tiny().pieces.len();
+    for p in [albert_edge::Precision::F32, albert_edge::Precision::Int8] {
+        let e = albert_convert::convert::convert(&raw, p).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains(&format!("{pieces} pieces"))
+                && msg.contains("8000 word embeddings")
+                && !msg.contains("internal"),
+            "{msg}"
+        );
+    }
+}
