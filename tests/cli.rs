@@ -435,6 +435,13 @@ fn eval_measures_multi_label_sets_and_regression() {
         ])
     };
 
+    // `eval` refusing the file: exit code 1 and the message.
+    let eval_fails = |m: &PathBuf, f: &PathBuf| {
+        let out = bin().arg("eval").arg(m).arg(f).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
     // Multi-label: the model's own label sets score 1; one row changed, 4/5.
     let multi = problem_variant("eval-multi", Some("multi_label_classification"), false);
     let sets: Vec<Vec<String>> = texts
@@ -467,14 +474,7 @@ fn eval_measures_multi_label_sets_and_regression() {
     assert!(r["micro_f1"].as_f64().unwrap() < 1.0, "{r}");
     let mut bad = own.clone();
     bad[2] = "0, nonsense".into();
-    let out = bin()
-        .arg("eval")
-        .arg(&multi)
-        .arg(write("multi-bad.tsv", &bad))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4"));
+    assert!(eval_fails(&multi, &write("multi-bad.tsv", &bad)).contains("line 4"));
 
     // Regression (one output, problem type unset, as transformers trains it):
     // labels an increasing linear function of the model's scores correlate 1.
@@ -500,23 +500,9 @@ fn eval_measures_multi_label_sets_and_regression() {
     assert!((r["pearson"].as_f64().unwrap() + 1.0).abs() < 1e-6, "{r}");
     let mut bad = lin.clone();
     bad[1] = "positive".into();
-    let out = bin()
-        .arg("eval")
-        .arg(&one)
-        .arg(write("reg-bad.tsv", &bad))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = eval_fails(&one, &write("reg-bad.tsv", &bad));
     assert!(e.contains("line 3") && e.contains("not a number"), "{e}");
     // A regression with three outputs is refused, not guessed at.
     let three = problem_variant("eval-reg3", Some("regression"), false);
-    let out = bin()
-        .arg("eval")
-        .arg(&three)
-        .arg(write("reg3.tsv", &lin))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("one output"));
+    assert!(eval_fails(&three, &write("reg3.tsv", &lin)).contains("one output"));
 }
