@@ -152,9 +152,11 @@ albert_result albert_model_get_info(const albert_model *model, albert_model_info
 
 /* What a sequence classifier's logits mean and how they become scores, as
  * transformers' text-classification pipeline applies them (config.json's
- * problem_type): *problem_type 0 single-label, 1 multi-label, 2 regression
- * (0 for other heads); *score_function 0 softmax, 1 sigmoid per label (multi-
- * label models and single-output ones), 2 none (the logits are the scores). */
+ * problem_type): *problem_type 0 single-label, 1 multi-label, 2 regression,
+ * 3 multiple choice (AlbertForMultipleChoice; 0 for other heads);
+ * *score_function 0 softmax, 1 sigmoid per label (multi-label models and
+ * single-output ones), 2 none (the logits are the scores), 3 softmax over the
+ * rows: run one (prompt, choice) pair per row, each row's one logit scores it. */
 albert_result albert_model_problem_type(const albert_model *model, uint32_t *problem_type,
                                         uint32_t *score_function);
 

@@ -228,10 +228,9 @@ fn eval_reads_label_indices_and_names() {
     }
 }
 
-/// A variant of the `tiny-base/seqcls3` fixture whose `config.json` has
-/// `problem_type` (`None`: unset), with only the first classifier output
-/// when `one_output`, converted to f32.
-fn problem_variant(name: &str, problem_type: Option<&str>, one_output: bool) -> PathBuf {
+/// A copy of the `tiny-base/seqcls3` fixture with `edit` applied to its
+/// `config.json`, and only the first classifier output when `one_output`.
+fn variant_dir(name: &str, one_output: bool, edit: &dyn Fn(&mut serde_json::Value)) -> PathBuf {
     let src = common::shared().join("fixtures/tiny-base/seqcls3");
     let dir = temp(&format!("ckpt-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -240,9 +239,6 @@ fn problem_variant(name: &str, problem_type: Option<&str>, one_output: bool) -> 
     }
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    if let Some(p) = problem_type {
-        cfg["problem_type"] = p.into();
-    }
     let weights = std::fs::read(src.join("model.safetensors")).unwrap();
     if one_output {
         cfg["id2label"] = serde_json::json!({"0": "score"});
@@ -274,14 +270,30 @@ fn problem_variant(name: &str, problem_type: Option<&str>, one_output: bool) -> 
     } else {
         std::fs::write(dir.join("model.safetensors"), weights).unwrap();
     }
+    edit(&mut cfg);
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let raw = albert_convert::load::safetensors::load_dir(&dir).unwrap();
+    dir
+}
+
+/// `dir` converted to an f32 file `name.albert`.
+fn convert_dir(dir: &std::path::Path, name: &str) -> PathBuf {
+    let raw = albert_convert::load::safetensors::load_dir(dir).unwrap();
     let bytes = albert_convert::convert::convert(&raw, Precision::F32)
         .unwrap()
         .0;
     let out = temp(&format!("{name}.albert"));
     std::fs::write(&out, bytes).unwrap();
     out
+}
+
+/// The fixture variant with `problem_type` (`None`: unset), converted to f32.
+fn problem_variant(name: &str, problem_type: Option<&str>, one_output: bool) -> PathBuf {
+    let dir = variant_dir(name, one_output, &|cfg| {
+        if let Some(p) = problem_type {
+            cfg["problem_type"] = p.into();
+        }
+    });
+    convert_dir(&dir, name)
 }
 
 fn classify_json(model: &std::path::Path, text: &str) -> serde_json::Value {
@@ -505,4 +517,100 @@ fn eval_measures_multi_label_sets_and_regression() {
     // A regression with three outputs is refused, not guessed at.
     let three = problem_variant("eval-reg3", Some("regression"), false);
     assert!(eval_fails(&three, &write("reg3.tsv", &lin)).contains("one output"));
+}
+
+/// A multiple-choice model (`AlbertForMultipleChoice`): `choose` scores each
+/// (prompt, choice) pair and takes a softmax over the choices; `classify` and
+/// `eval` send the user to it.
+#[test]
+fn choose_takes_a_softmax_over_the_choices() {
+    let mc = variant_dir("mc", true, &|cfg| {
+        cfg["architectures"] = serde_json::json!(["AlbertForMultipleChoice"]);
+    });
+    let mc = convert_dir(&mc, "mc");
+    // The same weights as a one-output sequence classifier.
+    let plain = problem_variant("mc-plain", None, true);
+    let info = json_of(&["info".as_ref(), "--json".as_ref(), mc.as_os_str()]);
+    assert_eq!(info["problem_type"], "multiple_choice");
+    assert_eq!(info["score_function"], "softmax over choices");
+    let prompt = "the film was";
+    let choices = [
+        "a fine film",
+        "dull and long",
+        "so so, if you like that sort of thing",
+    ];
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "choose".into(),
+        mc.clone().into(),
+        prompt.into(),
+        "--json".into(),
+    ];
+    for c in choices {
+        args.push("--choice".into());
+        args.push(c.into());
+    }
+    let v = json_of(&args);
+    let logits: Vec<f64> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    for (c, l) in choices.iter().zip(&logits) {
+        let want = json_of(&[
+            "classify".as_ref(),
+            plain.as_os_str(),
+            prompt.as_ref(),
+            "--pair".as_ref(),
+            c.as_ref(),
+            "--json".as_ref(),
+        ])["logits"][0]
+            .as_f64()
+            .unwrap();
+        assert_eq!(*l, want, "{c}");
+    }
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|x| (x - m).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    for (got, e) in v["scores"].as_array().unwrap().iter().zip(&e) {
+        assert!((got.as_f64().unwrap() - e / sum).abs() < 1e-12);
+    }
+    let best = (0..3)
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    assert_eq!(v["choice_id"], best);
+    assert_eq!(v["choice"], choices[best]);
+    // The other commands point to `choose`, and `choose` to `classify`.
+    let tsv = temp("mc.tsv");
+    std::fs::write(&tsv, "sentence\tlabel\nfine\t0\n").unwrap();
+    for args in [
+        vec![
+            "classify".into(),
+            mc.clone().into_os_string(),
+            "fine".into(),
+        ],
+        vec![
+            "eval".into(),
+            mc.clone().into_os_string(),
+            tsv.into_os_string(),
+        ],
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("choose"));
+    }
+    let out = bin()
+        .args(["choose".as_ref(), plain.as_os_str(), "x".as_ref()])
+        .args(["--choice", "a", "--choice", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("classify"));
+    // One classifier output or none: a multiple-choice checkpoint with three is refused.
+    let three = variant_dir("mc3", false, &|cfg| {
+        cfg["architectures"] = serde_json::json!(["AlbertForMultipleChoice"]);
+    });
+    let raw = albert_convert::load::safetensors::load_dir(&three).unwrap();
+    let e = albert_convert::convert::convert(&raw, Precision::F32).unwrap_err();
+    assert!(format!("{e:#}").contains("one classifier output"), "{e:#}");
 }

@@ -237,12 +237,17 @@ fn problem_type_is_checked() {
         );
     }
     assert_eq!(
-        load(&with(17, 3, &b)),
+        load(&with(17, 4, &b)),
         Err(LoadError::UnknownCode {
             field: "problem_type",
-            value: 3
+            value: 4
         })
     );
+    // Multiple choice has one output; this classifier has two.
+    assert!(matches!(
+        load(&with(17, 3, &b)),
+        Err(LoadError::Inconsistent(r)) if r.contains("one output")
+    ));
     assert!(matches!(
         load(&with(18, 1, &b)),
         Err(LoadError::BadSection {

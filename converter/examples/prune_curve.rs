@@ -84,7 +84,7 @@ fn main() -> Result<()> {
     }
     let raw = load::safetensors::load_dir(&PathBuf::from(&ckpt))?;
     let m = names::interpret(&raw)?;
-    let section = convert::tokenizer_section(&raw)?.context("no tokenizer")?;
+    let section = convert::tokenizer_section(&raw, m.arch.vocab)?.context("no tokenizer")?;
     let tok = Tokenizer::from_section(&section).map_err(|e| anyhow!("{e}"))?;
     let calib = corpus::tokenize(
         &tok,

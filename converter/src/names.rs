@@ -178,8 +178,13 @@ pub fn interpret(raw: &RawCheckpoint) -> Result<Albert> {
         if n == 0 {
             bail!("tensor classifier.weight has no rows");
         }
+        if arch_name == "AlbertForMultipleChoice" && n != 1 {
+            bail!("AlbertForMultipleChoice has one classifier output, but classifier.weight has {n} rows");
+        }
         let kind = if arch_name == "AlbertForTokenClassification"
-            || (pooler.is_none() && arch_name != "AlbertForSequenceClassification")
+            || (pooler.is_none()
+                && arch_name != "AlbertForSequenceClassification"
+                && arch_name != "AlbertForMultipleChoice")
         {
             HeadKind::TokenClassification
         } else {
@@ -228,7 +233,8 @@ pub fn interpret(raw: &RawCheckpoint) -> Result<Albert> {
             HeadKind::MaskedLm => "AlbertForMaskedLM",
         };
         let ok = arch_name == expect
-            || (head == HeadKind::MaskedLm && arch_name == "AlbertForPreTraining");
+            || (head == HeadKind::MaskedLm && arch_name == "AlbertForPreTraining")
+            || (head == HeadKind::SequenceClassification && arch_name == "AlbertForMultipleChoice");
         if !ok {
             bail!("config.json says {arch_name}, but the tensors describe {expect}");
         }
@@ -249,8 +255,13 @@ pub fn interpret(raw: &RawCheckpoint) -> Result<Albert> {
         }
         _ => Vec::new(),
     };
-    // transformers reads `problem_type` in sequence classification only.
+    // transformers reads `problem_type` in sequence classification only; a
+    // multiple-choice model is a one-output sequence classifier whose rows
+    // (the choices of one question) compete.
     let problem_type = match head {
+        HeadKind::SequenceClassification if arch_name == "AlbertForMultipleChoice" => {
+            ProblemType::MultipleChoice
+        }
         HeadKind::SequenceClassification => c.problem()?,
         _ => ProblemType::SingleLabel,
     };

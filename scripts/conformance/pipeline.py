@@ -13,7 +13,9 @@ tokenizer is not the sentencepiece one on every text (e.g. "so-so"; see the
 fixtures' README), and tokenizer.py checks ours against the sentencepiece one.
 Pass: the f32 scores within 1e-5 of the pipeline's and the same top label; for
 int8 files the same top label on every text whose top two scores differ by more
-than 0.05. Prints one line per model; exit status 1 on any failure.
+than 0.05. Also an AlbertForMultipleChoice model: `albert-edge choose` (each
+pair run alone) against the model on the pairs padded into one batch, and the
+softmax over the choices. Prints one line per model; exit status 1 on any failure.
 """
 
 import json
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import (
     AlbertConfig,
+    AlbertForMultipleChoice,
     AlbertForSequenceClassification,
     AutoTokenizer,
     pipeline,
@@ -128,7 +131,69 @@ def main():
                 f"worst |score - pipeline| {worst:.2e}, top labels {'same' if label_ok else 'DIFFER'}"
                 f"{'' if ok else '  FAIL'}"
             )
+    failed |= multiple_choice(bin_dir, work, spiece, tok)
     sys.exit(1 if failed else 0)
+
+
+def multiple_choice(bin_dir, work, spiece, tok):
+    """AlbertForMultipleChoice: `albert-edge choose` (each pair alone) against the
+    model's logits on the pairs padded into one [1, choices, seq] batch, and the
+    softmax over them. Returns True on failure."""
+    cfg = AlbertConfig(
+        vocab_size=tok.vocab_size,
+        embedding_size=32,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=96,
+        num_hidden_layers=2,
+    )
+    model = AlbertForMultipleChoice(cfg).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(50.0)
+    d = work / "multiple-choice"
+    model.save_pretrained(d)
+    shutil.copy(spiece, d / "spiece.model")
+    prompt = "the film was"
+    choices = ["a fine film", "dull and long", "so so, if you like that sort of thing"]
+    ids, types = [], []
+    for c in choices:
+        out = subprocess.run(
+            [bin_dir / "albert-edge", "tokenize", work / "tokenizer.albert", prompt, "--pair", c, "--json"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        e = json.loads(out)
+        ids.append(e["input_ids"])
+        types.append(e["token_type_ids"])
+    s = max(len(i) for i in ids)
+    mask = [[1] * len(i) + [0] * (s - len(i)) for i in ids]
+    pad = lambda rows: torch.tensor([[r + [0] * (s - len(r)) for r in rows]])
+    with torch.no_grad():
+        want = model(input_ids=pad(ids), token_type_ids=pad(types), attention_mask=torch.tensor([mask])).logits[0]
+    want_p = torch.softmax(want, -1)
+    failed = False
+    for precision in ["f32", "int8"]:
+        f = work / f"multiple-choice.{precision}.albert"
+        subprocess.run(
+            [bin_dir / "albert-convert", d, "-o", f, "--precision", precision, "-q"], check=True
+        )
+        args = [bin_dir / "albert-edge", "choose", f, prompt, "--json"]
+        for c in choices:
+            args += ["--choice", c]
+        got = json.loads(subprocess.run(args, check=True, capture_output=True).stdout)
+        worst = max(abs(a - b) for a, b in zip(got["scores"], want_p.tolist()))
+        ranked = sorted(want_p.tolist(), reverse=True)
+        clear = ranked[0] - ranked[1] > 0.05
+        same = got["choice_id"] == int(want_p.argmax())
+        ok = (same or (precision == "int8" and not clear)) and (precision == "int8" or worst <= 1e-5)
+        failed |= not ok
+        print(
+            f"{'choice':<11} {precision:<4} scores softmax over choices, worst |score - transformers| "
+            f"{worst:.2e}, best choice {'same' if same else 'differs'} "
+            f"(transformers: {', '.join(f'{p:.3f}' for p in want_p.tolist())})"
+            f"{'' if ok else '  FAIL'}"
+        )
+    return failed
 
 
 if __name__ == "__main__":

@@ -662,8 +662,9 @@ pub unsafe extern "C" fn albert_model_get_info(
 
 /// What a sequence classifier's logits mean and how they become scores (as
 /// transformers' text-classification pipeline applies them):
-/// `*problem_type` 0 single-label, 1 multi-label, 2 regression (0 for other
-/// heads); `*score_function` 0 softmax, 1 sigmoid per label, 2 none.
+/// `*problem_type` 0 single-label, 1 multi-label, 2 regression, 3 multiple
+/// choice (0 for other heads); `*score_function` 0 softmax, 1 sigmoid per
+/// label, 2 none, 3 softmax over the rows (the choices of one question).
 ///
 /// # Safety
 /// `model` is a live model handle; `problem_type` and `score_function` are
@@ -682,6 +683,7 @@ pub unsafe extern "C" fn albert_model_problem_type(
             crate::ScoreFunction::Softmax => 0,
             crate::ScoreFunction::Sigmoid => 1,
             crate::ScoreFunction::Identity => 2,
+            crate::ScoreFunction::ChoiceSoftmax => 3,
         };
         // SAFETY: checked non-NULL; valid for writes by contract.
         unsafe {

@@ -170,6 +170,11 @@ pub enum ProblemType {
     MultiLabel = 1,
     /// One or more real-valued outputs (`regression`).
     Regression = 2,
+    /// `AlbertForMultipleChoice`: one output per row, the score of one
+    /// (prompt, choice) pair; the rows of one question compete (a softmax
+    /// over them). Set by the converter from the architecture (transformers
+    /// has no such `problem_type`); one label only.
+    MultipleChoice = 3,
 }
 
 impl ProblemType {
@@ -179,15 +184,18 @@ impl ProblemType {
             0 => Some(Self::SingleLabel),
             1 => Some(Self::MultiLabel),
             2 => Some(Self::Regression),
+            3 => Some(Self::MultipleChoice),
             _ => None,
         }
     }
-    /// transformers' name (`problem_type` in `config.json`).
+    /// transformers' name (`problem_type` in `config.json`; `multiple_choice`
+    /// for [`ProblemType::MultipleChoice`], which is not one).
     pub fn name(self) -> &'static str {
         match self {
             Self::SingleLabel => "single_label_classification",
             Self::MultiLabel => "multi_label_classification",
             Self::Regression => "regression",
+            Self::MultipleChoice => "multiple_choice",
         }
     }
     /// The type a `config.json` `problem_type` names (`None` for an unknown name).
@@ -208,15 +216,20 @@ pub enum ScoreFunction {
     Sigmoid,
     /// The logits themselves: regression.
     Identity,
+    /// A softmax over the rows of one question, each row's one logit the
+    /// score of one choice: multiple choice.
+    ChoiceSoftmax,
 }
 
 impl ScoreFunction {
-    /// A short name for messages and JSON (`softmax`, `sigmoid`, `none`).
+    /// A short name for messages and JSON (`softmax`, `sigmoid`, `none`,
+    /// `softmax over choices`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Softmax => "softmax",
             Self::Sigmoid => "sigmoid",
             Self::Identity => "none",
+            Self::ChoiceSoftmax => "softmax over choices",
         }
     }
 }
@@ -282,6 +295,7 @@ impl ModelConfig {
     pub fn score_function(&self) -> ScoreFunction {
         match self.problem_type {
             ProblemType::Regression => ScoreFunction::Identity,
+            ProblemType::MultipleChoice => ScoreFunction::ChoiceSoftmax,
             ProblemType::MultiLabel => ScoreFunction::Sigmoid,
             ProblemType::SingleLabel if self.num_labels == 1 => ScoreFunction::Sigmoid,
             ProblemType::SingleLabel => ScoreFunction::Softmax,
@@ -469,6 +483,11 @@ impl ModelConfig {
         {
             return Err(LoadError::Inconsistent(
                 "problem_type is set for a head other than sequence classification",
+            ));
+        }
+        if self.problem_type == ProblemType::MultipleChoice && self.num_labels != 1 {
+            return Err(LoadError::Inconsistent(
+                "a multiple-choice classifier has one output",
             ));
         }
         if self.head == HeadKind::SequenceClassification && !self.has_pooler {

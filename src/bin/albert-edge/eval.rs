@@ -174,6 +174,13 @@ impl Task {
         // transformers trains a one-output classifier without a problem type
         // as a regression (`AlbertForSequenceClassification.forward`).
         Ok(match c.problem_type {
+            ProblemType::MultipleChoice => {
+                return Err(
+                    "a multiple-choice model: `eval` reads one text (or pair) per row; score \
+                     choices with `albert-edge choose`"
+                        .into(),
+                )
+            }
             ProblemType::MultiLabel => Task::MultiLabel,
             ProblemType::Regression if c.num_labels != 1 => {
                 return Err(format!(

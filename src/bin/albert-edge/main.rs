@@ -26,7 +26,7 @@ struct Cli {
     /// Force a kernel tier (scalar, avx2, avxvnni, avx512vnni, neon, neon-dot, neon-i8mm); default: the best this CPU supports.
     #[arg(long, global = true)]
     tier: Option<String>,
-    /// Threads for one inference (run, classify, embed, fill-mask, qa, tag, eval, bench): 1 = the
+    /// Threads for one inference (run, classify, choose, embed, fill-mask, qa, tag, eval, bench): 1 = the
     /// calling thread only, 0 = one per CPU. Results are bit-identical for any value.
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
@@ -56,6 +56,8 @@ enum Cmd {
     Tokenize(text::TokenizeArgs),
     /// Classify a text (or a pair) with a sequence-classification model.
     Classify(text::ClassifyArgs),
+    /// Pick the best of several answers with a multiple-choice model (`--choice` two or more times).
+    Choose(text::ChooseArgs),
     /// Print the embedding of a text (base models).
     Embed(text::EmbedArgs),
     /// Predict the pieces at each [MASK] (masked-LM models).
@@ -165,6 +167,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Tokenize(a) => text::tokenize(&load(&a.model, tier)?, a),
         Cmd::Classify(a) => text::classify(&load(&a.model, tier)?, a),
+        Cmd::Choose(a) => text::choose(&load(&a.model, tier)?, a),
         Cmd::Embed(a) => text::embed(&load(&a.model, tier)?, a),
         Cmd::FillMask(a) => text::fill_mask(&load(&a.model, tier)?, a),
         Cmd::Qa(a) => text::qa(&load(&a.model, tier)?, a),

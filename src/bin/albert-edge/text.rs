@@ -247,6 +247,12 @@ pub fn tokenize(m: &Model<'_>, a: &TokenizeArgs) -> Result<(), String> {
 
 pub fn classify(m: &Model<'_>, a: &ClassifyArgs) -> Result<(), String> {
     need_head(m, HeadKind::SequenceClassification, "classify")?;
+    if m.config().problem_type == ProblemType::MultipleChoice {
+        return Err(
+            "a multiple-choice model scores (prompt, choice) pairs against each other: use `albert-edge choose`"
+                .into(),
+        );
+    }
     let e = encode_for_model(m, &a.text, a.pair.as_deref(), a.max_len)?;
     let (outs, ms) = run_encoding(m, &e)?;
     let logits = output(&outs, "logits")?;
@@ -325,7 +331,77 @@ pub fn scores(function: ScoreFunction, logits: &[f32]) -> Vec<f64> {
             .map(|&x| 1.0 / (1.0 + (-(x as f64)).exp()))
             .collect(),
         ScoreFunction::Identity => logits.iter().map(|&x| x as f64).collect(),
+        // Here the values are one logit per choice.
+        ScoreFunction::ChoiceSoftmax => softmax(logits),
     }
+}
+
+/// Arguments of `choose`.
+#[derive(Args)]
+pub struct ChooseArgs {
+    /// Model file (converted from an `AlbertForMultipleChoice` checkpoint).
+    pub model: PathBuf,
+    /// The prompt (context and question), the first segment of every pair.
+    pub prompt: String,
+    /// A candidate answer, the second segment of its pair (two or more).
+    #[arg(long = "choice", required = true, num_args = 1)]
+    pub choices: Vec<String>,
+    /// Truncate every pair to this many tokens (default: the model's maximum).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `choose`: scores every (prompt, choice) pair with a multiple-choice model
+/// and takes a softmax over the choices, as `AlbertForMultipleChoice` does
+/// over its `num_choices` rows.
+pub fn choose(m: &Model<'_>, a: &ChooseArgs) -> Result<(), String> {
+    need_head(m, HeadKind::SequenceClassification, "choose")?;
+    if m.config().problem_type != ProblemType::MultipleChoice {
+        return Err(format!(
+            "`choose` needs a multiple-choice model (from AlbertForMultipleChoice); this one is a {} classifier: use `classify`",
+            m.config().problem_type.name()
+        ));
+    }
+    if a.choices.len() < 2 {
+        return Err("give two or more --choice".into());
+    }
+    let (mut logits, mut tokens, mut total_ms) = (Vec::new(), Vec::new(), 0.0);
+    // Each pair alone: padding them into one batch would give the same
+    // logits (padded positions are masked out), with more work.
+    for c in &a.choices {
+        let e = encode_for_model(m, &a.prompt, Some(c), a.max_len)?;
+        let (outs, ms) = run_encoding(m, &e)?;
+        logits.push(output(&outs, "logits")?[0]);
+        tokens.push(e.ids.len());
+        total_ms += ms;
+    }
+    let scores = scores(ScoreFunction::ChoiceSoftmax, &logits);
+    let best = scores
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .map_or(0, |x| x.0);
+    if a.json {
+        println!(
+            "{}",
+            json!({"choice": a.choices[best], "choice_id": best, "score": scores[best], "scores": scores,
+                   "logits": logits, "tokens": tokens, "time_ms": total_ms})
+        );
+    } else {
+        println!("{}  ({:.1}%)", a.choices[best], 100.0 * scores[best]);
+        for (c, s) in a.choices.iter().zip(&scores) {
+            println!("  {s:.4}  {c}");
+        }
+        println!(
+            "{} pairs, {total_ms:.2} ms ({} kernels)",
+            a.choices.len(),
+            m.kernels().tier.name()
+        );
+    }
+    Ok(())
 }
 
 pub fn embed(m: &Model<'_>, a: &EmbedArgs) -> Result<(), String> {
