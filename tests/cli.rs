@@ -32,6 +32,15 @@ fn json_of<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A JSON array of strings.
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("albert-edge-cli-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -184,15 +193,7 @@ fn failures_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
 #[test]
 fn eval_reads_label_indices_and_names() {
     let p = model_file("tiny-base/seqcls3", Precision::Int8);
-    let names: Vec<String> = {
-        let v = json_of(&["info".as_ref(), "--json".as_ref(), p.as_os_str()]);
-        v["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_string())
-            .collect()
-    };
+    let names = strings(&json_of(&["info".as_ref(), "--json".as_ref(), p.as_os_str()])["labels"]);
     let texts = ["a fine film", "dull and long", "so so"];
     let by_index = temp("eval-index.tsv");
     let by_name = temp("eval-name.tsv");
@@ -381,12 +382,7 @@ fn classify_scores_follow_the_problem_type() {
             "sigmoid" => logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
             _ => logits.clone(),
         };
-        let labels: Vec<String> = info["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_string())
-            .collect();
+        let labels = strings(&info["labels"]);
         for (l, w) in labels.iter().zip(&want) {
             let got = v["scores"][l].as_f64().unwrap();
             assert!(
@@ -458,15 +454,7 @@ fn eval_measures_multi_label_sets_and_regression() {
     let multi = problem_variant("eval-multi", Some("multi_label_classification"), false);
     let sets: Vec<Vec<String>> = texts
         .iter()
-        .map(|t| {
-            let v = classify_json(&multi, t);
-            v["labels"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l.as_str().unwrap().to_string())
-                .collect()
-        })
+        .map(|t| strings(&classify_json(&multi, t)["labels"]))
         .collect();
     let own: Vec<String> = sets.iter().map(|s| s.join(", ")).collect();
     let r = eval(&multi, &write("multi-own.tsv", &own));

@@ -50,6 +50,26 @@ CASES = [
 ]
 
 
+def saved(cls, d, spiece, tok, **config):
+    """A small random `cls` model (its classifier scaled up: random heads give
+    logits near 0), saved in `d` with the SentencePiece model."""
+    cfg = AlbertConfig(
+        vocab_size=tok.vocab_size,
+        embedding_size=32,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        **config,
+    )
+    model = cls(cfg).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(50.0)
+    model.save_pretrained(d)
+    shutil.copy(spiece, d / "spiece.model")
+    return model
+
+
 def main():
     bin_dir, work, spiece = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     work.mkdir(parents=True, exist_ok=True)
@@ -74,23 +94,10 @@ def main():
     )
     failed = False
     for name, problem, n in CASES:
-        cfg = AlbertConfig(
-            vocab_size=tok.vocab_size,
-            embedding_size=32,
-            hidden_size=64,
-            num_attention_heads=4,
-            intermediate_size=96,
-            num_hidden_layers=2,
-            num_labels=n,
-            problem_type=problem,
-        )
-        model = AlbertForSequenceClassification(cfg).eval()
-        with torch.no_grad():
-            # Random heads give logits near 0; spread them so scores differ.
-            model.classifier.weight.mul_(50.0)
         d = work / name
-        model.save_pretrained(d)
-        shutil.copy(spiece, d / "spiece.model")
+        model = saved(
+            AlbertForSequenceClassification, d, spiece, tok, num_labels=n, problem_type=problem
+        )
         pipe = pipeline("text-classification", model=model, tokenizer=tok)
         want = []
         for t in TEXTS:
@@ -139,20 +146,8 @@ def multiple_choice(bin_dir, work, spiece, tok):
     """AlbertForMultipleChoice: `albert-edge choose` (each pair alone) against the
     model's logits on the pairs padded into one [1, choices, seq] batch, and the
     softmax over them. Returns True on failure."""
-    cfg = AlbertConfig(
-        vocab_size=tok.vocab_size,
-        embedding_size=32,
-        hidden_size=64,
-        num_attention_heads=4,
-        intermediate_size=96,
-        num_hidden_layers=2,
-    )
-    model = AlbertForMultipleChoice(cfg).eval()
-    with torch.no_grad():
-        model.classifier.weight.mul_(50.0)
     d = work / "multiple-choice"
-    model.save_pretrained(d)
-    shutil.copy(spiece, d / "spiece.model")
+    model = saved(AlbertForMultipleChoice, d, spiece, tok)
     prompt = "the film was"
     choices = ["a fine film", "dull and long", "so so, if you like that sort of thing"]
     ids, types = [], []
