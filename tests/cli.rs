@@ -32,6 +32,15 @@ fn json_of<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A JSON array of numbers.
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 /// A JSON array of strings.
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -358,12 +367,7 @@ fn classify_scores_follow_the_problem_type() {
         assert_eq!(info["score_function"], function, "{name}");
         let v = classify_json(&p, text);
         assert_eq!(v["function"], function, "{name}");
-        let logits: Vec<f64> = v["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let logits = numbers(&v["logits"]);
         assert_eq!(logits.len(), if one { 1 } else { 3 }, "{name}");
         // The weights are the same: only the scores differ.
         if !one {
@@ -538,12 +542,7 @@ fn choose_takes_a_softmax_over_the_choices() {
         args.push(c.into());
     }
     let v = json_of(&args);
-    let logits: Vec<f64> = v["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let logits = numbers(&v["logits"]);
     for (c, l) in choices.iter().zip(&logits) {
         let want = json_of(&[
             "classify".as_ref(),
