@@ -2,7 +2,7 @@
 //! accuracy (one class per row), exact match and micro F1 (multi-label), or
 //! correlations and squared error (regression).
 
-use crate::text::{encode, run_encoding_in};
+use crate::text::{argmax, encode, run_encoding_in};
 use albert_edge::{HeadKind, Model, ProblemType};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -145,15 +145,6 @@ fn predict(
         pb.inc(1);
     }
     Ok((logits, total_ms / rows.len().max(1) as f64))
-}
-
-/// The class with the largest logit.
-fn argmax(logits: &[f32]) -> usize {
-    logits
-        .iter()
-        .enumerate()
-        .max_by(|x, y| x.1.total_cmp(y.1))
-        .map_or(0, |x| x.0)
 }
 
 /// What `eval` measures, from the model's problem type.

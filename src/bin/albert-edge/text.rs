@@ -186,6 +186,14 @@ fn need_head(m: &Model<'_>, head: HeadKind, cmd: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The index of the largest value (the last of equals, as `Iterator::max_by`), 0 for none.
+pub fn argmax<T: Copy + Into<f64>>(v: &[T]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|x, y| (*x.1).into().total_cmp(&(*y.1).into()))
+        .map_or(0, |x| x.0)
+}
+
 /// Softmax in f64.
 pub fn softmax(x: &[f32]) -> Vec<f64> {
     let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -259,11 +267,7 @@ pub fn classify(m: &Model<'_>, a: &ClassifyArgs) -> Result<(), String> {
     let cfg = m.config();
     let function = cfg.score_function();
     let scores = scores(function, logits);
-    let best = scores
-        .iter()
-        .enumerate()
-        .max_by(|x, y| x.1.total_cmp(y.1))
-        .map_or(0, |x| x.0);
+    let best = argmax(&scores);
     let label = |i: usize| {
         m.label(i)
             .map_or_else(|| format!("LABEL_{i}"), str::to_string)
@@ -379,11 +383,7 @@ pub fn choose(m: &Model<'_>, a: &ChooseArgs) -> Result<(), String> {
         total_ms += ms;
     }
     let scores = scores(ScoreFunction::ChoiceSoftmax, &logits);
-    let best = scores
-        .iter()
-        .enumerate()
-        .max_by(|x, y| x.1.total_cmp(y.1))
-        .map_or(0, |x| x.0);
+    let best = argmax(&scores);
     if a.json {
         println!(
             "{}",
@@ -546,11 +546,7 @@ pub fn tag(m: &Model<'_>, a: &TagArgs) -> Result<(), String> {
             continue; // [CLS] and [SEP]
         }
         let p = softmax(&logits[i * l..(i + 1) * l]);
-        let best = p
-            .iter()
-            .enumerate()
-            .max_by(|x, y| x.1.total_cmp(y.1))
-            .map_or(0, |x| x.0);
+        let best = argmax(&p);
         let label = m
             .label(best)
             .map_or_else(|| format!("LABEL_{best}"), str::to_string);
