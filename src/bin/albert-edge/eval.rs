@@ -1,8 +1,9 @@
 //! `albert-edge eval`: how well a sequence classifier does on a labelled TSV file:
-//! accuracy (one class per row), exact match and micro F1 (multi-label), or
-//! correlations and squared error (regression).
+//! accuracy (one class per row), exact match and micro F1 (multi-label),
+//! correlations and squared error (regression), or accuracy over questions
+//! (multiple choice).
 
-use crate::text::{argmax, encode, run_encoding_in};
+use crate::text::{argmax, choice_logits, encode, Scratch};
 use albert_edge::{HeadKind, Model, ProblemType};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,7 +18,11 @@ pub struct EvalArgs {
     /// TSV with a header: `sentence` (or `sentence1`/`question`/`text`), `label` (a class
     /// index or one of the model's label names; for a multi-label model a comma-separated
     /// list of them, possibly empty; for a regression model a number), optionally a
-    /// second text column (`sentence2`, `question2`, `hypothesis`, `text_pair`).
+    /// second text column (`sentence2`, `question2`, `hypothesis`, `text_pair`). For a
+    /// multiple-choice model: a prompt column (`prompt`, `sent1`, `premise`, `context`,
+    /// ...), numbered choice columns (`ending0`, `ending1`, ... or `choice1`, `choice2`,
+    /// ...; with a `sent2` column, each choice follows it as in SWAG) and `label` (the
+    /// right choice's position, from 0, or a letter).
     pub data: PathBuf,
     /// Another model to compare predictions with (agreement).
     #[arg(long)]
@@ -69,50 +74,174 @@ fn class_of(label: &str, classes: usize, name: &dyn Fn(usize) -> String) -> Resu
         })
 }
 
+/// A TSV file with a header line.
+struct Table {
+    path: String,
+    header: Vec<String>,
+    /// Each non-empty line's fields, with its line number.
+    lines: Vec<(usize, Vec<String>)>,
+}
+
+impl Table {
+    fn read(path: &PathBuf) -> Result<Table, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // A byte-order mark (spreadsheet exports) is not part of the first column's name.
+        let mut lines = text.strip_prefix('\u{feff}').unwrap_or(&text).lines();
+        let header = lines
+            .next()
+            .ok_or_else(|| format!("{}: empty file", path.display()))?
+            .split('\t')
+            .map(|h| h.trim().to_string())
+            .collect();
+        Ok(Table {
+            path: path.display().to_string(),
+            header,
+            lines: lines
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| (i + 2, l.split('\t').map(str::to_string).collect()))
+                .collect(),
+        })
+    }
+
+    /// The first column named one of `names`.
+    fn col(&self, names: &[&str]) -> Option<usize> {
+        self.header.iter().position(|h| names.contains(&h.as_str()))
+    }
+
+    /// Column `c` of a line.
+    fn get(&self, (line, fields): &(usize, Vec<String>), c: usize) -> Result<String, String> {
+        fields
+            .get(c)
+            .cloned()
+            .ok_or_else(|| format!("{}: line {line}: missing column {}", self.path, c + 1))
+    }
+}
+
 /// Reads a GLUE-style TSV.
 pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // A byte-order mark (spreadsheet exports) is not part of the first column's name.
-    let mut lines = text.strip_prefix('\u{feff}').unwrap_or(&text).lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| format!("{}: empty file", path.display()))?
-        .split('\t')
-        .map(str::trim)
-        .collect();
-    let col = |names: &[&str]| header.iter().position(|h| names.contains(h));
-    let a = col(&["sentence", "sentence1", "question", "text"])
-        .ok_or_else(|| format!("{}: no `sentence` column in the header", path.display()))?;
-    let b = col(&["sentence2", "question2", "hypothesis", "text_pair"]);
-    let l = col(&["label"]);
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split('\t').collect();
-        let get = |c: usize| {
-            f.get(c).map(|s| s.to_string()).ok_or_else(|| {
-                format!(
-                    "{}: line {}: missing column {}",
-                    path.display(),
-                    i + 2,
-                    c + 1
-                )
+    let t = Table::read(path)?;
+    let a = t
+        .col(&["sentence", "sentence1", "question", "text"])
+        .ok_or_else(|| format!("{}: no `sentence` column in the header", t.path))?;
+    let b = t.col(&["sentence2", "question2", "hypothesis", "text_pair"]);
+    let l = t.col(&["label"]);
+    t.lines
+        .iter()
+        .map(|line| {
+            Ok(Row {
+                a: t.get(line, a)?,
+                b: b.map(|b| t.get(line, b)).transpose()?,
+                label: l.map(|l| Ok::<_, String>((t.get(line, l)?, line.0))).transpose()?,
             })
-        };
-        let label = match l {
-            Some(c) => Some((get(c)?, i + 2)),
-            None => None,
-        };
-        rows.push(Row {
-            a: get(a)?,
-            b: b.map(get).transpose()?,
-            label,
-        });
-    }
-    Ok(rows)
+        })
+        .collect()
+}
+
+/// One multiple-choice question.
+pub struct Question {
+    pub prompt: String,
+    /// The non-empty choices, each with its position among the choice columns.
+    pub choices: Vec<(usize, String)>,
+    /// The position of the right choice, if labelled.
+    pub label: Option<usize>,
+}
+
+/// Reads a multiple-choice TSV: a prompt column, numbered choice columns
+/// (`ending0`, `ending1`, ... as SWAG; `choice1`, `choice2`, ... as COPA; or
+/// `option*`), and a `label` column (the right choice's position among the
+/// choice columns, from 0, or a letter A, B, ...). With a `sent2` column (SWAG),
+/// every choice is that text, a space and the ending, as transformers'
+/// `run_swag.py` builds the second segment.
+pub fn read_questions(path: &PathBuf) -> Result<Vec<Question>, String> {
+    let t = Table::read(path)?;
+    let prompt = t
+        .col(&[
+            "prompt", "sent1", "premise", "context", "sentence", "sentence1", "question", "text",
+        ])
+        .ok_or_else(|| {
+            format!(
+                "{}: no prompt column (`prompt`, `sent1`, `premise`, `context`, `sentence`, `question` or `text`) in the header",
+                t.path
+            )
+        })?;
+    let numbered = |prefix: &str| {
+        let mut cols: Vec<(u32, usize)> = t
+            .header
+            .iter()
+            .enumerate()
+            .filter_map(|(c, h)| Some((h.strip_prefix(prefix)?.parse::<u32>().ok()?, c)))
+            .collect();
+        cols.sort();
+        cols.into_iter().map(|(_, c)| c).collect::<Vec<usize>>()
+    };
+    let cols = ["ending", "choice", "option"]
+        .iter()
+        .map(|p| numbered(p))
+        .find(|c| c.len() >= 2)
+        .ok_or_else(|| {
+            format!(
+                "{}: no choice columns (two or more of `ending0`, `ending1`, ... or `choice1`, `choice2`, ... or `option*`) in the header; to score one question, use `albert-edge choose`",
+                t.path
+            )
+        })?;
+    let header = t.col(&["sent2"]);
+    let label = t.col(&["label"]);
+    let k = cols.len();
+    t.lines
+        .iter()
+        .map(|line| {
+            let at = |e: String| format!("{}: line {}: {e}", t.path, line.0);
+            let lead = header.map(|c| t.get(line, c)).transpose()?;
+            let mut choices = Vec::new();
+            for (i, &c) in cols.iter().enumerate() {
+                let text = line.1.get(c).map_or("", |s| s.as_str());
+                if text.trim().is_empty() {
+                    continue;
+                }
+                choices.push((
+                    i,
+                    match &lead {
+                        Some(h) => format!("{h} {text}"),
+                        None => text.to_string(),
+                    },
+                ));
+            }
+            if choices.len() < 2 {
+                return Err(at("fewer than two choices".into()));
+            }
+            let label = match label {
+                Some(c) => {
+                    let y = t.get(line, c)?;
+                    let y = y.trim();
+                    let i = match y.parse::<usize>() {
+                        Ok(i) => i,
+                        Err(_) if y.len() == 1 && y.as_bytes()[0].is_ascii_alphabetic() => {
+                            usize::from(y.as_bytes()[0].to_ascii_uppercase() - b'A')
+                        }
+                        Err(_) => {
+                            return Err(at(format!(
+                                "label {y:?} is neither a choice position (0..{k}) nor a letter"
+                            )))
+                        }
+                    };
+                    if !choices.iter().any(|c| c.0 == i) {
+                        return Err(at(format!(
+                            "label {y:?} names no choice of this row (positions 0..{k}, empty ones left out)"
+                        )));
+                    }
+                    Some(i)
+                }
+                None => None,
+            };
+            Ok(Question {
+                prompt: t.get(line, prompt)?,
+                choices,
+                label,
+            })
+        })
+        .collect()
 }
 
 /// Every row's logits, and the mean latency in ms.
@@ -126,15 +255,10 @@ fn predict(
     let max = max_len.map_or(positions, |l| l.min(positions));
     let mut logits = Vec::with_capacity(rows.len());
     let mut total_ms = 0.0;
-    // One workspace for the whole file, grown only when a longer row comes.
-    let (mut cap, mut ws) = (0usize, crate::new_workspace(m, 1, 1));
+    let mut scratch = Scratch::new(m);
     for r in rows {
         let e = encode(m, &r.a, r.b.as_deref(), Some(max))?;
-        if e.ids.len() > cap {
-            cap = e.ids.len();
-            ws = crate::new_workspace(m, cap, 1);
-        }
-        let (outs, ms) = run_encoding_in(m, &e, &mut ws)?;
+        let (outs, ms) = scratch.run(m, &e)?;
         total_ms += ms;
         let l = &outs
             .iter()
@@ -165,13 +289,8 @@ impl Task {
         // transformers trains a one-output classifier without a problem type
         // as a regression (`AlbertForSequenceClassification.forward`).
         Ok(match c.problem_type {
-            ProblemType::MultipleChoice => {
-                return Err(
-                    "a multiple-choice model: `eval` reads one text (or pair) per row; score \
-                     choices with `albert-edge choose`"
-                        .into(),
-                )
-            }
+            // Questions, not rows: `eval_choices`.
+            ProblemType::MultipleChoice => return Err("a multiple-choice model".into()),
             ProblemType::MultiLabel => Task::MultiLabel,
             ProblemType::Regression if c.num_labels != 1 => {
                 return Err(format!(
@@ -194,10 +313,13 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             m.config().head.name()
         ));
     }
-    let task = Task::of(&m)?;
     if a.max_len.is_some_and(|l| l < 3) {
         return Err("--max-len must be at least 3 ([CLS], a token, [SEP])".into());
     }
+    if m.config().problem_type == ProblemType::MultipleChoice {
+        return eval_choices(a, &m, tier);
+    }
+    let task = Task::of(&m)?;
     let mut rows = read_tsv(&a.data)?;
     rows.drain(..a.skip.min(rows.len()));
     if let Some(n) = a.limit {
@@ -256,7 +378,7 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         Some(p) => {
             let other = crate::load(p, tier)?;
             let (oc, mc) = (other.config(), m.config());
-            if oc.head != mc.head || oc.num_labels != mc.num_labels || Task::of(&other)? != task {
+            if oc.head != mc.head || oc.num_labels != mc.num_labels || Task::of(&other).ok() != Some(task) {
                 return Err(format!(
                     "{} is not a classifier of the same kind and labels as {}",
                     p.display(),
@@ -447,6 +569,87 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         }
     }
     println!("mean latency {mean_ms:.3} ms per sentence ({tier_name})");
+    Ok(())
+}
+
+/// `eval` on a multiple-choice model: accuracy of the best-scoring choice.
+fn eval_choices(a: &EvalArgs, m: &Model<'_>, tier: &Option<String>) -> Result<(), String> {
+    let mut questions = read_questions(&a.data)?;
+    questions.drain(..a.skip.min(questions.len()));
+    if let Some(n) = a.limit {
+        questions.truncate(n);
+    }
+    let other = match &a.compare {
+        Some(p) => {
+            let other = crate::load(p, tier)?;
+            if other.config().head != HeadKind::SequenceClassification
+                || other.config().problem_type != ProblemType::MultipleChoice
+            {
+                return Err(format!(
+                    "{} is not a multiple-choice model as {} is",
+                    p.display(),
+                    a.model.display()
+                ));
+            }
+            Some(other)
+        }
+        None => None,
+    };
+    let pb = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(questions.len() as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
+    );
+    // The position (among the choice columns) of each question's best choice.
+    let pick = |m: &Model<'_>| -> Result<(Vec<usize>, f64), String> {
+        let mut scratch = Scratch::new(m);
+        let (mut picks, mut total_ms) = (Vec::with_capacity(questions.len()), 0.0);
+        for q in &questions {
+            let texts: Vec<String> = q.choices.iter().map(|c| c.1.clone()).collect();
+            let (logits, _, ms) = choice_logits(m, &q.prompt, &texts, a.max_len, &mut scratch)?;
+            picks.push(q.choices[argmax(&logits)].0);
+            total_ms += ms;
+            pb.inc(1);
+        }
+        Ok((picks, total_ms / questions.len().max(1) as f64))
+    };
+    let (preds, mean_ms) = pick(m)?;
+    let agreement = match &other {
+        Some(o) => {
+            let theirs = pick(o)?.0;
+            Some(ratio(theirs.iter().zip(&preds).filter(|(x, y)| x == y).count(), preds.len()))
+        }
+        None => None,
+    }
+    .flatten();
+    pb.finish_and_clear();
+    let labelled: Vec<(usize, usize)> = questions
+        .iter()
+        .zip(&preds)
+        .filter_map(|(q, &p)| Some((q.label?, p)))
+        .collect();
+    let correct = labelled.iter().filter(|(y, p)| y == p).count();
+    let accuracy = ratio(correct, labelled.len());
+    let tier_name = m.kernels().tier.name();
+    if a.json {
+        println!(
+            "{}",
+            json!({"accuracy": accuracy, "n": questions.len(), "correct": correct, "agreement": agreement,
+                   "mean_latency_ms": mean_ms, "predictions": preds, "tier": tier_name})
+        );
+        return Ok(());
+    }
+    match accuracy {
+        Some(acc) => println!("accuracy {acc:.4} ({correct}/{})", labelled.len()),
+        None => println!("{} questions, no labels", questions.len()),
+    }
+    if let (Some(ag), Some(p)) = (agreement, &a.compare) {
+        println!("agreement with {}: {ag:.4}", p.display());
+    }
+    println!("mean latency {mean_ms:.3} ms per question, all its choices ({tier_name})");
     Ok(())
 }
 

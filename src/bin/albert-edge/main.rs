@@ -68,7 +68,7 @@ enum Cmd {
     Tag(text::TagArgs),
     /// Time `run` on a batch-1 input of N tokens.
     Bench(bench::BenchArgs),
-    /// How a classifier does on a labelled TSV file: accuracy, multi-label F1 or regression correlations (columns `sentence`, `label`, optional second sentence).
+    /// How a classifier does on a labelled TSV file: accuracy, multi-label F1, regression correlations (columns `sentence`, `label`, optional second sentence) or multiple-choice accuracy (a prompt, `ending0`, `ending1`, ..., `label`).
     Eval(eval::EvalArgs),
 }
 

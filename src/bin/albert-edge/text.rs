@@ -358,30 +358,81 @@ pub struct ChooseArgs {
     pub json: bool,
 }
 
-/// `choose`: scores every (prompt, choice) pair with a multiple-choice model
-/// and takes a softmax over the choices, as `AlbertForMultipleChoice` does
-/// over its `num_choices` rows.
-pub fn choose(m: &Model<'_>, a: &ChooseArgs) -> Result<(), String> {
-    need_head(m, HeadKind::SequenceClassification, "choose")?;
+/// A workspace for one sequence at a time, grown only when a longer one
+/// comes (for commands that run many sequences).
+pub struct Scratch {
+    seq: usize,
+    ws: Workspace<'static>,
+}
+
+impl Scratch {
+    pub fn new(m: &Model<'_>) -> Scratch {
+        Scratch {
+            seq: 1,
+            ws: crate::new_workspace(m, 1, 1),
+        }
+    }
+
+    /// Runs one encoded sequence: its outputs and the time taken by `run`.
+    pub fn run(&mut self, m: &Model<'_>, e: &Encoding) -> Result<(OwnedOutputs, f64), String> {
+        if e.ids.len() > self.seq {
+            self.seq = e.ids.len();
+            self.ws = crate::new_workspace(m, self.seq, 1);
+        }
+        run_encoding_in(m, e, &mut self.ws)
+    }
+}
+
+/// Refuses a model that is not a multiple-choice one.
+pub fn need_choices(m: &Model<'_>, cmd: &str) -> Result<(), String> {
+    need_head(m, HeadKind::SequenceClassification, cmd)?;
     if m.config().problem_type != ProblemType::MultipleChoice {
         return Err(format!(
-            "`choose` needs a multiple-choice model (from AlbertForMultipleChoice); this one is a {} classifier: use `classify`",
+            "`{cmd}` needs a multiple-choice model (from AlbertForMultipleChoice); this one is a {} classifier",
             m.config().problem_type.name()
         ));
     }
-    if a.choices.len() < 2 {
-        return Err("give two or more --choice".into());
-    }
+    Ok(())
+}
+
+/// The logit of every (prompt, choice) pair of a multiple-choice model, the
+/// pairs' token counts, and the time taken by the runs. Each pair runs alone:
+/// padding them into one batch, as `AlbertForMultipleChoice` takes them, gives
+/// the same logits (padded positions are masked out) with more work.
+pub fn choice_logits(
+    m: &Model<'_>,
+    prompt: &str,
+    choices: &[String],
+    max_len: Option<usize>,
+    scratch: &mut Scratch,
+) -> Result<(Vec<f32>, Vec<usize>, f64), String> {
     let (mut logits, mut tokens, mut total_ms) = (Vec::new(), Vec::new(), 0.0);
-    // Each pair alone: padding them into one batch would give the same
-    // logits (padded positions are masked out), with more work.
-    for c in &a.choices {
-        let e = encode_for_model(m, &a.prompt, Some(c), a.max_len)?;
-        let (outs, ms) = run_encoding(m, &e)?;
+    for c in choices {
+        let e = encode_for_model(m, prompt, Some(c), max_len)?;
+        let (outs, ms) = scratch.run(m, &e)?;
         logits.push(output(&outs, "logits")?[0]);
         tokens.push(e.ids.len());
         total_ms += ms;
     }
+    Ok((logits, tokens, total_ms))
+}
+
+/// `choose`: scores every (prompt, choice) pair with a multiple-choice model
+/// and takes a softmax over the choices, as `AlbertForMultipleChoice` does
+/// over its `num_choices` rows.
+pub fn choose(m: &Model<'_>, a: &ChooseArgs) -> Result<(), String> {
+    need_choices(m, "choose").map_err(|e| {
+        if m.config().problem_type == ProblemType::MultipleChoice {
+            e
+        } else {
+            format!("{e}: use `classify`")
+        }
+    })?;
+    if a.choices.len() < 2 {
+        return Err("give two or more --choice".into());
+    }
+    let (logits, tokens, total_ms) =
+        choice_logits(m, &a.prompt, &a.choices, a.max_len, &mut Scratch::new(m))?;
     let scores = scores(ScoreFunction::ChoiceSoftmax, &logits);
     let best = argmax(&scores);
     if a.json {
