@@ -613,9 +613,27 @@ fn eval_scores_multiple_choice_questions() {
     // SWAG's columns: every choice is `sent2`, a space and the ending. The
     // second question has no ending1: its choices are positions 0 and 2.
     let rows = [
-        ["the film was", "in the end", "a fine film", "dull and long", "so so"],
-        ["she opened the door", "and then", "it rained", "", "the cat left"],
-        ["i want my money back", "because", "it was bad", "it was good", "who knows"],
+        [
+            "the film was",
+            "in the end",
+            "a fine film",
+            "dull and long",
+            "so so",
+        ],
+        [
+            "she opened the door",
+            "and then",
+            "it rained",
+            "",
+            "the cat left",
+        ],
+        [
+            "i want my money back",
+            "because",
+            "it was bad",
+            "it was good",
+            "who knows",
+        ],
     ];
     let picks: Vec<usize> = rows
         .iter()
@@ -644,30 +662,53 @@ fn eval_scores_multiple_choice_questions() {
         p
     };
     let eval = |f: &PathBuf, extra: &[&std::ffi::OsStr]| {
-        let mut args = vec!["eval".as_ref(), mc.as_os_str(), f.as_os_str(), "--json".as_ref()];
+        let mut args = vec![
+            "eval".as_ref(),
+            mc.as_os_str(),
+            f.as_os_str(),
+            "--json".as_ref(),
+        ];
         args.extend_from_slice(extra);
         json_of(&args)
     };
     let own: Vec<String> = picks.iter().map(|p| p.to_string()).collect();
     let r = eval(&write("mc-own.tsv", &own), &[]);
     assert_eq!(r["accuracy"].as_f64(), Some(1.0), "{r}");
-    assert_eq!(numbers(&r["predictions"]), picks.iter().map(|&p| p as f64).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(&r["predictions"]),
+        picks.iter().map(|&p| p as f64).collect::<Vec<_>>()
+    );
     // Letters name the same positions; one label moved to another choice: 2/3.
-    let mut letters: Vec<String> = picks.iter().map(|&p| ((b'A' + p as u8) as char).to_string()).collect();
+    let mut letters: Vec<String> = picks
+        .iter()
+        .map(|&p| ((b'A' + p as u8) as char).to_string())
+        .collect();
     letters[0] = ((b'A' + ((picks[0] as u8 + 1) % 3)) as char).to_string();
     let r = eval(
         &write("mc-letters.tsv", &letters),
         &["--compare".as_ref(), mc.as_os_str()],
     );
-    assert_eq!((r["correct"].as_u64(), r["n"].as_u64()), (Some(2), Some(3)), "{r}");
+    assert_eq!(
+        (r["correct"].as_u64(), r["n"].as_u64()),
+        (Some(2), Some(3)),
+        "{r}"
+    );
     assert_eq!(r["agreement"].as_f64(), Some(1.0), "{r}");
     // A label naming no choice of its row, and a classifier of another kind to
     // compare with, are refused.
     let mut bad = own.clone();
     bad[1] = "1".into();
-    let out = bin().arg("eval").arg(&mc).arg(write("mc-bad.tsv", &bad)).output().unwrap();
+    let out = bin()
+        .arg("eval")
+        .arg(&mc)
+        .arg(write("mc-bad.tsv", &bad))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 3"),
+        "{out:?}"
+    );
     let plain = problem_variant("eval-mc-plain", None, true);
     let out = bin()
         .arg("eval")
@@ -678,5 +719,8 @@ fn eval_scores_multiple_choice_questions() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple-choice model"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a multiple-choice model"),
+        "{out:?}"
+    );
 }

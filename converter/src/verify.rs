@@ -308,6 +308,10 @@ pub struct OnnxRunner {
     model: InferenceModel,
     inputs: Vec<(InputRole, DatumType)>,
     outputs: Vec<String>,
+    /// A multiple-choice graph: `[batch, choices, seq]` inputs. A case's rows
+    /// are run as the choices of one question (`[1, rows, seq]`), and the
+    /// `[1, rows]` logits compared as the model file's `[rows, 1]`.
+    choices: bool,
 }
 
 impl OnnxRunner {
@@ -346,6 +350,7 @@ impl OnnxRunner {
     /// Wraps an already decoded model.
     pub fn from_model(model: InferenceModel) -> Result<OnnxRunner> {
         let mut inputs = Vec::new();
+        let mut choices = false;
         for (ix, outlet) in model.input_outlets()?.iter().enumerate() {
             let name = model.node(outlet.node).name.as_str();
             let role = match name {
@@ -365,6 +370,7 @@ impl OnnxRunner {
                 matches!(dt, DatumType::I64 | DatumType::I32),
                 "graph input {name} has type {dt:?}, expected int64 or int32"
             );
+            choices |= model.input_fact(ix)?.shape.rank().concretize() == Some(3);
             inputs.push((role, dt));
         }
         ensure!(
@@ -386,6 +392,7 @@ impl OnnxRunner {
             model,
             inputs,
             outputs,
+            choices,
         })
     }
 
@@ -420,6 +427,11 @@ impl OnnxRunner {
                 }
             }
         }
+        let dims = if self.choices {
+            vec![1, b, s]
+        } else {
+            vec![b, s]
+        };
         let mut values = TVec::new();
         for (ix, (role, dt)) in self.inputs.iter().enumerate() {
             let data = match role {
@@ -427,15 +439,15 @@ impl OnnxRunner {
                 InputRole::Mask => &case.attention_mask,
                 InputRole::Types => &case.token_type_ids,
             };
-            model.set_input_fact(ix, InferenceFact::dt_shape(*dt, [b, s]))?;
+            model.set_input_fact(ix, InferenceFact::dt_shape(*dt, dims.clone()))?;
             let t = if *dt == DatumType::I32 {
                 let d = data
                     .iter()
                     .map(|&x| i32::try_from(x).map_err(|_| anyhow!("value {x} does not fit int32")))
                     .collect::<Result<Vec<_>>>()?;
-                Tensor::from_shape(&[b, s], &d)?
+                Tensor::from_shape(&dims, &d)?
             } else {
-                Tensor::from_shape(&[b, s], data)?
+                Tensor::from_shape(&dims, data)?
             };
             values.push(t.into_tvalue());
         }
@@ -457,9 +469,14 @@ impl OnnxRunner {
                 .cast_to::<f32>()
                 .map_err(|e| anyhow!("output {name}: {e}"))?;
             let view = t.to_plain_array_view::<f32>()?;
+            let shape = match t.shape() {
+                // One logit per choice, as the model file gives it: one per row.
+                [1, rows] if self.choices => vec![*rows, 1],
+                s => s.to_vec(),
+            };
             out.push(NamedOutput {
                 name: name.clone(),
-                shape: t.shape().to_vec(),
+                shape,
                 data: view.iter().copied().collect(),
             });
         }

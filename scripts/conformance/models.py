@@ -4,8 +4,10 @@ albert-convert + albert-edge, through safetensors and ONNX (both torch exporters
     python models.py BIN_DIR WORK_DIR [--quick]
 
 For every shape and head below: build the transformers model with random weights
-(ckpt.py), save it, export it to ONNX (TorchScript exporter at opset 17; for one head
-per shape also at opset 14, without a token_type_ids input, and with the dynamo exporter), convert each source to an f32
+(ckpt.py), save it, export it to ONNX (TorchScript exporter at opset 17, with eager and
+with transformers' default scaled-dot-product attention; for one head per shape also at
+opset 14, without a token_type_ids input, and with the dynamo exporter, eager and sdpa),
+convert each source to an f32
 and an int8 file, run five inputs (1, 7 and 33 tokens, a padded batch of 3 with segment B, and the longest the positions allow up to
 200) with `albert-edge run`, and compare every output on the unpadded tokens. Fails
 (exit 1) if an f32 file is off by more than 1e-4 relative to the output's largest
@@ -88,7 +90,14 @@ def inputs(c, rng):
 
 def export(model, path, names, example, tag):
     """`tag`: "onnx" (TorchScript exporter, opset 17), "onnx-opset14", "onnx-no-token-types"
-    (inputs input_ids and attention_mask only) or "onnx-dynamo"."""
+    (inputs input_ids and attention_mask only) or "onnx-dynamo"; with "-sdpa", the model
+    exported with transformers' default scaled-dot-product attention instead of eager."""
+    if tag.endswith("-sdpa"):
+        model.set_attn_implementation("sdpa")
+        try:
+            return export(model, path, names, example, tag[:-len("-sdpa")])
+        finally:
+            model.set_attn_implementation("eager")
     args = tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,7 +138,8 @@ def main():
             cases = inputs(c, np.random.default_rng(si))
             names = OUTPUTS.get(head, ["logits"])
             sources = {"safetensors": [str(d / "hf")]}
-            for tag in (["onnx", "onnx-opset14", "onnx-no-token-types", "onnx-dynamo"] if hi == 0 else ["onnx"]):
+            first = ["onnx", "onnx-opset14", "onnx-no-token-types", "onnx-dynamo", "onnx-sdpa", "onnx-dynamo-sdpa"]
+            for tag in (first if hi == 0 else ["onnx", "onnx-sdpa"]):
                 try:
                     export(model, d / (tag + ".onnx"), names, cases[3][1], tag)
                     sources[tag] = [str(d / (tag + ".onnx"))]

@@ -20,15 +20,19 @@
 //! Supported: the TorchScript exporter's graphs (opset 17 in `shared/fixtures`,
 //! `shared/models`; earlier opsets, whose LayerNorm is spelled out with `ReduceMean`,
 //! once `fuse` has put `LayerNormalization` back), the dynamo exporter's, per-call weight
-//! copies, `quantize_dynamic` output. Refused with a message: anything whose structure
+//! copies, `quantize_dynamic` output; eager attention and the scaled-dot-product
+//! attention of transformers' default `sdpa` implementation; `AlbertForMultipleChoice`
+//! (its flattening of `[batch, choices, seq]` inputs undone by `choices`). Refused with a message: anything whose structure
 //! is not fully understood (a LayerNorm spelled another way, QDQ static quantization,
 //! fused ORT ops such as `Attention`/`FastGelu`, float16 weights, BERT-like graphs
 //! without the factorized embedding projection).
 
 mod albert;
+mod choices;
 mod fuse;
 mod graph;
 mod linear;
+mod shapes;
 mod sharing;
 
 use self::albert::{Albert, Head};
@@ -163,6 +167,9 @@ pub fn from_model_proto(
         None
     };
     let g = fused.as_ref().unwrap_or(g);
+    // Multiple choice: the flattening of [batch, choices, seq] inputs undone (see `choices`).
+    let unflattened = choices::unflatten(g, dir)?;
+    let g = unflattened.as_ref().unwrap_or(g);
     let graph = Graph::new(g, dir)?;
     for n in graph.nodes() {
         if matches!(
@@ -188,7 +195,7 @@ pub fn from_model_proto(
         bail!("LayerNorm is spelled out with ReduceMean nodes in a form not recognized (expected ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, Mul gamma, Add beta, as torch.onnx.export writes it before opset 17)");
     }
     let a = albert::recognize(&graph, opset)?;
-    build(&a)
+    build(&a, unflattened.is_some())
 }
 
 /// Shortest decimal that round-trips the f32 epsilon, as f64 (`1e-12` rather than
@@ -198,7 +205,8 @@ fn eps_f64(eps: f32) -> f64 {
 }
 
 /// Turns the recognized structure into HF tensors and config.
-fn build(a: &Albert) -> Result<(RawCheckpoint, OnnxInfo)> {
+/// `multiple_choice`: the graph was an `AlbertForMultipleChoice` export (see `choices`).
+fn build(a: &Albert, multiple_choice: bool) -> Result<(RawCheckpoint, OnnxInfo)> {
     let mut info = OnnxInfo {
         layer_calls: a.calls.len(),
         ..Default::default()
@@ -226,8 +234,19 @@ fn build(a: &Albert) -> Result<(RawCheckpoint, OnnxInfo)> {
             .skip(1)
             .any(|c| c.query.keys != a.calls[0].query.keys);
 
+    if multiple_choice {
+        ensure!(
+            matches!(&a.head, Head::SequenceClassification { classifier, .. } if classifier.out_features() == 1),
+            "the graph flattens [batch, choices, sequence] inputs (multiple choice), but its head is not a classifier with one output per choice"
+        );
+    }
     let (arch, prefix, num_labels) = match &a.head {
         Head::Base { .. } => ("AlbertModel", "", None),
+        Head::SequenceClassification { classifier, .. } if multiple_choice => (
+            "AlbertForMultipleChoice",
+            "albert.",
+            Some(classifier.out_features()),
+        ),
         Head::SequenceClassification { classifier, .. } => (
             "AlbertForSequenceClassification",
             "albert.",

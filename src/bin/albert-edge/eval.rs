@@ -133,7 +133,9 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
             Ok(Row {
                 a: t.get(line, a)?,
                 b: b.map(|b| t.get(line, b)).transpose()?,
-                label: l.map(|l| Ok::<_, String>((t.get(line, l)?, line.0))).transpose()?,
+                label: l
+                    .map(|l| Ok::<_, String>((t.get(line, l)?, line.0)))
+                    .transpose()?,
             })
         })
         .collect()
@@ -378,7 +380,10 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
         Some(p) => {
             let other = crate::load(p, tier)?;
             let (oc, mc) = (other.config(), m.config());
-            if oc.head != mc.head || oc.num_labels != mc.num_labels || Task::of(&other).ok() != Some(task) {
+            if oc.head != mc.head
+                || oc.num_labels != mc.num_labels
+                || Task::of(&other).ok() != Some(task)
+            {
                 return Err(format!(
                     "{} is not a classifier of the same kind and labels as {}",
                     p.display(),
@@ -620,7 +625,10 @@ fn eval_choices(a: &EvalArgs, m: &Model<'_>, tier: &Option<String>) -> Result<()
     let agreement = match &other {
         Some(o) => {
             let theirs = pick(o)?.0;
-            Some(ratio(theirs.iter().zip(&preds).filter(|(x, y)| x == y).count(), preds.len()))
+            Some(ratio(
+                theirs.iter().zip(&preds).filter(|(x, y)| x == y).count(),
+                preds.len(),
+            ))
         }
         None => None,
     }

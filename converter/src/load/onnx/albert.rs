@@ -33,6 +33,7 @@
 
 use super::graph::{attr_i, attr_ints, attr_s, describe, Const, Graph, Values};
 use super::linear::{dequantize_table, linears_from, Linear};
+use super::shapes::{shape_value, Dim};
 use crate::load::Tensor;
 use anyhow::{anyhow, bail, ensure, Result};
 use std::collections::{BTreeSet, HashMap};
@@ -671,11 +672,131 @@ fn trace_heads(g: &Graph, lin: &Linear, hidden: usize) -> Result<HeadPath> {
                     scale,
                 });
             }
+            "Reshape" if split.is_some() => match swap_last_two(g, cons[0], &cur) {
+                Some(out) => {
+                    layout.swap(2, 3);
+                    cur = out;
+                    continue;
+                }
+                None => bail!("{ctx}: unexpected {} on the attention path", describe(n)),
+            },
             _ => bail!("{ctx}: unexpected {} on the attention path", describe(n)),
         }
         cur = n.output[0].clone();
     }
     bail!("{ctx}: the attention projection does not reach a MatMul")
+}
+
+/// `p`, or the output of `Where(IsNaN(p), 0, p)` when that follows it: the
+/// scaled-dot-product-attention export (transformers' default `sdpa`
+/// attention) zeroes the NaN rows a fully masked softmax gives. Those rows are
+/// queries of a sequence with no token to attend to; every row the runtime
+/// computes has at least one, so the result is the softmax itself.
+fn nan_to_zero(g: &Graph, p: &str) -> Result<String> {
+    let cons = g.data_consumers(p);
+    let [a, b] = cons.as_slice() else {
+        return Ok(p.to_string());
+    };
+    let (isnan, wh) = match (g.node(*a).op_type.as_str(), g.node(*b).op_type.as_str()) {
+        ("IsNaN", "Where") => (g.node(*a), g.node(*b)),
+        ("Where", "IsNaN") => (g.node(*b), g.node(*a)),
+        _ => return Ok(p.to_string()),
+    };
+    let zero = match wh.input.get(1) {
+        Some(z) => g.constant(z)?.is_some_and(
+            |c| matches!(&c.values, Values::F32(v) if !v.is_empty() && v.iter().all(|&x| x == 0.0)),
+        ),
+        None => false,
+    };
+    ensure!(
+        wh.input.len() == 3
+            && g.same(&wh.input[0], &isnan.output[0])
+            && zero
+            && g.same(&wh.input[2], p)
+            && g.data_consumers(&isnan.output[0]).len() == 1,
+        "{}: the attention probabilities go through IsNaN and Where, but not as Where(IsNaN(p), 0, p)",
+        describe(wh)
+    );
+    Ok(wh.output[0].clone())
+}
+
+/// Whether `n` reshapes a `[batch, heads, seq, head_dim]` tensor to the
+/// shape it has, as the scaled-dot-product-attention exports do with its
+/// output: `[B, -1 or heads, S, head_dim or dim 3 of a Shape]`, where `B` and
+/// `S` are computed at run time (as the head split's `[B, S, heads, d]` is
+/// read).
+fn same_shape_reshape(g: &Graph, n: &tract_onnx::pb::NodeProto, heads: usize, d: usize) -> bool {
+    /// `Gather(Shape(x), i)`'s `i`, through `Unsqueeze` / `Squeeze` / `Cast`.
+    fn shape_index(g: &Graph, v: &str) -> Option<i64> {
+        let mut cur = v.to_string();
+        for _ in 0..4 {
+            let p = g.node(g.producer(&cur)?);
+            match p.op_type.as_str() {
+                "Unsqueeze" | "Squeeze" | "Cast" => cur = p.input.first()?.clone(),
+                "Gather" if attr_i(p, "axis", 0) == 0 && p.input.len() == 2 => {
+                    let shape = g.node(g.producer(&p.input[0])?);
+                    let i = g.constant(&p.input[1]).ok()??.scalar()?;
+                    return (shape.op_type == "Shape" && i.fract() == 0.0).then_some(i as i64);
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+    let Some(concat) = n
+        .input
+        .get(1)
+        .and_then(|s| g.producer(s))
+        .map(|i| g.node(i))
+    else {
+        return false;
+    };
+    if concat.op_type != "Concat" || concat.input.len() != 4 {
+        return false;
+    }
+    let dim = |i: usize| -> Option<Result<i64, i64>> {
+        let v = &concat.input[i];
+        match g.constant(v).ok()? {
+            Some(c) => match c.as_i64s()?.as_slice() {
+                [x] => Some(Ok(*x)),
+                _ => None,
+            },
+            None => shape_index(g, v).map(Err),
+        }
+    };
+    let runtime = |i: usize| !matches!(dim(i), Some(Ok(_)));
+    runtime(0)
+        && runtime(2)
+        && matches!(dim(1), Some(Ok(h)) if h == -1 || h == heads as i64)
+        && matches!(dim(3), Some(last) if last == Err(3) || last == Ok(d as i64))
+}
+
+/// The output of the transpose of the last two axes of the 4-D `x` that
+/// starts at the `Reshape` node `r1`, as the dynamo exporter writes
+/// `k.transpose(-2, -1)` in scaled dot-product attention:
+/// `Reshape(Transpose(Reshape(x, [-1, x.shape[2], x.shape[3]]), [0, 2, 1]),
+/// [x.shape[0], x.shape[1], x.shape[3], x.shape[2]])`; `None` if it is not that.
+fn swap_last_two(g: &Graph, r1: usize, x: &str) -> Option<String> {
+    let x = g.resolve(x).ok()?;
+    let rank = |n: &str| (n == x).then_some(4);
+    let of = |a: usize| Dim::Of(x.to_string(), a);
+    let only = |v: &str, op: &str| -> Option<usize> {
+        match g.data_consumers(v).as_slice() {
+            [i] if g.node(*i).op_type == op => Some(*i),
+            _ => None,
+        }
+    };
+    let r1 = g.node(r1);
+    if shape_value(g, &rank, r1.input.get(1)?)? != [Dim::Const(-1), of(2), of(3)] {
+        return None;
+    }
+    let t = g.node(only(&r1.output[0], "Transpose")?);
+    if attr_ints(t, "perm")? != [0, 2, 1] {
+        return None;
+    }
+    let r2 = g.node(only(&t.output[0], "Reshape")?);
+    (shape_value(g, &rank, r2.input.get(1)?)? == [of(0), of(1), of(3), of(2)])
+        .then(|| r2.output[0].clone())
 }
 
 /// Parses one layer call whose query/key/value Linears read `h`.
@@ -804,7 +925,7 @@ fn layer_call(
         "{ctx}: attention scores are scaled by {scale}, expected 1/sqrt({d}) = {want}"
     );
     let pv = paths[vi].matmul;
-    let probs = g.node(softmax).output[0].clone();
+    let probs = nan_to_zero(g, &g.node(softmax).output[0])?;
     ensure!(
         g.node(pv).input.first().map(|i| g.same(i, &probs)) == Some(true)
             && g.data_consumers(&probs) == [pv],
@@ -842,6 +963,9 @@ fn layer_call(
                 }
                 layout = next;
             }
+            // The scaled-dot-product-attention export reshapes its output to
+            // [batch, -1, seq, head_dim], the shape it already has.
+            "Reshape" if layout == [0, 2, 1, 3] && same_shape_reshape(g, n, heads, d) => {}
             "Reshape" => {
                 ensure!(layout == [0, 1, 2, 3], "{ctx}: the attention context is not transposed back to [batch, seq, heads, head_dim]");
                 let dims = reshape_dims(g, n.input.get(1).map(String::as_str).unwrap_or(""))?;
