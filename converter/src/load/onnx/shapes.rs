@@ -4,6 +4,7 @@
 //! what they amount to instead of guessing.
 
 use super::graph::{attr_i, attr_ints, Graph};
+use std::cell::Cell;
 
 /// One element of a shape vector computed in the graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,32 +30,36 @@ pub(crate) fn shape_value(
     rank: &dyn Fn(&str) -> Option<usize>,
     v: &str,
 ) -> Option<Vec<Dim>> {
-    value(g, rank, v, 0)
+    // A crafted graph could make the walk exponential (a Concat of one value
+    // many times, nested): it gives up after this many nodes.
+    value(g, rank, v, &Cell::new(256))
 }
+
+/// Shape vectors longer than this are not reshape targets of a text model.
+const MAX_LEN: usize = 8;
 
 fn value(
     g: &Graph,
     rank: &dyn Fn(&str) -> Option<usize>,
     v: &str,
-    depth: usize,
+    budget: &Cell<usize>,
 ) -> Option<Vec<Dim>> {
-    if depth > 16 {
-        return None;
-    }
+    budget.set(budget.get().checked_sub(1)?);
     if let Ok(Some(c)) = g.constant(v) {
-        return Some(c.as_i64s()?.into_iter().map(Dim::Const).collect());
+        let v = c.as_i64s()?;
+        return (v.len() <= MAX_LEN).then(|| v.into_iter().map(Dim::Const).collect());
     }
     let n = g.node(g.producer(v)?);
     if !n.domain.is_empty() {
         return None;
     }
-    let arg = |i: usize| value(g, rank, n.input.get(i)?, depth + 1);
+    let arg = |i: usize| value(g, rank, n.input.get(i)?, budget);
     let const_ints =
         |i: usize| -> Option<Vec<i64>> { g.constant(n.input.get(i)?).ok()??.as_i64s() };
     match n.op_type.as_str() {
         "Shape" => {
             let x = g.resolve(n.input.first()?).ok()?;
-            let rank = rank(x)?;
+            let rank = rank(x).filter(|&r| r <= MAX_LEN)?;
             let all: Vec<Dim> = (0..rank).map(|a| Dim::Of(x.to_string(), a)).collect();
             // Opset 15's optional `start` / `end` attributes.
             let (s, e) = slice_range(attr_i(n, "start", 0), attr_i(n, "end", i64::MAX), rank);
@@ -116,6 +121,9 @@ fn value(
             let mut out = Vec::new();
             for i in 0..n.input.len() {
                 out.extend(arg(i)?);
+                if out.len() > MAX_LEN {
+                    return None;
+                }
             }
             Some(out)
         }
@@ -126,6 +134,7 @@ fn value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
 
     #[test]
     fn slices_follow_onnx_clamping() {
@@ -136,5 +145,71 @@ mod tests {
         assert_eq!(slice_range(2, 1, 3), (2, 2));
         assert_eq!(slice_range(-9, 1, 3), (0, 1));
         assert_eq!(slice_range(i64::MIN, -2, 4), (0, 2));
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> TensorProto {
+        TensorProto {
+            name: name.into(),
+            dims: vec![v.len() as i64],
+            data_type: 7,
+            raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shapes_are_evaluated_and_bombs_refused() {
+        // Concat([-1], Gather(Shape(x), 2)) with x of rank 3.
+        let mut g = GraphProto {
+            node: vec![
+                node("Shape", &["x"], "s"),
+                node("Gather", &["s", "two"], "d"),
+                node("Concat", &["minus_one", "d"], "shape"),
+            ],
+            initializer: vec![ints("two", &[2]), ints("minus_one", &[-1])],
+            ..Default::default()
+        };
+        // Twenty levels of Gather(Concat(v, v), 0): the value stays [-1], but
+        // the walk would visit 2^20 nodes without its budget.
+        g.initializer.push(ints("zero", &[0]));
+        for i in 0..20 {
+            let prev = if i == 0 {
+                "minus_one".to_string()
+            } else {
+                format!("c{}", i - 1)
+            };
+            g.node
+                .push(node("Concat", &[&prev, &prev], &format!("k{i}")));
+            g.node.push(node(
+                "Gather",
+                &[&format!("k{i}"), "zero"],
+                &format!("c{i}"),
+            ));
+        }
+        let graph = Graph::new(&g, None).unwrap();
+        let rank = |n: &str| (n == "x").then_some(3);
+        assert_eq!(
+            shape_value(&graph, &rank, "shape"),
+            Some(vec![Dim::Const(-1), Dim::Of("x".into(), 2)])
+        );
+        // Unknown rank: not evaluated.
+        assert_eq!(shape_value(&graph, &|_| None, "shape"), None);
+        assert_eq!(shape_value(&graph, &rank, "c5"), Some(vec![Dim::Const(-1)]));
+        assert_eq!(shape_value(&graph, &rank, "c19"), None);
+        // Longer than any reshape target: not evaluated.
+        assert_eq!(shape_value(&graph, &rank, "k0").map(|v| v.len()), Some(2));
+        let long: Vec<&str> = vec!["minus_one"; MAX_LEN + 1];
+        g.node.push(node("Concat", &long, "long"));
+        let graph = Graph::new(&g, None).unwrap();
+        assert_eq!(shape_value(&graph, &rank, "long"), None);
     }
 }
