@@ -181,6 +181,22 @@ fn oversized_dimensions_are_rejected_before_use() {
             ..
         })
     ));
+    // ALBERT shares its layers: the layer count sizes nothing, but bounds the
+    // time of every run, so it is bounded too.
+    let layers = |n: u32| {
+        let mut m = b.clone();
+        m[cfg.start + 24..cfg.start + 28].copy_from_slice(&n.to_le_bytes());
+        reseal(&mut m);
+        load(&m)
+    };
+    assert!(layers(format::MAX_LAYER_CALLS).is_ok());
+    assert_eq!(
+        layers(format::MAX_LAYER_CALLS + 1),
+        Err(LoadError::DimensionOutOfRange {
+            field: "num_layers * inner_group_num (layer applications)",
+            value: format::MAX_LAYER_CALLS + 1,
+        })
+    );
     // A plausible but wrong size: the tensors no longer match the config.
     let mut m = b.clone();
     m[cfg.start + 8..cfg.start + 12].copy_from_slice(&(1u32 << 20).to_le_bytes());

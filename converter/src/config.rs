@@ -151,6 +151,13 @@ impl HfConfig {
         if self.num_hidden_groups > self.num_hidden_layers {
             bail!("config.json: num_hidden_groups > num_hidden_layers");
         }
+        let calls = self.num_hidden_layers.saturating_mul(self.inner_group_num);
+        if calls > albert_edge::format::MAX_LAYER_CALLS as usize {
+            bail!(
+                "config.json: num_hidden_layers x inner_group_num = {calls} layer applications, more than the {} a model file may ask for",
+                albert_edge::format::MAX_LAYER_CALLS
+            );
+        }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
             bail!("config.json: layer_norm_eps must be a finite non-negative number");
         }
@@ -219,5 +226,19 @@ mod tests {
             format!("{e:#}").contains("problem_type \"multi_label\""),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn layer_applications_are_bounded() {
+        let with = |layers: usize, inner: usize| {
+            HfConfig::from_json(&format!(
+                r#"{{"model_type": "albert", "num_hidden_layers": {layers}, "inner_group_num": {inner}}}"#
+            ))
+            .and_then(|c| c.check())
+        };
+        with(12, 1).unwrap();
+        with(512, 2).unwrap();
+        let e = format!("{:#}", with(513, 2).unwrap_err());
+        assert!(e.contains("1026 layer applications"), "{e}");
     }
 }

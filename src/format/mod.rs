@@ -44,6 +44,10 @@ pub const MAX_DIM: u32 = 1 << 20;
 pub const MAX_SECTIONS: u32 = 16;
 /// Upper bound on the number of tensors in a file.
 pub const MAX_TENSORS: u32 = 4096;
+/// Upper bound on the layer applications of one run (`num_layers *
+/// inner_group_num`). ALBERT shares its layers, so a file with a handful of
+/// weights could otherwise ask for a billion of them and make every run hang.
+pub const MAX_LAYER_CALLS: u32 = 1024;
 
 /// Section kinds.
 pub mod section {
@@ -456,6 +460,13 @@ impl ModelConfig {
             .is_none_or(|n| n > 4096)
         {
             return Err(LoadError::Inconsistent("too many stored layers"));
+        }
+        let calls = self.num_layers.saturating_mul(self.inner_group_num);
+        if calls > MAX_LAYER_CALLS {
+            return Err(LoadError::DimensionOutOfRange {
+                field: "num_layers * inner_group_num (layer applications)",
+                value: calls,
+            });
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
             return Err(LoadError::Inconsistent(
