@@ -41,6 +41,14 @@ fn numbers(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// Runs the CLI on `args` expecting a refusal (exit code 1); its message.
+fn refusal<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 /// A JSON array of strings.
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -231,9 +239,7 @@ fn eval_reads_label_indices_and_names() {
     for (label, needle) in [("3", "out of range"), ("maybe", "neither a class index")] {
         let bad = temp(&format!("eval-bad-{label}.tsv"));
         std::fs::write(&bad, format!("sentence\tlabel\nok\t0\nfine\t{label}\n")).unwrap();
-        let out = bin().arg("eval").arg(&p).arg(&bad).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let e = String::from_utf8_lossy(&out.stderr);
+        let e = refusal(&["eval".as_ref(), p.as_os_str(), bad.as_os_str()]);
         assert!(e.contains("line 3") && e.contains(needle), "{e}");
     }
 }
@@ -448,11 +454,8 @@ fn eval_measures_multi_label_sets_and_regression() {
     };
 
     // `eval` refusing the file: exit code 1 and the message.
-    let eval_fails = |m: &PathBuf, f: &PathBuf| {
-        let out = bin().arg("eval").arg(m).arg(f).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let eval_fails =
+        |m: &PathBuf, f: &PathBuf| refusal(&["eval".as_ref(), m.as_os_str(), f.as_os_str()]);
 
     // Multi-label: the model's own label sets score 1; one row changed, 4/5.
     let multi = problem_variant("eval-multi", Some("multi_label_classification"), false);
@@ -582,17 +585,18 @@ fn choose_takes_a_softmax_over_the_choices() {
             tsv.into_os_string(),
         ],
     ] {
-        let out = bin().args(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("choose"));
+        assert!(refusal(&args).contains("choose"));
     }
-    let out = bin()
-        .args(["choose".as_ref(), plain.as_os_str(), "x".as_ref()])
-        .args(["--choice", "a", "--choice", "b"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("classify"));
+    let e = refusal(&[
+        "choose".as_ref(),
+        plain.as_os_str(),
+        "x".as_ref(),
+        "--choice".as_ref(),
+        "a".as_ref(),
+        "--choice".as_ref(),
+        "b".as_ref(),
+    ]);
+    assert!(e.contains("classify"), "{e}");
     // One classifier output or none: a multiple-choice checkpoint with three is refused.
     let three = variant_dir("mc3", false, &|cfg| {
         cfg["architectures"] = serde_json::json!(["AlbertForMultipleChoice"]);
@@ -698,29 +702,19 @@ fn eval_scores_multiple_choice_questions() {
     // compare with, are refused.
     let mut bad = own.clone();
     bad[1] = "1".into();
-    let out = bin()
-        .arg("eval")
-        .arg(&mc)
-        .arg(write("mc-bad.tsv", &bad))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 3"),
-        "{out:?}"
-    );
+    let e = refusal(&[
+        "eval".as_ref(),
+        mc.as_os_str(),
+        write("mc-bad.tsv", &bad).as_os_str(),
+    ]);
+    assert!(e.contains("line 3"), "{e}");
     let plain = problem_variant("eval-mc-plain", None, true);
-    let out = bin()
-        .arg("eval")
-        .arg(&mc)
-        .arg(write("mc-own2.tsv", &own))
-        .arg("--compare")
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a multiple-choice model"),
-        "{out:?}"
-    );
+    let e = refusal(&[
+        "eval".as_ref(),
+        mc.as_os_str(),
+        write("mc-own2.tsv", &own).as_os_str(),
+        "--compare".as_ref(),
+        plain.as_os_str(),
+    ]);
+    assert!(e.contains("not a multiple-choice model"), "{e}");
 }

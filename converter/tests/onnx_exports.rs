@@ -121,50 +121,53 @@ fn assert_logits(model: &Model<'_>, dir: &Path, what: &str) {
     }
 }
 
-#[test]
-fn sdpa_exports_convert_like_their_checkpoint() {
-    let dir = data("seqcls");
+/// Every export of checkpoint `name` gives its tensors, converts to the same f32
+/// file and reproduces PyTorch's logits; `more` checks each further. Returns the
+/// checkpoint's f32 file.
+fn exports_match_checkpoint(name: &str, more: &dyn Fn(&RawCheckpoint, &Model<'_>)) -> Vec<u8> {
+    let dir = data(name);
     let ckpt = load_dir(&dir).unwrap();
     let want = f32_file(&ckpt);
     for tag in EXPORTS {
-        let what = format!("seqcls {tag}");
+        let what = format!("{name} {tag}");
         let raw = onnx(&dir, tag);
         assert_same_checkpoint(&raw, &ckpt, &what);
-        let bytes = f32_file(&raw);
-        assert!(
-            bytes == want,
-            "{what}: the file differs from the checkpoint's"
-        );
-        assert_logits(&Model::from_vec(&bytes).unwrap(), &dir, &what);
-    }
-}
-
-#[test]
-fn multiple_choice_exports_convert_like_their_checkpoint() {
-    let dir = data("mc");
-    let ckpt = load_dir(&dir).unwrap();
-    let want = f32_file(&ckpt);
-    for tag in EXPORTS {
-        let what = format!("mc {tag}");
-        let raw = onnx(&dir, tag);
-        assert_same_checkpoint(&raw, &ckpt, &what);
-        assert_eq!(
-            raw.config.architectures.as_deref(),
-            Some(&["AlbertForMultipleChoice".to_string()][..])
-        );
         let bytes = f32_file(&raw);
         assert!(
             bytes == want,
             "{what}: the file differs from the checkpoint's"
         );
         let model = Model::from_vec(&bytes).unwrap();
-        assert_eq!(model.config().problem_type, ProblemType::MultipleChoice);
         assert_logits(&model, &dir, &what);
+        more(&raw, &model);
+    }
+    want
+}
+
+#[test]
+fn sdpa_exports_convert_like_their_checkpoint() {
+    exports_match_checkpoint("seqcls", &|raw, _| {
+        assert_eq!(
+            raw.config.architectures.as_deref(),
+            Some(&["AlbertForSequenceClassification".to_string()][..])
+        );
+    });
+}
+
+#[test]
+fn multiple_choice_exports_convert_like_their_checkpoint() {
+    let want = exports_match_checkpoint("mc", &|raw, model| {
+        assert_eq!(
+            raw.config.architectures.as_deref(),
+            Some(&["AlbertForMultipleChoice".to_string()][..])
+        );
+        assert_eq!(model.config().problem_type, ProblemType::MultipleChoice);
         // int8 too.
-        let q = convert::convert(&raw, Precision::Int8).unwrap().0;
+        let q = convert::convert(raw, Precision::Int8).unwrap().0;
         let q = Model::from_vec(&q).unwrap();
         assert_eq!(q.config().problem_type, ProblemType::MultipleChoice);
-    }
+    });
+    let dir = data("mc");
     // `verify` runs the graph on [1, choices, seq] and compares per choice.
     let out = std::env::temp_dir().join(format!("albert-mc-verify-{}.albert", std::process::id()));
     std::fs::write(&out, &want).unwrap();

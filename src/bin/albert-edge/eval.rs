@@ -367,14 +367,7 @@ pub fn eval(a: &EvalArgs, tier: &Option<String>) -> Result<(), String> {
             Ok(Some(t))
         })
         .collect::<Result<Vec<Option<Truth>>, String>>()?;
-    let pb = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(rows.len() as u64)
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
-    );
+    let pb = progress(a.json, rows.len());
     let (logits, mean_ms) = predict(&m, &rows, a.max_len, &pb)?;
     let cmp = match &a.compare {
         Some(p) => {
@@ -600,14 +593,7 @@ fn eval_choices(a: &EvalArgs, m: &Model<'_>, tier: &Option<String>) -> Result<()
         }
         None => None,
     };
-    let pb = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(questions.len() as u64)
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
-    );
+    let pb = progress(a.json, questions.len());
     // The position (among the choice columns) of each question's best choice.
     let pick = |m: &Model<'_>| -> Result<(Vec<usize>, f64), String> {
         let mut scratch = Scratch::new(m);
@@ -666,6 +652,18 @@ enum Truth {
     Class(usize),
     Set(Vec<bool>),
     Value(f64),
+}
+
+/// A progress bar over `n` items, hidden for JSON output.
+fn progress(hidden: bool, n: usize) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed}").expect("valid template"),
+    );
+    pb
 }
 
 fn ratio(a: usize, b: usize) -> Option<f64> {
