@@ -67,52 +67,44 @@ fn assert_same_checkpoint(got: &RawCheckpoint, want: &RawCheckpoint, what: &str)
     );
 }
 
+/// One input of `expected.json` and PyTorch's logits for it.
+#[derive(serde::Deserialize)]
+struct Case {
+    shape: Vec<usize>,
+    input_ids: Vec<u32>,
+    attention_mask: Vec<u32>,
+    token_type_ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
 /// PyTorch's logits on `expected.json`'s inputs; a multiple-choice case runs its
 /// choices as rows.
 fn assert_logits(model: &Model<'_>, dir: &Path, what: &str) {
-    let cases: serde_json::Value =
+    let cases: Vec<Case> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    for case in cases.as_array().unwrap() {
-        let shape: Vec<usize> = case["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        let ints = |k: &str| -> Vec<u32> {
-            case[k]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        };
-        let (ids, mask, types) = (
-            ints("input_ids"),
-            ints("attention_mask"),
-            ints("token_type_ids"),
-        );
+    for Case {
+        shape,
+        input_ids: ids,
+        attention_mask: mask,
+        token_type_ids: types,
+        logits: want,
+    } in &cases
+    {
         let seq = *shape.last().unwrap();
         let batch = ids.len() / seq;
         let input = Input {
             batch,
             seq,
-            input_ids: &ids,
-            attention_mask: Some(&mask),
-            token_type_ids: Some(&types),
+            input_ids: ids,
+            attention_mask: Some(mask),
+            token_type_ids: Some(types),
         };
         let mut ws = model.new_workspace(seq, batch);
         let out = model.run(&mut ws, &input).unwrap();
         let got = out.get("logits").unwrap().data;
-        let want: Vec<f32> = case["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
         assert_eq!(got.len(), want.len(), "{what} {shape:?}");
         let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-        for (g, w) in got.iter().zip(&want) {
+        for (g, w) in got.iter().zip(want) {
             assert!(
                 (g - w).abs() <= 1e-5 * scale.max(1.0),
                 "{what} {shape:?}: {got:?} vs PyTorch {want:?}"
