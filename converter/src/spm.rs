@@ -12,8 +12,8 @@
 //! `split_by_whitespace` and `split_digits` only shape training for unigram models; they
 //! are read and recorded but change nothing at encoding time.
 
+pub mod index;
 pub mod proto;
-pub mod trie;
 
 use albert_edge::tokenizer::layout::{self, field, piece_type, NO_ID};
 use anyhow::{bail, Context, Result};
@@ -324,13 +324,8 @@ pub fn build_tokenizer_section(
     let sep_id = find("[SEP]").context("no [SEP] piece in spiece.model")?;
     let mask_id = find("[MASK]").unwrap_or(NO_ID);
 
-    let keys: Vec<(&[u8], u32)> = m
-        .pieces
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.piece.as_bytes(), i as u32))
-        .collect();
-    let da = trie::DoubleArray::build(&keys)?;
+    let keys: Vec<&[u8]> = m.pieces.iter().map(|p| p.piece.as_bytes()).collect();
+    let ix = index::PieceIndex::build(&keys)?;
 
     let mut flags = layout::FLAG_ESCAPE_WHITESPACES;
     if settings.do_lower_case {
@@ -374,9 +369,7 @@ pub fn build_tokenizer_section(
     let types: Vec<u8> = m.pieces.iter().map(|p| p.kind).collect();
     let o_offsets = put_array(&mut out, &u32s(&offsets));
     let o_scores = put_array(&mut out, &scores);
-    let o_base = put_array(&mut out, &u32s(&da.base));
-    let o_check = put_array(&mut out, &u32s(&da.check));
-    let o_value = put_array(&mut out, &u32s(&da.value));
+    let o_index = put_array(&mut out, &u32s(&ix.slots));
     let o_types = put_array(&mut out, &types);
     let o_pieces = put_array(&mut out, &piece_bytes);
     let o_charsmap = put_array(&mut out, &m.precompiled_charsmap);
@@ -394,12 +387,11 @@ pub fn build_tokenizer_section(
     set(field::CLS_ID, cls_id);
     set(field::SEP_ID, sep_id);
     set(field::MASK_ID, mask_id);
-    set(field::TRIE_NODES, da.base.len() as u32);
+    set(field::INDEX_SLOTS, ix.slots.len() as u32);
     set(field::PIECE_OFFSETS, o_offsets);
     set(field::SCORES, o_scores);
-    set(field::TRIE_BASE, o_base);
-    set(field::TRIE_CHECK, o_check);
-    set(field::TRIE_VALUE, o_value);
+    set(field::INDEX, o_index);
+    set(field::INDEX_PROBES, ix.probes);
     set(field::TYPES, o_types);
     set(field::PIECE_BYTES, o_pieces);
     set(field::PIECE_BYTES_LEN, piece_bytes.len() as u32);

@@ -86,6 +86,60 @@ fn real_model_builds_a_valid_section() {
     assert_eq!(t.piece(5), Some("("));
 }
 
+/// The piece index is checked at load: a piece moved out of its probe sequence,
+/// a duplicate, a stray id, or a bad probe bound is refused; an older layout
+/// version too.
+#[test]
+fn a_broken_piece_index_is_refused() {
+    use albert_edge::tokenizer::layout::{field, NO_ID};
+    use albert_edge::tokenizer::TokenizerError;
+    let s = spm::build_tokenizer_section(&spiece(), None).unwrap();
+    let rd = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    let (slots, index) = (
+        rd(&s, field::INDEX_SLOTS) as usize,
+        rd(&s, field::INDEX) as usize,
+    );
+    assert_eq!(slots, 16384);
+    let slot = |i: usize| index + 4 * i;
+    let filled: Vec<usize> = (0..slots).filter(|&i| rd(&s, slot(i)) != NO_ID).collect();
+    let empty = (0..slots).find(|&i| rd(&s, slot(i)) == NO_ID).unwrap();
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = s.clone();
+        f(&mut b);
+        Tokenizer::from_section(&b).err()
+    };
+    let put = |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let bad = Some(TokenizerError::BadPieceIndex);
+    // A piece moved to an empty slot, out of its probe sequence.
+    assert_eq!(
+        edit(&|b| {
+            let id = rd(b, slot(filled[7]));
+            put(b, slot(filled[7]), NO_ID);
+            put(b, slot(empty), id);
+        }),
+        bad
+    );
+    // One id twice (another lost), an id past the vocabulary.
+    assert_eq!(
+        edit(&|b| put(b, slot(filled[7]), rd(b, slot(filled[8])))),
+        bad
+    );
+    assert_eq!(edit(&|b| put(b, slot(filled[7]), 8000)), bad);
+    // Probe bounds: none, past the limit, and too small for the pieces.
+    assert_eq!(edit(&|b| put(b, field::INDEX_PROBES, 0)), bad);
+    assert_eq!(edit(&|b| put(b, field::INDEX_PROBES, 65)), bad);
+    let probes = rd(&s, field::INDEX_PROBES);
+    assert!(probes > 1);
+    assert_eq!(edit(&|b| put(b, field::INDEX_PROBES, 1)), bad);
+    // Not a power of two.
+    assert!(edit(&|b| put(b, field::INDEX_SLOTS, 16383)).is_some());
+    assert_eq!(
+        edit(&|b| put(b, field::VERSION, 1)),
+        Some(TokenizerError::UnsupportedVersion)
+    );
+    assert_eq!(edit(&|_| {}), None);
+}
+
 #[test]
 fn tiny_model_builds_and_encodes() {
     let s = spm::build_tokenizer_section(&tiny().to_proto(), None).unwrap();

@@ -322,15 +322,10 @@ fn normalize_prefix<'x>(
     input: &'x [u8],
     is_final: bool,
 ) -> Result<(&'x [u8], usize), Halt> {
-    let mut s = 0u32;
     let mut ud = 0usize;
-    for (i, &b) in input.iter().enumerate() {
-        let Some(t) = tok.child(s, b) else { break };
-        s = t;
-        if let Some(id) = tok.node_value(t) {
-            if tok.piece_type(id) == piece_type::USER_DEFINED {
-                ud = i + 1;
-            }
+    for (len, id) in tok.prefixes(input, tok.longest_from(input, true)) {
+        if tok.piece_type(id) == piece_type::USER_DEFINED {
+            ud = len;
         }
     }
     if ud > 0 {
@@ -553,20 +548,13 @@ impl<'r> Words<'r> {
                 .map_or(1, |&b| one_char_len(b))
                 .min(len - start);
             let mut has_single = false;
-            let mut node = 0u32;
-            let mut key = start;
-            while let Some(&b) = word.get(key) {
-                let Some(t) = tok.child(node, b) else { break };
-                node = t;
-                key += 1;
-                let Some(id) = tok.node_value(t) else {
-                    continue;
-                };
+            let rest = word.get(start..len).unwrap_or(&[]);
+            for (length, id) in tok.prefixes(rest, tok.longest_from(rest, false)) {
+                let key = start + length;
                 let ty = tok.piece_type(id);
                 if ty != piece_type::NORMAL && ty != piece_type::USER_DEFINED {
                     continue; // UNUSED is skipped; CONTROL/UNKNOWN are not in sentencepiece's trie
                 }
-                let length = key - start;
                 // sentencepiece >= 0.2.1 (the reference is 0.2.3) keeps the path scores in
                 // float: candidate = score + best_path_score_till_here, both f32. (0.2.0
                 // compared in double, which breaks some ties differently, e.g. "000".)

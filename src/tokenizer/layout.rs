@@ -9,9 +9,9 @@
 //! header (HEADER_LEN = 96 bytes, fields below)
 //! piece_offsets : u32 x (vocab_size + 1)   piece i = piece_bytes[off[i]..off[i+1]], UTF-8
 //! scores        : f32 x vocab_size         sentencepiece log-probabilities
-//! trie_base     : u32 x trie_nodes         double-array trie over ALL pieces (piece -> id):
-//! trie_check    : u32 x trie_nodes           child of node s by byte b is t = base[s] + b
-//! trie_value    : u32 x trie_nodes           iff check[t] == s; value[t] = piece id or NO_ID
+//! index         : u32 x index_slots        hash table over ALL pieces (piece -> id): piece p
+//!                                            is in one of the slots (fnv1a(p) + i) mod slots,
+//!                                            i < index_probes, before any NO_ID slot
 //! types         : u8  x vocab_size         sentencepiece piece type (1..=6)
 //! piece_bytes   : u8  x piece_bytes_len    all pieces' UTF-8, concatenated
 //! charsmap      : u8  x charsmap_len       sentencepiece `precompiled_charsmap`, verbatim
@@ -19,8 +19,9 @@
 
 /// Section magic, first 4 bytes.
 pub const MAGIC: [u8; 4] = *b"ALTK";
-/// Layout version, bytes 4..8.
-pub const VERSION: u32 = 1;
+/// Layout version, bytes 4..8 (version 1 held a double-array trie where the
+/// hash table is: 12 bytes a trie node, about 3.5 times the size).
+pub const VERSION: u32 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 96;
 /// Alignment of every array inside the section.
@@ -48,18 +49,18 @@ pub mod field {
     pub const SEP_ID: usize = 32;
     /// Id of `[MASK]`, or `NO_ID`.
     pub const MASK_ID: usize = 36;
-    /// Number of trie nodes.
-    pub const TRIE_NODES: usize = 40;
+    /// Slots of the piece index (a power of two larger than the vocabulary).
+    pub const INDEX_SLOTS: usize = 40;
     /// Offset of `piece_offsets`.
     pub const PIECE_OFFSETS: usize = 44;
     /// Offset of `scores`.
     pub const SCORES: usize = 48;
-    /// Offset of `trie_base`.
-    pub const TRIE_BASE: usize = 52;
-    /// Offset of `trie_check`.
-    pub const TRIE_CHECK: usize = 56;
-    /// Offset of `trie_value`.
-    pub const TRIE_VALUE: usize = 60;
+    /// Offset of `index`.
+    pub const INDEX: usize = 52;
+    /// Slots a lookup examines at most (every piece is found within them).
+    pub const INDEX_PROBES: usize = 56;
+    /// Reserved, zero.
+    pub const RESERVED_60: usize = 60;
     /// Offset of `types`.
     pub const TYPES: usize = 64;
     /// Offset of `piece_bytes`.
@@ -72,7 +73,7 @@ pub mod field {
     pub const CHARSMAP_LEN: usize = 80;
     /// Total section length in bytes.
     pub const TOTAL_LEN: usize = 84;
-    /// Start of the reserved bytes (88..96), which must be zero.
+    /// Start of the reserved bytes (88..96), which must be zero, as `RESERVED_60`.
     pub const RESERVED: usize = 88;
 }
 
@@ -86,15 +87,36 @@ pub const FLAG_REMOVE_SPACE: u32 = 1 << 2;
 pub const FLAG_ADD_DUMMY_PREFIX: u32 = 1 << 3;
 /// sentencepiece `normalizer_spec.remove_extra_whitespaces`.
 pub const FLAG_REMOVE_EXTRA_WHITESPACES: u32 = 1 << 4;
-/// sentencepiece `normalizer_spec.escape_whitespaces` (must be set in version 1).
+/// sentencepiece `normalizer_spec.escape_whitespaces` (must be set).
 pub const FLAG_ESCAPE_WHITESPACES: u32 = 1 << 5;
 /// All defined flag bits.
 pub const FLAGS_ALL: u32 = (1 << 6) - 1;
 
-/// "No such id" in the header and "no piece ends here" in `trie_value`.
+/// "No such id" in the header and an empty slot of `index`.
 pub const NO_ID: u32 = u32::MAX;
-/// `trie_check` of the root and of free slots.
-pub const TRIE_FREE: u32 = u32::MAX;
+/// The most slots a lookup may examine (`INDEX_PROBES`): the converter grows the
+/// table until every piece is within this many of its hash.
+pub const MAX_PROBES: u32 = 64;
+
+/// FNV-1a (32 bits) of `bytes`, the piece index's hash.
+pub const fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h = FNV_OFFSET;
+    let mut i = 0;
+    while i < bytes.len() {
+        h = fnv1a_step(h, bytes[i]);
+        i += 1;
+    }
+    h
+}
+
+/// FNV-1a's start value.
+pub const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+/// One byte of FNV-1a: `fnv1a(b"ab") == fnv1a_step(fnv1a_step(FNV_OFFSET, b'a'), b'b')`.
+#[inline]
+pub const fn fnv1a_step(h: u32, b: u8) -> u32 {
+    (h ^ b as u32).wrapping_mul(0x0100_0193)
+}
 
 /// sentencepiece piece types (`ModelProto.SentencePiece.Type`).
 pub mod piece_type {
@@ -108,7 +130,7 @@ pub mod piece_type {
     pub const USER_DEFINED: u8 = 4;
     /// Unused piece, skipped by segmentation.
     pub const UNUSED: u8 = 5;
-    /// Byte-fallback piece (not supported in version 1).
+    /// Byte-fallback piece (not supported).
     pub const BYTE: u8 = 6;
 }
 

@@ -30,7 +30,7 @@ pub mod layout;
 mod nfkd;
 
 use charsmap::Charsmap;
-use layout::{field, piece_type, NO_ID, TRIE_FREE};
+use layout::{field, piece_type, NO_ID};
 
 /// Why a tokenizer section was rejected by [`Tokenizer::from_section`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +58,8 @@ pub enum TokenizerError {
     /// The vocabulary cannot be segmented word by word (a piece with an inner `▁`, no `▁`
     /// piece, or an over-long user-defined symbol).
     UnsupportedVocab,
-    /// The piece trie is malformed or does not hold exactly the vocabulary.
-    BadTrie,
+    /// The piece index is malformed or does not hold exactly the vocabulary.
+    BadPieceIndex,
     /// The precompiled charsmap is malformed.
     BadCharsmap,
 }
@@ -78,7 +78,7 @@ impl core::fmt::Display for TokenizerError {
             TokenizerError::BadScore => "non-finite piece score",
             TokenizerError::BadSpecialId => "bad special-token id",
             TokenizerError::UnsupportedVocab => "vocabulary not supported",
-            TokenizerError::BadTrie => "bad piece trie",
+            TokenizerError::BadPieceIndex => "bad piece index",
             TokenizerError::BadCharsmap => "bad precompiled charsmap",
         })
     }
@@ -168,9 +168,16 @@ pub struct Tokenizer<'a> {
     pieces: &'a [u8],
     scores: &'a [u8],
     types: &'a [u8],
-    base: &'a [u8],
-    check: &'a [u8],
-    value: &'a [u8],
+    /// The piece index: `u32` ids by hash slot (see `layout`).
+    index: &'a [u8],
+    /// Its slot count (a power of two) and probe bound.
+    slots: usize,
+    probes: usize,
+    /// By first byte: the longest piece the segmentation may use (NORMAL or
+    /// USER_DEFINED), and the longest user-defined piece, in bytes (bounds of
+    /// the prefix searches).
+    longest: [u16; 256],
+    longest_user_defined: [u8; 256],
     charsmap: Charsmap<'a>,
     flags: u32,
     vocab: usize,
@@ -211,7 +218,7 @@ fn comma_rule_applies(text: &str) -> bool {
 impl<'a> Tokenizer<'a> {
     /// Validates a tokenizer section (see `docs/tokenizer-section.md`) and returns a view of
     /// it. Everything is checked: bounds, alignment, offsets, UTF-8 of every piece, piece
-    /// types and scores, special ids, the piece trie (it must hold exactly the vocabulary),
+    /// types and scores, special ids, the piece index (it must hold exactly the vocabulary),
     /// and the charsmap trie (every leaf must point at a UTF-8 string). Never panics.
     pub fn from_section(bytes: &'a [u8]) -> Result<Self, TokenizerError> {
         use TokenizerError as E;
@@ -226,6 +233,7 @@ impl<'a> Tokenizer<'a> {
             return Err(E::UnsupportedVersion);
         }
         if h(field::HEADER_LEN) as usize != layout::HEADER_LEN
+            || h(field::RESERVED_60) != 0
             || bytes.get(88..96).is_none_or(|r| r.iter().any(|&b| b != 0))
         {
             return Err(E::BadHeader);
@@ -242,9 +250,15 @@ impl<'a> Tokenizer<'a> {
         if vocab == 0 || vocab >= (1 << 28) {
             return Err(E::BadVocabSize);
         }
-        let nodes = h(field::TRIE_NODES) as usize;
-        if nodes == 0 || nodes >= (1 << 28) {
-            return Err(E::BadTrie);
+        let slots = h(field::INDEX_SLOTS) as usize;
+        let probes = h(field::INDEX_PROBES) as usize;
+        if !slots.is_power_of_two()
+            || slots <= vocab
+            || slots > (1 << 29)
+            || probes == 0
+            || probes > layout::MAX_PROBES as usize
+        {
+            return Err(E::BadPieceIndex);
         }
         // Arrays, in their canonical order: each aligned, after the previous one, in bounds.
         let mut cursor = layout::HEADER_LEN;
@@ -260,9 +274,7 @@ impl<'a> Tokenizer<'a> {
         };
         let offsets = array(field::PIECE_OFFSETS, (vocab + 1) * 4)?;
         let scores = array(field::SCORES, vocab * 4)?;
-        let base = array(field::TRIE_BASE, nodes * 4)?;
-        let check = array(field::TRIE_CHECK, nodes * 4)?;
-        let value = array(field::TRIE_VALUE, nodes * 4)?;
+        let index = array(field::INDEX, slots * 4)?;
         let types = array(field::TYPES, vocab)?;
         let pieces = array(field::PIECE_BYTES, h(field::PIECE_BYTES_LEN) as usize)?;
         let charsmap_blob = array(field::CHARSMAP, h(field::CHARSMAP_LEN) as usize)?;
@@ -275,9 +287,11 @@ impl<'a> Tokenizer<'a> {
             pieces,
             scores,
             types,
-            base,
-            check,
-            value,
+            index,
+            slots,
+            probes,
+            longest: [0; 256],
+            longest_user_defined: [0; 256],
             charsmap: Charsmap::empty(),
             flags,
             vocab,
@@ -323,10 +337,14 @@ impl<'a> Tokenizer<'a> {
                     if p.len() > 128 {
                         return Err(E::UnsupportedVocab);
                     }
+                    let first = &mut t.longest_user_defined[usize::from(p.as_bytes()[0])];
+                    *first = (*first).max(p.len() as u8);
                 }
                 _ => return Err(E::BadPieceType),
             }
             if matches!(ty, piece_type::NORMAL | piece_type::USER_DEFINED) {
+                let first = &mut t.longest[usize::from(p.as_bytes()[0])];
+                *first = (*first).max(u16::try_from(p.len()).map_err(|_| E::UnsupportedVocab)?);
                 if p.char_indices().any(|(at, c)| at > 0 && c == '\u{2581}') {
                     return Err(E::UnsupportedVocab);
                 }
@@ -360,7 +378,7 @@ impl<'a> Tokenizer<'a> {
         };
         (t.pad, t.cls, t.sep, t.mask) = (pad, cls, sep, mask);
 
-        t.validate_trie()?;
+        t.validate_index()?;
 
         t.charsmap = Charsmap::parse(charsmap_blob)?;
 
@@ -377,69 +395,90 @@ impl<'a> Tokenizer<'a> {
         Ok(t)
     }
 
-    /// Checks the double-array trie: every used slot has an in-range parent whose base
-    /// reaches it with a byte label; every piece walks to a node holding its id; no other
-    /// node holds a value. Linear in the trie size plus the total piece length.
-    fn validate_trie(&self) -> Result<(), TokenizerError> {
+    /// Checks the piece index: every slot empty or a piece id, as many filled slots as
+    /// pieces, and every piece found by [`Tokenizer::lookup`] (so each id is in it once,
+    /// within the probe bound of its hash). Linear in the slots plus the pieces' bytes
+    /// times the probe bound.
+    fn validate_index(&self) -> Result<(), TokenizerError> {
         use TokenizerError as E;
-        let nodes = self.base.len() / 4;
-        if rd_u32(self.check, 0) != Some(TRIE_FREE) {
-            return Err(E::BadTrie);
-        }
-        let mut values = 0usize;
-        for node in 0..nodes {
-            let v = rd_u32(self.value, node).ok_or(E::BadTrie)?;
-            let c = rd_u32(self.check, node).ok_or(E::BadTrie)?;
-            if v != NO_ID {
-                if v as usize >= self.vocab || c == TRIE_FREE {
-                    return Err(E::BadTrie);
-                }
-                values += 1;
-            }
-            if node != 0 && c != TRIE_FREE {
-                let parent_base = rd_u32(self.base, c as usize).ok_or(E::BadTrie)?;
-                match (node as u32).checked_sub(parent_base) {
-                    Some(label) if label < 256 => {}
-                    _ => return Err(E::BadTrie),
-                }
+        let mut filled = 0usize;
+        for slot in 0..self.slots {
+            match rd_u32(self.index, slot).ok_or(E::BadPieceIndex)? {
+                NO_ID => {}
+                id if (id as usize) < self.vocab => filled += 1,
+                _ => return Err(E::BadPieceIndex),
             }
         }
-        if values != self.vocab {
-            return Err(E::BadTrie);
+        if filled != self.vocab {
+            return Err(E::BadPieceIndex);
         }
         for id in 0..self.vocab as u32 {
             let p = self.piece(id).ok_or(E::BadPiece)?;
             if self.lookup(p.as_bytes()) != Some(id) {
-                return Err(E::BadTrie);
+                return Err(E::BadPieceIndex);
             }
         }
         Ok(())
     }
 
-    /// Child of trie node `s` by byte `b`.
+    /// The id of the piece `key` whose FNV-1a hash is `hash`: the slots from the
+    /// hash's, up to the first empty one, within the probe bound.
     #[inline]
-    fn child(&self, s: u32, b: u8) -> Option<u32> {
-        let t = rd_u32(self.base, s as usize)?.checked_add(b as u32)?;
-        if rd_u32(self.check, t as usize)? == s {
-            Some(t)
-        } else {
-            None
+    fn find(&self, hash: u32, key: &[u8]) -> Option<u32> {
+        let mask = self.slots - 1;
+        for i in 0..self.probes {
+            let id = rd_u32(self.index, (hash as usize).wrapping_add(i) & mask)?;
+            if id == NO_ID {
+                return None;
+            }
+            if self.piece_bytes(id) == Some(key) {
+                return Some(id);
+            }
         }
-    }
-
-    /// Id stored at trie node `t`.
-    #[inline]
-    fn node_value(&self, t: u32) -> Option<u32> {
-        rd_u32(self.value, t as usize).filter(|&v| v != NO_ID)
+        None
     }
 
     /// Exact piece lookup (`PieceToId` without the unknown fallback).
     fn lookup(&self, key: &[u8]) -> Option<u32> {
-        let mut s = 0u32;
-        for &b in key {
-            s = self.child(s, b)?;
+        self.find(layout::fnv1a(key), key)
+    }
+
+    /// The pieces that are prefixes of `text` and at most `max` bytes long, shortest
+    /// first: `(length in bytes, id)` (sentencepiece's common-prefix search). `max`
+    /// from [`Tokenizer::longest_from`] bounds the search to what may be found.
+    #[inline]
+    fn prefixes<'t>(
+        &'t self,
+        text: &'t [u8],
+        max: usize,
+    ) -> impl Iterator<Item = (usize, u32)> + 't {
+        let mut h = layout::FNV_OFFSET;
+        text.iter()
+            .take(max)
+            .enumerate()
+            .filter_map(move |(i, &b)| {
+                h = layout::fnv1a_step(h, b);
+                Some((i + 1, self.find(h, text.get(..=i)?)?))
+            })
+    }
+
+    /// The longest segmentation piece (`user_defined`: user-defined piece) that
+    /// starts with `text`'s first byte, in bytes; 0 for none.
+    #[inline]
+    fn longest_from(&self, text: &[u8], user_defined: bool) -> usize {
+        match text.first() {
+            Some(&b) if user_defined => usize::from(self.longest_user_defined[usize::from(b)]),
+            Some(&b) => usize::from(self.longest[usize::from(b)]),
+            None => 0,
         }
-        self.node_value(s)
+    }
+
+    /// The bytes of piece `id`.
+    #[inline]
+    fn piece_bytes(&self, id: u32) -> Option<&'a [u8]> {
+        let start = rd_u32(self.offsets, id as usize)? as usize;
+        let end = rd_u32(self.offsets, (id as usize).checked_add(1)?)? as usize;
+        self.pieces.get(start..end)
     }
 
     /// `PieceToId`: the id of a piece string, or the unknown id.
