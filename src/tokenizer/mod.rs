@@ -69,7 +69,9 @@ impl core::fmt::Display for TokenizerError {
         f.write_str(match self {
             TokenizerError::Truncated => "tokenizer section truncated",
             TokenizerError::BadMagic => "bad tokenizer section magic",
-            TokenizerError::UnsupportedVersion => "unsupported tokenizer section version",
+            TokenizerError::UnsupportedVersion => {
+                "unsupported tokenizer section version (convert the model again with this release's albert-convert)"
+            }
             TokenizerError::BadHeader => "bad tokenizer section header",
             TokenizerError::BadArray => "tokenizer array out of bounds, overlapping or misaligned",
             TokenizerError::BadVocabSize => "bad vocabulary size",
