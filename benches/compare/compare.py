@@ -4,7 +4,8 @@
 Run through `benches/compare/run.sh`, which builds the binaries, converts the model
 and installs onnxruntime into a private venv. Every engine runs in its own process
 (so each reports its own peak RSS) on the same batch-1 inputs, in interleaved rounds
-(engine A, B, C, ... then again), so machine noise hits all engines alike. The table
+(engine A, B, C, ... then again, each round starting one engine later: B, C, ..., A), so
+machine noise, and any cost of running first in a round, hits all engines alike. The table
 shows, per sequence length and thread count, the median over rounds of each engine's
 median latency, its ratio to ONNX Runtime int8, and peak RSS.
 """
@@ -111,7 +112,10 @@ def main():
     for r in range(a.rounds):
         for s in seqs:
             for t in threads:
-                for name, cmd in engines:
+                # Rotated each round: a slot that is slower on this machine (the first
+                # process after another engine's, measured up to 1.5x) is shared by all.
+                k = r % len(engines)
+                for name, cmd in engines[k:] + engines[:k]:
                     c = cmd(s, t)
                     if c is None:
                         continue
