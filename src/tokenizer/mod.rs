@@ -509,12 +509,8 @@ impl<'a> Tokenizer<'a> {
 
     /// The text of piece `id` (`None` if out of range).
     pub fn piece(&self, id: u32) -> Option<&'a str> {
-        let start = rd_u32(self.offsets, id as usize)? as usize;
-        let end = rd_u32(self.offsets, (id as usize).checked_add(1)?)? as usize;
-        if start >= end {
-            return None;
-        }
-        core::str::from_utf8(self.pieces.get(start..end)?).ok()
+        let b = self.piece_bytes(id).filter(|b| !b.is_empty())?;
+        core::str::from_utf8(b).ok()
     }
 
     /// Id of `[CLS]`.
