@@ -3,7 +3,7 @@
 //! correlations and squared error (regression), or accuracy over questions
 //! (multiple choice).
 
-use crate::text::{argmax, choice_logits, encode, Scratch};
+use crate::text::{argmax, choice_logits, encode, need_choices, Scratch};
 use albert_edge::{HeadKind, Model, ProblemType};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -144,8 +144,9 @@ pub fn read_tsv(path: &PathBuf) -> Result<Vec<Row>, String> {
 /// One multiple-choice question.
 pub struct Question {
     pub prompt: String,
-    /// The non-empty choices, each with its position among the choice columns.
-    pub choices: Vec<(usize, String)>,
+    /// The non-empty choices, and each one's position among the choice columns.
+    pub choices: Vec<String>,
+    pub positions: Vec<usize>,
     /// The position of the right choice, if labelled.
     pub label: Option<usize>,
 }
@@ -196,19 +197,17 @@ pub fn read_questions(path: &PathBuf) -> Result<Vec<Question>, String> {
         .map(|line| {
             let at = |e: String| format!("{}: line {}: {e}", t.path, line.0);
             let lead = header.map(|c| t.get(line, c)).transpose()?;
-            let mut choices = Vec::new();
+            let (mut choices, mut positions) = (Vec::new(), Vec::new());
             for (i, &c) in cols.iter().enumerate() {
                 let text = line.1.get(c).map_or("", |s| s.as_str());
                 if text.trim().is_empty() {
                     continue;
                 }
-                choices.push((
-                    i,
-                    match &lead {
-                        Some(h) => format!("{h} {text}"),
-                        None => text.to_string(),
-                    },
-                ));
+                choices.push(match &lead {
+                    Some(h) => format!("{h} {text}"),
+                    None => text.to_string(),
+                });
+                positions.push(i);
             }
             if choices.len() < 2 {
                 return Err(at("fewer than two choices".into()));
@@ -228,7 +227,7 @@ pub fn read_questions(path: &PathBuf) -> Result<Vec<Question>, String> {
                             )))
                         }
                     };
-                    if !choices.iter().any(|c| c.0 == i) {
+                    if !positions.contains(&i) {
                         return Err(at(format!(
                             "label {y:?} names no choice of this row (positions 0..{k}, empty ones left out)"
                         )));
@@ -240,6 +239,7 @@ pub fn read_questions(path: &PathBuf) -> Result<Vec<Question>, String> {
             Ok(Question {
                 prompt: t.get(line, prompt)?,
                 choices,
+                positions,
                 label,
             })
         })
@@ -580,9 +580,7 @@ fn eval_choices(a: &EvalArgs, m: &Model<'_>, tier: &Option<String>) -> Result<()
     let other = match &a.compare {
         Some(p) => {
             let other = crate::load(p, tier)?;
-            if other.config().head != HeadKind::SequenceClassification
-                || other.config().problem_type != ProblemType::MultipleChoice
-            {
+            if need_choices(&other, "eval").is_err() {
                 return Err(format!(
                     "{} is not a multiple-choice model as {} is",
                     p.display(),
@@ -599,9 +597,8 @@ fn eval_choices(a: &EvalArgs, m: &Model<'_>, tier: &Option<String>) -> Result<()
         let mut scratch = Scratch::new(m);
         let (mut picks, mut total_ms) = (Vec::with_capacity(questions.len()), 0.0);
         for q in &questions {
-            let texts: Vec<String> = q.choices.iter().map(|c| c.1.clone()).collect();
-            let (logits, _, ms) = choice_logits(m, &q.prompt, &texts, a.max_len, &mut scratch)?;
-            picks.push(q.choices[argmax(&logits)].0);
+            let (logits, _, ms) = choice_logits(m, &q.prompt, &q.choices, a.max_len, &mut scratch)?;
+            picks.push(q.positions[argmax(&logits)]);
             total_ms += ms;
             pb.inc(1);
         }

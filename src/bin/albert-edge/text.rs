@@ -388,7 +388,7 @@ pub fn need_choices(m: &Model<'_>, cmd: &str) -> Result<(), String> {
     need_head(m, HeadKind::SequenceClassification, cmd)?;
     if m.config().problem_type != ProblemType::MultipleChoice {
         return Err(format!(
-            "`{cmd}` needs a multiple-choice model (from AlbertForMultipleChoice); this one is a {} classifier",
+            "`{cmd}` needs a multiple-choice model (from AlbertForMultipleChoice); this one is a {} classifier: use `classify`",
             m.config().problem_type.name()
         ));
     }
@@ -421,13 +421,7 @@ pub fn choice_logits(
 /// and takes a softmax over the choices, as `AlbertForMultipleChoice` does
 /// over its `num_choices` rows.
 pub fn choose(m: &Model<'_>, a: &ChooseArgs) -> Result<(), String> {
-    need_choices(m, "choose").map_err(|e| {
-        if m.config().problem_type == ProblemType::MultipleChoice {
-            e
-        } else {
-            format!("{e}: use `classify`")
-        }
-    })?;
+    need_choices(m, "choose")?;
     if a.choices.len() < 2 {
         return Err("give two or more --choice".into());
     }
